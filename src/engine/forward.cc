@@ -1,0 +1,100 @@
+#include "engine/forward.h"
+
+#include <cstring>
+
+#include "io/error.h"
+#include "kernels/linear.h"
+#if __has_include("quant/kv_quant.h")
+#include "quant/kv_quant.h"
+#define IKV_HAVE_KV_QUANT 1
+#endif
+
+namespace ikv::engine {
+
+KVCache make_kv_cache(const model::Config& c, int64_t capacity, int kv_bits) {
+  if (kv_bits != 16 && (kv_bits < 2 || kv_bits > 8)) fail("kv_bits ", kv_bits, " is not supported (2..8 or 16)");
+  KVCache kv;
+  kv.n_layers = c.n_layers;
+  kv.n_kv_heads = c.n_kv_heads;
+  kv.head_dim = c.head_dim;
+  kv.capacity = capacity;
+  kv.kv_bits = kv_bits;
+  kv.k.assign(c.n_layers, std::vector<float>(c.n_kv_heads * capacity * c.head_dim));
+  kv.v.assign(c.n_layers, std::vector<float>(c.n_kv_heads * capacity * c.head_dim));
+  return kv;
+}
+
+Engine::Engine(const model::Weights& w)
+    : w_(w), rope_(kernels::make_rope_table(w.config.head_dim, w.config.max_pos, w.config.rope_theta)) {}
+
+void Engine::forward(KVCache& cache, const int32_t* tokens, int64_t n, std::vector<float>* logits,
+                     int64_t logits_from, const ForwardTaps& taps) const {
+  const model::Config& c = w_.config;
+  const int64_t D = c.dim, Q = c.q_dim(), KV = c.kv_dim(), Hd = c.head_dim, F = c.hidden;
+  const int64_t p0 = cache.len;
+  if (n <= 0) return;
+  if (p0 + n > cache.capacity) fail("forward: ", p0 + n, " positions exceed the KV cache capacity ", cache.capacity);
+  if (p0 + n > c.max_pos) fail("forward: position ", p0 + n - 1, " is beyond max_position_embeddings ", c.max_pos);
+
+  std::vector<float> x(n * D), xn(n * D), q(n * Q), k(n * KV), v(n * KV), att(n * Q), g(n * F), u(n * F);
+  for (int64_t t = 0; t < n; ++t) {
+    if (tokens[t] < 0 || tokens[t] >= c.vocab) fail("forward: token id ", tokens[t], " is outside the vocabulary");
+    std::memcpy(&x[t * D], &w_.embed[static_cast<int64_t>(tokens[t]) * D], D * sizeof(float));
+  }
+  if (taps.layer_outputs) taps.layer_outputs->assign(c.n_layers, {});
+  if (taps.attention_probs) taps.attention_probs->assign(c.n_layers, {});
+
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const model::LayerWeights& L = w_.layers[l];
+    // Attention block.
+    kernels::rmsnorm(x.data(), L.attn_norm.data(), n, D, c.norm_eps, xn.data());
+    kernels::linear_forward(L.q, xn.data(), n, q.data());
+    kernels::linear_forward(L.k, xn.data(), n, k.data());
+    kernels::linear_forward(L.v, xn.data(), n, v.data());
+#pragma omp parallel for if (n > 8)
+    for (int64_t t = 0; t < n; ++t) {
+      kernels::rope_apply(&q[t * Q], c.n_heads, Hd, p0 + t, rope_);
+      kernels::rope_apply(&k[t * KV], c.n_kv_heads, Hd, p0 + t, rope_);
+      for (int64_t h = 0; h < c.n_kv_heads; ++h) {
+        float* kd = cache.k_at(l, h, p0 + t);
+        float* vd = cache.v_at(l, h, p0 + t);
+        std::memcpy(kd, &k[t * KV + h * Hd], Hd * sizeof(float));
+        std::memcpy(vd, &v[t * KV + h * Hd], Hd * sizeof(float));
+#ifdef IKV_HAVE_KV_QUANT
+        // Every new token's K and V are quantized as they enter the cache (the reference's
+        // dynamic per-token, per-head quantizer).
+        if (cache.kv_bits < 16) {
+          quant::fake_quantize_kv(kd, Hd, cache.kv_bits);
+          quant::fake_quantize_kv(vd, Hd, cache.kv_bits);
+        }
+#endif
+      }
+    }
+    kernels::AttentionShape shape{n, p0, c.n_heads, c.n_kv_heads, Hd, cache.capacity};
+    float* probs = nullptr;
+    if (taps.attention_probs) {
+      (*taps.attention_probs)[l].resize(c.n_heads * n * (p0 + n));
+      probs = (*taps.attention_probs)[l].data();
+    }
+    kernels::attention(shape, q.data(), cache.k[l].data(), cache.v[l].data(), att.data(), probs);
+    kernels::linear_forward(L.o, att.data(), n, xn.data());
+    for (int64_t i = 0; i < n * D; ++i) x[i] += xn[i];
+    // Feed-forward block.
+    kernels::rmsnorm(x.data(), L.ffn_norm.data(), n, D, c.norm_eps, xn.data());
+    kernels::linear_forward(L.gate, xn.data(), n, g.data());
+    kernels::linear_forward(L.up, xn.data(), n, u.data());
+    kernels::swiglu(g.data(), u.data(), n * F);
+    kernels::linear_forward(L.down, g.data(), n, xn.data());
+    for (int64_t i = 0; i < n * D; ++i) x[i] += xn[i];
+    if (taps.layer_outputs) (*taps.layer_outputs)[l] = x;
+  }
+  cache.len = p0 + n;
+
+  if (!logits || logits_from >= n) return;
+  const int64_t m = n - logits_from;
+  kernels::rmsnorm(&x[logits_from * D], w_.final_norm.data(), m, D, c.norm_eps, xn.data());
+  logits->resize(m * c.vocab);
+  kernels::linear_forward(w_.lm_head, xn.data(), m, logits->data());
+}
+
+}  // namespace ikv::engine

@@ -1,0 +1,39 @@
+// The forward pass of a LLaMA model over a batch of new tokens appended to a KV cache, in the
+// order llama2.c reads: embed → per layer (rmsnorm, q/k/v, rope, attention, o, residual, rmsnorm,
+// SwiGLU FFN, residual) → final rmsnorm → logits. Speed lives in the kernels it calls.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "engine/kv_cache.h"
+#include "kernels/ops.h"
+#include "model/weights.h"
+
+namespace ikv::engine {
+
+// What a forward call may hand back besides logits (all optional).
+struct ForwardTaps {
+  // Decoder-layer outputs (the residual stream after each layer) [n_layers][n * dim].
+  std::vector<std::vector<float>>* layer_outputs = nullptr;
+  // Attention probabilities per layer [n_layers][n_heads * n * (p0 + n)].
+  std::vector<std::vector<float>>* attention_probs = nullptr;
+};
+
+class Engine {
+ public:
+  explicit Engine(const model::Weights& w);
+  const model::Weights& weights() const { return w_; }
+  const model::Config& config() const { return w_.config; }
+
+  // Runs tokens at positions cache.len .. cache.len+n-1 and appends their keys/values to the
+  // cache. logits receives [n - logits_from, vocab] for positions logits_from..n-1 (pass
+  // logits_from = n to skip the head entirely).
+  void forward(KVCache& cache, const int32_t* tokens, int64_t n, std::vector<float>* logits, int64_t logits_from = 0,
+               const ForwardTaps& taps = {}) const;
+
+ private:
+  const model::Weights& w_;
+  kernels::RopeTable rope_;
+};
+
+}  // namespace ikv::engine

@@ -1,0 +1,59 @@
+#include "exp/model_setup.h"
+
+#include <omp.h>
+
+#include <filesystem>
+
+#include "io/data_root.h"
+#include "io/error.h"
+
+namespace fs = std::filesystem;
+
+namespace ikv::exp {
+
+std::string resolve_model_path(const std::string& data_root, const std::string& model_arg) {
+  std::error_code ec;
+  if (!fs::exists(model_arg, ec) && !data_root.empty() && model_arg.find('/') == std::string::npos &&
+      fs::exists(fs::path(data_root) / "models" / model_arg, ec))
+    return (fs::path(data_root) / "models" / model_arg).string();
+  return io::data_file(data_root, model_arg);
+}
+
+LoadedModel load_model_verified(const std::string& data_root, const std::string& model_arg,
+                                const std::string& dtype) {
+  if (dtype != "fp32" && dtype != "bf16") fail("dtype '", dtype, "' is not supported (fp32, bf16)");
+  const std::string path = resolve_model_path(data_root, model_arg);
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    for (const auto& entry : fs::directory_iterator(path))
+      if (entry.is_regular_file()) io::verify_data_file(data_root, entry.path().string());
+  } else {
+    io::verify_data_file(data_root, path);
+  }
+  LoadedModel m;
+  m.weights = model::load_model(path);
+  m.tokenizer = std::make_unique<model::Tokenizer>(model::tokenizer_path_for(path));
+  if (m.tokenizer->vocab_size() != m.weights.config.vocab)
+    fail(model::tokenizer_path_for(path), ": tokenizer has ", m.tokenizer->vocab_size(), " pieces, the model ",
+         m.weights.config.vocab);
+  if (dtype == "bf16") model::convert_linears_to_bf16(m.weights);
+  return m;
+}
+
+std::string resolve_text_dataset(const std::string& data_root, const std::string& name) {
+  std::string rel = name;
+  if (name == "wikitext2") rel = "datasets/wikitext-2-raw/wiki.test.raw";
+  else if (name == "ptb") rel = "datasets/ptb/ptb.test.txt";
+  else if (name == "c4")
+    fail("c4: no copy of C4 ships with the data root; pass the path of a C4 validation shard as a text file");
+  const std::string path = io::data_file(data_root, rel);
+  io::verify_data_file(data_root, path);
+  return path;
+}
+
+void set_threads(int threads) {
+  if (threads < 0) fail("--threads ", threads, " must be >= 0");
+  if (threads > 0) omp_set_num_threads(threads);
+}
+
+}  // namespace ikv::exp

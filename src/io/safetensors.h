@@ -1,0 +1,68 @@
+// safetensors: 8-byte little-endian header length N, N bytes of JSON header
+// {"name": {"dtype": "F16", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {..}},
+// then the data buffer; offsets are relative to the start of the buffer. The parser trusts no
+// byte: every length, offset and shape is checked against the file before anything is read.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "io/mapped_file.h"
+
+namespace ikv::io {
+
+enum class DType { F32, F16, BF16, F64, I64, I32, I16, I8, U8, U16, U32 };
+const char* dtype_name(DType);
+size_t dtype_size(DType);
+
+struct TensorView {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  const uint8_t* data = nullptr;  // points into the mapped file
+  size_t nbytes = 0;
+  int64_t numel() const;
+};
+
+struct SafetensorsHeader {
+  std::vector<TensorView> tensors;  // in file order of their offsets
+  std::map<std::string, std::string> metadata;
+};
+
+// Parses and validates a whole safetensors image in memory. `path` names the file in errors.
+SafetensorsHeader parse_safetensors(const uint8_t* bytes, size_t size, const std::string& path);
+
+class SafetensorsFile {
+ public:
+  explicit SafetensorsFile(const std::string& path);
+  const std::string& path() const { return file_.path(); }
+  const std::vector<TensorView>& tensors() const { return header_.tensors; }
+  const std::map<std::string, std::string>& metadata() const { return header_.metadata; }
+  const TensorView* find(const std::string& name) const;
+  const TensorView& get(const std::string& name) const;  // Error naming the file and tensor
+
+ private:
+  MappedFile file_;
+  SafetensorsHeader header_;
+};
+
+// Converts F32/F16/BF16/F64 data to fp32. Other dtypes are an error naming the tensor.
+std::vector<float> to_f32(const TensorView& t, const std::string& path);
+// Checks a tensor's shape; the error names file, tensor, expected and actual shape.
+void expect_shape(const TensorView& t, const std::vector<int64_t>& shape, const std::string& path);
+std::string shape_str(const std::vector<int64_t>& shape);
+
+struct TensorToWrite {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  const void* data = nullptr;
+  size_t nbytes = 0;
+};
+// Writes atomically (temporary file + rename). Header padded with spaces to 8-byte alignment.
+void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                       const std::map<std::string, std::string>& metadata);
+
+}  // namespace ikv::io

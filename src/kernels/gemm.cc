@@ -1,0 +1,70 @@
+#include "kernels/gemm.h"
+
+#include <map>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <tuple>
+#include <vector>
+
+#include "io/dtype.h"
+
+namespace ikv::kernels {
+namespace {
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  return eng;
+}
+
+// One matmul primitive per (M, K, N, weight dtype), created once: building a oneDNN primitive
+// JIT-compiles code, far too slow to repeat per call.
+dnnl::matmul& matmul_primitive(int64_t M, int64_t K, int64_t N, dnnl::memory::data_type wt) {
+  using dt = dnnl::memory::data_type;
+  static std::mutex mu;
+  static std::map<std::tuple<int64_t, int64_t, int64_t, int>, dnnl::matmul> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  auto key = std::make_tuple(M, K, N, static_cast<int>(wt));
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  dnnl::memory::desc x_md({M, K}, wt, dnnl::memory::format_tag::ab);
+  // W is stored [N, K] row-major; as the [K, N] operand that is the "ba" layout.
+  dnnl::memory::desc w_md({K, N}, wt, dnnl::memory::format_tag::ba);
+  dnnl::memory::desc y_md({M, N}, dt::f32, dnnl::memory::format_tag::ab);
+  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(x_md, w_md, y_md), cpu_engine());
+  return cache.emplace(key, dnnl::matmul(pd)).first->second;
+}
+
+void run_matmul(const void* X, int64_t M, int64_t K, const void* W, int64_t N, float* Y,
+                dnnl::memory::data_type wt) {
+  using tag = dnnl::memory::format_tag;
+  dnnl::matmul& mm = matmul_primitive(M, K, N, wt);
+  dnnl::memory x_mem({{M, K}, wt, tag::ab}, cpu_engine(), const_cast<void*>(X));
+  dnnl::memory w_mem({{K, N}, wt, tag::ba}, cpu_engine(), const_cast<void*>(W));
+  dnnl::memory y_mem({{M, N}, dnnl::memory::data_type::f32, tag::ab}, cpu_engine(), Y);
+  dnnl::stream s(cpu_engine());
+  mm.execute(s, {{DNNL_ARG_SRC, x_mem}, {DNNL_ARG_WEIGHTS, w_mem}, {DNNL_ARG_DST, y_mem}});
+  s.wait();
+}
+
+}  // namespace
+
+void gemm_f32(const float* X, int64_t M, int64_t K, const float* W, int64_t N, float* Y) {
+  run_matmul(X, M, K, W, N, Y, dnnl::memory::data_type::f32);
+}
+
+void gemm_bf16(const float* X, int64_t M, int64_t K, const uint16_t* W, int64_t N, float* Y) {
+  std::vector<uint16_t> xb(static_cast<size_t>(M * K));
+  for (size_t i = 0; i < xb.size(); ++i) xb[i] = io::fp32_to_bf16(X[i]);
+  run_matmul(xb.data(), M, K, W, N, Y, dnnl::memory::data_type::bf16);
+}
+
+void gemm_reference(const float* X, int64_t M, int64_t K, const float* W, int64_t N, float* Y) {
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) {
+      double acc = 0;
+      for (int64_t k = 0; k < K; ++k) acc += static_cast<double>(X[m * K + k]) * W[n * K + k];
+      Y[m * N + n] = static_cast<float>(acc);
+    }
+}
+
+}  // namespace ikv::kernels

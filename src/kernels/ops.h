@@ -1,0 +1,39 @@
+// Element-wise and attention ops of the LLaMA forward pass, on row-major fp32 activations.
+// The attention op has a plain reference twin (attention_reference) that tests compare against.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace ikv::kernels {
+
+// out[t] = x[t] / sqrt(mean(x[t]²) + eps) * weight, for n rows of width d (HF LlamaRMSNorm).
+void rmsnorm(const float* x, const float* weight, int64_t n, int64_t d, float eps, float* out);
+
+// Rotary tables for positions [0, max_pos): cos/sin[p * half + i] for frequency i, computed as HF
+// does (inv_freq = 1 / theta^(2i/d) in fp32, angle = p · inv_freq in fp32).
+struct RopeTable {
+  int64_t half = 0, max_pos = 0;
+  std::vector<float> cos, sin;
+};
+RopeTable make_rope_table(int64_t head_dim, int64_t max_pos, float theta);
+// Rotates n_heads heads of one token in place at position pos, HF rotate_half layout
+// (pairs (i, i + d/2)).
+void rope_apply(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const RopeTable& rope);
+// The transpose of rope_apply (rotation by -angle), for backward passes.
+void rope_apply_inverse(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const RopeTable& rope);
+
+// h[i] = silu(gate[i]) * up[i], in place into gate.
+void swiglu(float* gate, const float* up, int64_t n);
+
+// Causal GQA attention of n new queries at positions p0 .. p0+n-1 over cache positions
+// 0 .. p0+n-1. q: [n, n_heads*d] (after RoPE), k/v cache: [n_kv_heads, cap, d], out: [n, n_heads*d].
+// If probs_out is non-null it receives the attention probabilities [n_heads, n, p0+n].
+struct AttentionShape {
+  int64_t n = 0, p0 = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, cap = 0;
+};
+void attention(const AttentionShape& s, const float* q, const float* k_cache, const float* v_cache, float* out,
+               float* probs_out = nullptr);
+void attention_reference(const AttentionShape& s, const float* q, const float* k_cache, const float* v_cache,
+                         float* out);
+
+}  // namespace ikv::kernels

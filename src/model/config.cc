@@ -1,0 +1,94 @@
+#include "model/config.h"
+
+#include <nlohmann/json.hpp>
+
+#include "io/error.h"
+
+namespace ikv::model {
+namespace {
+
+int64_t get_int(const nlohmann::json& j, const char* key, const std::string& path) {
+  if (!j.contains(key)) fail(path, ": missing key ", key);
+  const auto& v = j[key];
+  if (!v.is_number_integer()) fail(path, ": key ", key, " must be an integer, got ", v.dump());
+  return v.get<int64_t>();
+}
+
+}  // namespace
+
+Config parse_hf_config(const std::string& json_text, const std::string& path) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(json_text);
+  } catch (const nlohmann::json::exception& e) {
+    fail(path, ": bad JSON (", e.what(), ")");
+  }
+  if (!j.is_object()) fail(path, ": not a JSON object");
+  if (j.contains("model_type") && j["model_type"].is_string()) {
+    std::string mt = j["model_type"];
+    if (mt != "llama" && mt != "mistral")
+      fail(path, ": model_type '", mt, "' is not supported (llama, mistral)");
+  }
+  if (j.contains("hidden_act") && j["hidden_act"] != "silu")
+    fail(path, ": hidden_act ", j["hidden_act"].dump(), " is not supported (silu)");
+  Config c;
+  c.dim = get_int(j, "hidden_size", path);
+  c.hidden = get_int(j, "intermediate_size", path);
+  c.n_layers = get_int(j, "num_hidden_layers", path);
+  c.n_heads = get_int(j, "num_attention_heads", path);
+  c.n_kv_heads = j.contains("num_key_value_heads") && !j["num_key_value_heads"].is_null()
+                     ? get_int(j, "num_key_value_heads", path)
+                     : c.n_heads;
+  c.vocab = get_int(j, "vocab_size", path);
+  c.max_pos = j.contains("max_position_embeddings") ? get_int(j, "max_position_embeddings", path) : 2048;
+  c.head_dim = j.contains("head_dim") && !j["head_dim"].is_null() ? get_int(j, "head_dim", path)
+                                                                    : (c.n_heads ? c.dim / c.n_heads : 0);
+  if (j.contains("rms_norm_eps")) {
+    if (!j["rms_norm_eps"].is_number()) fail(path, ": key rms_norm_eps must be a number");
+    c.norm_eps = j["rms_norm_eps"].get<float>();
+  }
+  // transformers >= 5 writes rope_parameters.rope_theta; older checkpoints a top-level rope_theta.
+  const nlohmann::json* theta = nullptr;
+  if (j.contains("rope_parameters") && j["rope_parameters"].is_object() &&
+      j["rope_parameters"].contains("rope_theta"))
+    theta = &j["rope_parameters"]["rope_theta"];
+  else if (j.contains("rope_theta"))
+    theta = &j["rope_theta"];
+  if (theta) {
+    if (!theta->is_number()) fail(path, ": rope_theta must be a number");
+    c.rope_theta = theta->get<float>();
+  }
+  for (const char* k : {"rope_scaling"}) {
+    if (j.contains(k) && !j[k].is_null()) fail(path, ": ", k, " is not supported");
+  }
+  if (j.contains("rope_parameters") && j["rope_parameters"].is_object() &&
+      j["rope_parameters"].value("rope_type", "default") != "default")
+    fail(path, ": rope_type ", j["rope_parameters"]["rope_type"].dump(), " is not supported");
+  c.tied_embeddings = j.value("tie_word_embeddings", false);
+  if (j.contains("bos_token_id") && j["bos_token_id"].is_number_integer()) c.bos_id = j["bos_token_id"];
+  if (j.contains("eos_token_id") && j["eos_token_id"].is_number_integer()) c.eos_id = j["eos_token_id"];
+  validate_config(c, path);
+  return c;
+}
+
+void validate_config(const Config& c, const std::string& path) {
+  auto positive = [&](int64_t v, const char* what) {
+    if (v <= 0 || v > (int64_t{1} << 24)) fail(path, ": ", what, " = ", v, " is out of range");
+  };
+  positive(c.dim, "hidden_size");
+  positive(c.hidden, "intermediate_size");
+  positive(c.n_layers, "num_hidden_layers");
+  positive(c.n_heads, "num_attention_heads");
+  positive(c.n_kv_heads, "num_key_value_heads");
+  positive(c.head_dim, "head_dim");
+  positive(c.vocab, "vocab_size");
+  positive(c.max_pos, "max_position_embeddings");
+  if (c.n_heads % c.n_kv_heads != 0)
+    fail(path, ": num_attention_heads ", c.n_heads, " is not a multiple of num_key_value_heads ", c.n_kv_heads);
+  if (c.head_dim % 2 != 0) fail(path, ": head_dim ", c.head_dim, " must be even for RoPE");
+  if (!(c.norm_eps > 0)) fail(path, ": rms_norm_eps must be positive");
+  if (!(c.rope_theta > 0)) fail(path, ": rope_theta must be positive");
+  if (c.bos_id < 0 || c.bos_id >= c.vocab) fail(path, ": bos_token_id ", c.bos_id, " is outside the vocabulary");
+}
+
+}  // namespace ikv::model

@@ -1,0 +1,201 @@
+#include "model/weights.h"
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "io/dtype.h"
+#include "io/error.h"
+#include "io/mapped_file.h"
+#include "io/safetensors.h"
+#include "io/sha256.h"
+#include "model/llama2c.h"
+
+namespace fs = std::filesystem;
+
+namespace ikv::model {
+namespace {
+
+// Where each tensor lives: one file, or the shards named by model.safetensors.index.json.
+struct TensorSource {
+  std::vector<std::unique_ptr<io::SafetensorsFile>> files;
+  std::map<std::string, const io::SafetensorsFile*> by_name;
+
+  std::vector<float> read(const std::string& name, const std::vector<int64_t>& shape) const {
+    auto it = by_name.find(name);
+    if (it == by_name.end()) {
+      const std::string where = files.size() == 1 ? files[0]->path() : "model.safetensors.index.json";
+      fail(where, ": missing tensor ", name);
+    }
+    const io::TensorView& t = it->second->get(name);
+    io::expect_shape(t, shape, it->second->path());
+    return io::to_f32(t, it->second->path());
+  }
+};
+
+TensorSource open_tensors(const fs::path& dir) {
+  TensorSource src;
+  fs::path single = dir / "model.safetensors", index = dir / "model.safetensors.index.json";
+  std::error_code ec;
+  if (fs::exists(index, ec)) {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(io::read_text_file(index.string()));
+    } catch (const nlohmann::json::exception& e) {
+      fail(index.string(), ": bad JSON (", e.what(), ")");
+    }
+    if (!j.contains("weight_map") || !j["weight_map"].is_object()) fail(index.string(), ": no weight_map object");
+    std::map<std::string, const io::SafetensorsFile*> shard_by_file;
+    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+      if (!it.value().is_string()) fail(index.string(), ": weight_map entry ", it.key(), " is not a file name");
+      std::string file = it.value();
+      if (file.find('/') != std::string::npos || file.find("..") != std::string::npos)
+        fail(index.string(), ": shard name '", file, "' must be a plain file name");
+      if (!shard_by_file.count(file)) {
+        src.files.push_back(std::make_unique<io::SafetensorsFile>((dir / file).string()));
+        shard_by_file[file] = src.files.back().get();
+      }
+      const io::SafetensorsFile* shard = shard_by_file[file];
+      if (!shard->find(it.key())) fail(shard->path(), ": missing tensor ", it.key(), " (listed in the index)");
+      src.by_name[it.key()] = shard;
+    }
+  } else if (fs::exists(single, ec)) {
+    src.files.push_back(std::make_unique<io::SafetensorsFile>(single.string()));
+    for (const auto& t : src.files[0]->tensors()) src.by_name[t.name] = src.files[0].get();
+  } else {
+    fail(dir.string(), ": no model.safetensors or model.safetensors.index.json");
+  }
+  return src;
+}
+
+kernels::Linear make_linear(std::vector<float> w, int64_t out, int64_t in) {
+  kernels::Linear l;
+  l.out = out;
+  l.in = in;
+  l.w = std::move(w);
+  return l;
+}
+
+std::string fingerprint_of(const Config& c, const std::vector<std::string>& files) {
+  std::string s = "dim=" + std::to_string(c.dim) + ";hidden=" + std::to_string(c.hidden) +
+                  ";layers=" + std::to_string(c.n_layers) + ";heads=" + std::to_string(c.n_heads) + "/" +
+                  std::to_string(c.n_kv_heads) + ";head_dim=" + std::to_string(c.head_dim) +
+                  ";vocab=" + std::to_string(c.vocab) + ";";
+  for (const auto& f : files) s += io::file_sha256_cached(f) + ";";
+  return io::sha256_hex(s);
+}
+
+Weights load_hf_folder(const fs::path& dir) {
+  const std::string config_path = (dir / "config.json").string();
+  Weights w;
+  w.config = parse_hf_config(io::read_text_file(config_path), config_path);
+  const Config& c = w.config;
+  TensorSource src = open_tensors(dir);
+  const int64_t D = c.dim, H = c.hidden, Q = c.q_dim(), KV = c.kv_dim();
+  w.embed = src.read("model.embed_tokens.weight", {c.vocab, D});
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    LayerWeights L;
+    L.attn_norm = src.read(p + "input_layernorm.weight", {D});
+    L.ffn_norm = src.read(p + "post_attention_layernorm.weight", {D});
+    L.q = make_linear(src.read(p + "self_attn.q_proj.weight", {Q, D}), Q, D);
+    L.k = make_linear(src.read(p + "self_attn.k_proj.weight", {KV, D}), KV, D);
+    L.v = make_linear(src.read(p + "self_attn.v_proj.weight", {KV, D}), KV, D);
+    L.o = make_linear(src.read(p + "self_attn.o_proj.weight", {D, Q}), D, Q);
+    L.gate = make_linear(src.read(p + "mlp.gate_proj.weight", {H, D}), H, D);
+    L.up = make_linear(src.read(p + "mlp.up_proj.weight", {H, D}), H, D);
+    L.down = make_linear(src.read(p + "mlp.down_proj.weight", {D, H}), D, H);
+    w.layers.push_back(std::move(L));
+  }
+  w.final_norm = src.read("model.norm.weight", {D});
+  // Tied checkpoints have no lm_head.weight (HF convention); an untied one must have it.
+  if (src.by_name.count("lm_head.weight") && !c.tied_embeddings)
+    w.lm_head = make_linear(src.read("lm_head.weight", {c.vocab, D}), c.vocab, D);
+  else if (c.tied_embeddings)
+    w.lm_head = make_linear(w.embed, c.vocab, D);
+  else
+    src.read("lm_head.weight", {c.vocab, D});  // raises "missing tensor lm_head.weight"
+  std::vector<std::string> files = {config_path};
+  for (const auto& f : src.files) files.push_back(f->path());
+  w.fingerprint = fingerprint_of(c, files);
+  return w;
+}
+
+Weights load_llama2c(const std::string& path) {
+  Llama2cCheckpoint ck = read_llama2c(path);
+  Weights w;
+  w.config = ck.config;
+  const Config& c = w.config;
+  const int64_t D = c.dim, H = c.hidden, Q = c.q_dim(), KV = c.kv_dim();
+  w.embed = std::move(ck.embed);
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    auto& s = ck.layers[l];
+    LayerWeights L;
+    L.attn_norm = std::move(s.attn_norm);
+    L.ffn_norm = std::move(s.ffn_norm);
+    L.q = make_linear(std::move(s.wq), Q, D);
+    L.k = make_linear(std::move(s.wk), KV, D);
+    L.v = make_linear(std::move(s.wv), KV, D);
+    L.o = make_linear(std::move(s.wo), D, Q);
+    L.gate = make_linear(std::move(s.w1), H, D);
+    L.up = make_linear(std::move(s.w3), H, D);
+    L.down = make_linear(std::move(s.w2), D, H);
+    w.layers.push_back(std::move(L));
+  }
+  w.final_norm = std::move(ck.final_norm);
+  w.lm_head = make_linear(ck.wcls.empty() ? w.embed : std::move(ck.wcls), c.vocab, D);
+  w.fingerprint = fingerprint_of(c, {path});
+  return w;
+}
+
+}  // namespace
+
+Weights load_model(const std::string& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) fail(path, ": model not found");
+  Weights w = fs::is_directory(path, ec) ? load_hf_folder(path) : load_llama2c(path);
+  w.source = path;
+  return w;
+}
+
+void convert_linears_to_bf16(Weights& w) {
+  std::vector<kernels::Linear*> all;
+  for (auto& nl : named_linears(w)) all.push_back(nl.linear);
+  all.push_back(&w.lm_head);
+  for (kernels::Linear* lp : all) {
+    kernels::Linear& l = *lp;
+    if (l.w.empty()) continue;
+    l.w_bf16.resize(l.w.size());
+    for (size_t i = 0; i < l.w.size(); ++i) l.w_bf16[i] = io::fp32_to_bf16(l.w[i]);
+    l.w.clear();
+    l.w.shrink_to_fit();
+  }
+}
+
+std::string tokenizer_path_for(const std::string& model_path) {
+  fs::path p(model_path);
+  std::error_code ec;
+  fs::path dir = fs::is_directory(p, ec) ? p : p.parent_path();
+  for (fs::path cand : {dir / "tokenizer.model", dir / "tok512.model", dir.parent_path() / "tokenizer.model"})
+    if (fs::exists(cand, ec)) return cand.string();
+  fail(model_path, ": no tokenizer.model next to the model");
+}
+
+std::vector<NamedLinear> named_linears(Weights& w) {
+  std::vector<NamedLinear> out;
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    LayerWeights& L = w.layers[l];
+    out.push_back({p + "self_attn.q_proj.weight", &L.q});
+    out.push_back({p + "self_attn.k_proj.weight", &L.k});
+    out.push_back({p + "self_attn.v_proj.weight", &L.v});
+    out.push_back({p + "self_attn.o_proj.weight", &L.o});
+    out.push_back({p + "mlp.gate_proj.weight", &L.gate});
+    out.push_back({p + "mlp.up_proj.weight", &L.up});
+    out.push_back({p + "mlp.down_proj.weight", &L.down});
+  }
+  return out;
+}
+
+}  // namespace ikv::model

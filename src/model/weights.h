@@ -1,0 +1,46 @@
+// A LLaMA model's weights in compute form. Norm weights and embeddings are fp32; the linears are
+// kernels::Linear so that quantizers can replace them with packed low-bit matrices in place.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "kernels/linear.h"
+#include "model/config.h"
+
+namespace ikv::model {
+
+struct LayerWeights {
+  std::vector<float> attn_norm, ffn_norm;  // [dim]
+  kernels::Linear q, k, v, o;              // q [q_dim, dim], k/v [kv_dim, dim], o [dim, q_dim]
+  kernels::Linear gate, up, down;          // gate/up [hidden, dim], down [dim, hidden]
+};
+
+struct Weights {
+  Config config;
+  std::vector<float> embed;  // [vocab, dim]
+  std::vector<LayerWeights> layers;
+  std::vector<float> final_norm;  // [dim]
+  kernels::Linear lm_head;        // [vocab, dim]; a copy of embed when tied
+  std::string source;             // folder or file it was read from
+  std::string fingerprint;        // sha256 over the config and weight files' digests
+};
+
+enum class ComputeType { F32, BF16 };
+
+// Loads an HF folder (config.json + model.safetensors or model.safetensors.index.json shards,
+// F32/F16/BF16) or a llama2.c .bin file. Every inconsistency is an Error naming file and tensor.
+Weights load_model(const std::string& path);
+// Converts the dense linears to bf16 storage (the bf16 compute option).
+void convert_linears_to_bf16(Weights& w);
+
+// The tokenizer file that belongs to a model path (folder/tokenizer.model, or beside a .bin).
+std::string tokenizer_path_for(const std::string& model_path);
+
+// The linears of a model by their HF names, in a fixed order (for quantizers and reports).
+struct NamedLinear {
+  std::string name;
+  kernels::Linear* linear;
+};
+std::vector<NamedLinear> named_linears(Weights& w);
+
+}  // namespace ikv::model

@@ -1,0 +1,76 @@
+// Fast ops against their plain reference twins.
+#include <cmath>
+#include <random>
+
+#include "io/dtype.h"
+#include "kernels/gemm.h"
+#include "kernels/ops.h"
+#include "test_util.h"
+
+using namespace ikv;
+
+namespace {
+std::vector<float> randn(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> d;
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+}  // namespace
+
+TEST_CASE("oneDNN fp32/bf16 GEMM against the reference on awkward shapes") {
+  for (auto [M, K, N] : {std::tuple{1, 64, 5}, {7, 136, 67}, {130, 384, 300}, {512, 64, 1}}) {
+    auto X = randn(M * K, 1), W = randn(N * K, 2);
+    std::vector<float> y(M * N), ref(M * N);
+    kernels::gemm_f32(X.data(), M, K, W.data(), N, y.data());
+    kernels::gemm_reference(X.data(), M, K, W.data(), N, ref.data());
+    // fp32 accumulation of K products of N(0,1) values: error ~ sqrt(K) * 2^-24 * sqrt(K) scale;
+    // 1e-4 * sqrt(K) bounds it with a wide margin.
+    for (size_t i = 0; i < y.size(); ++i) REQUIRE(std::fabs(y[i] - ref[i]) < 1e-4 * std::sqrt(K));
+    std::vector<uint16_t> Wb(W.size());
+    std::vector<float> Wr(W.size()), Xr(X.size());
+    for (size_t i = 0; i < W.size(); ++i) Wb[i] = io::fp32_to_bf16(W[i]), Wr[i] = io::bf16_to_fp32(Wb[i]);
+    for (size_t i = 0; i < X.size(); ++i) Xr[i] = io::bf16_to_fp32(io::fp32_to_bf16(X[i]));
+    kernels::gemm_bf16(X.data(), M, K, Wb.data(), N, y.data());
+    kernels::gemm_reference(Xr.data(), M, K, Wr.data(), N, ref.data());  // same bf16-rounded inputs
+    for (size_t i = 0; i < y.size(); ++i) REQUIRE(std::fabs(y[i] - ref[i]) < 1e-4 * std::sqrt(K));
+  }
+}
+
+TEST_CASE("Eigen attention against the naive reference (GQA, prefix offset, one query)") {
+  for (auto [n, p0, heads, kv, d] : {std::tuple{5, 0, 8, 4, 8}, {1, 9, 8, 2, 64}, {17, 3, 4, 4, 16}}) {
+    const int64_t cap = p0 + n + 2;
+    kernels::AttentionShape s{n, p0, heads, kv, d, cap};
+    auto q = randn(n * heads * d, 3), k = randn(kv * cap * d, 4), v = randn(kv * cap * d, 5);
+    std::vector<float> out(n * heads * d), ref(out.size());
+    kernels::attention(s, q.data(), k.data(), v.data(), out.data());
+    kernels::attention_reference(s, q.data(), k.data(), v.data(), ref.data());
+    for (size_t i = 0; i < out.size(); ++i) REQUIRE(std::fabs(out[i] - ref[i]) < 1e-5);
+  }
+}
+
+TEST_CASE("RoPE is a rotation: inverse undoes it, norms are kept, position 0 is identity") {
+  auto table = kernels::make_rope_table(64, 128, 10000.f);
+  auto x = randn(4 * 64, 7), y = x;
+  kernels::rope_apply(y.data(), 4, 64, 0, table);
+  CHECK(y == x);
+  kernels::rope_apply(y.data(), 4, 64, 77, table);
+  double nx = 0, ny = 0;
+  for (size_t i = 0; i < x.size(); ++i) nx += x[i] * x[i], ny += y[i] * y[i];
+  CHECK(std::fabs(nx - ny) < 1e-3);
+  kernels::rope_apply_inverse(y.data(), 4, 64, 77, table);
+  for (size_t i = 0; i < x.size(); ++i) REQUIRE(std::fabs(x[i] - y[i]) < 1e-5);
+}
+
+TEST_CASE("rmsnorm and swiglu against closed forms") {
+  std::vector<float> x = {3, 4}, w = {1, 2}, out(2);
+  kernels::rmsnorm(x.data(), w.data(), 1, 2, 0.0f, out.data());
+  const float r = std::sqrt(12.5f);
+  CHECK(out[0] == doctest::Approx(3 / r));
+  CHECK(out[1] == doctest::Approx(8 / r));
+  std::vector<float> g = {0, 2}, u = {5, 3};
+  kernels::swiglu(g.data(), u.data(), 2);
+  CHECK(g[0] == 0);
+  CHECK(g[1] == doctest::Approx(2 / (1 + std::exp(-2.0)) * 3));
+}
