@@ -1,0 +1,105 @@
+#include "bench_engine.h"
+
+#include <omp.h>
+
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "engine/forward.h"
+#include "eval/perplexity.h"
+#include "exp/model_setup.h"
+#include "io/mapped_file.h"
+#include "kernels/gemm.h"
+
+using namespace ikv;
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Useful flops per token of a window of ctx tokens: 2 per weight of every linear and the head,
+// plus QKᵀ and PV over the causal half of the window.
+double flops_per_token(const model::Config& c, int64_t ctx) {
+  const double linear = c.n_layers * (double(c.dim) * (c.q_dim() + 2 * c.kv_dim()) + double(c.q_dim()) * c.dim +
+                                      3.0 * c.dim * c.hidden) +
+                        double(c.vocab) * c.dim;
+  const double attention = c.n_layers * 4.0 * c.n_heads * c.head_dim * (ctx / 2.0);
+  return 2 * linear + attention;
+}
+
+struct GemmRow {
+  int64_t M, K, N;
+  double gflops;
+};
+
+GemmRow bench_gemm(int64_t M, int64_t K, int64_t N) {
+  std::mt19937 rng(0);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<float> X(M * K), W(N * K), Y(M * N);
+  for (auto& v : X) v = u(rng);
+  for (auto& v : W) v = u(rng);
+  kernels::gemm_f32(X.data(), M, K, W.data(), N, Y.data());  // JIT + warm-up
+  int reps = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  while (reps < 3 || seconds_since(t0) < 0.5) {
+    kernels::gemm_f32(X.data(), M, K, W.data(), N, Y.data());
+    ++reps;
+  }
+  return {M, K, N, 2.0 * M * K * N * reps / seconds_since(t0) / 1e9};
+}
+
+}  // namespace
+
+int bench_engine(bool json, const std::string& data_root) {
+  const int max_threads = omp_get_max_threads();
+  double peak = 0;
+  std::printf("FP32 GEMM (oneDNN), %d threads\n%-8s %-14s %10s\n", max_threads, "M", "K x N", "GFLOP/s");
+  for (auto [K, N] : {std::pair<int64_t, int64_t>{4096, 4096}, {4096, 11008}, {11008, 4096}}) {
+    GemmRow r = bench_gemm(512, K, N);
+    peak = std::max(peak, r.gflops);
+    std::printf("%-8lld %-14s %10.1f\n", (long long)r.M, (std::to_string(K) + "x" + std::to_string(N)).c_str(), r.gflops);
+    if (json)
+      std::printf("%s\n", nlohmann::json({{"bench", "gemm_f32"}, {"M", r.M}, {"K", K}, {"N", N}, {"gflops", r.gflops}})
+                              .dump()
+                              .c_str());
+  }
+
+  const int64_t ctx = 512, windows = 4;
+  std::printf("\nPerplexity throughput, testbed-26M, WikiText-2, ctx %lld, %lld windows\n", (long long)ctx,
+              (long long)windows);
+  std::printf("%-6s %-8s %12s %10s %14s\n", "dtype", "threads", "tokens/s", "GFLOP/s", "vs GEMM peak");
+  std::vector<int32_t> stream;
+  for (const char* dtype : {"fp32", "bf16"}) {
+    exp::LoadedModel m = exp::load_model_verified(data_root, "testbed-26M", dtype);
+    if (stream.empty())
+      stream = eval::perplexity_stream(
+          *m.tokenizer, io::read_text_file(exp::resolve_text_dataset(data_root, "wikitext2")).substr(0, 200000),
+          m.weights.config.bos_id);
+    engine::Engine eng(m.weights);
+    for (int threads : {1, max_threads}) {
+      omp_set_num_threads(threads);
+      eval::PerplexityOptions opt;
+      opt.ctx = ctx;
+      opt.windows = 1;
+      opt.progress = false;
+      eval::perplexity(eng, stream, opt);  // warm-up: JIT and page faults
+      opt.windows = windows;
+      eval::PerplexityResult r = eval::perplexity(eng, stream, opt);
+      const double gflops = r.tokens_per_second * flops_per_token(m.weights.config, ctx) / 1e9;
+      std::printf("%-6s %-8d %12.0f %10.1f %13.2fx\n", dtype, threads, r.tokens_per_second, gflops, peak / gflops);
+      if (json)
+        std::printf("%s\n", nlohmann::json({{"bench", "ppl"}, {"dtype", dtype}, {"threads", threads},
+                                            {"tokens_per_second", r.tokens_per_second}, {"gflops", gflops},
+                                            {"gemm_peak_gflops", peak}, {"peak_over_engine", peak / gflops}})
+                                .dump()
+                                .c_str());
+      if (threads == max_threads) break;
+    }
+  }
+  omp_set_num_threads(max_threads);
+  return 0;
+}

@@ -1,0 +1,61 @@
+// The loglikelihood scorer behind every multiple-choice task (lm-evaluation-harness semantics).
+// A request (context, continuation) is encoded as lm-eval's _encode_pair does: trailing spaces of
+// the context move to the continuation, context_enc = encode(context), continuation_enc =
+// encode(context + continuation)[len(context_enc):]. The model input is <bos> + context_enc +
+// continuation_enc (the <bos> that LLaMA models are trained with, and that an IntactKV prefix
+// stands in for). Over-long inputs lose context tokens from the left (after <bos>), as lm-eval
+// truncates. Requests with the same context share one forward pass of it (KV reuse).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "engine/forward.h"
+#include "eval/requests.h"
+#include "intactkv/prefix.h"
+#include "model/tokenizer.h"
+
+namespace ikv::eval {
+
+struct ScorerOptions {
+  int64_t max_ctx = 0;  // 0 = the model's max_position_embeddings
+  int kv_bits = 16;
+  bool quantize_prefix = false;
+};
+
+struct ScorerStats {
+  int64_t tokens_evaluated = 0;  // tokens run through the model
+  int64_t tokens_naive = 0;      // tokens a scorer without context reuse would run
+  int64_t requests = 0;
+};
+
+class LoglikelihoodScorer {
+ public:
+  LoglikelihoodScorer(const engine::Engine& eng, const model::Tokenizer& tok, ScorerOptions opt,
+                      const intactkv::Prefix* prefix = nullptr);
+  std::vector<LoglikResult> score(const std::vector<LoglikRequest>& requests);
+  int64_t count_tokens(const std::string& text) const { return static_cast<int64_t>(tok_.encode(text).size()); }
+  const ScorerStats& stats() const { return stats_; }
+  int64_t max_ctx() const { return max_ctx_; }
+
+ private:
+  const engine::Engine& eng_;
+  const model::Tokenizer& tok_;
+  ScorerOptions opt_;
+  const intactkv::Prefix* prefix_;
+  int64_t max_ctx_;
+  engine::KVCache cache_;
+  ScorerStats stats_;
+};
+
+// The same answers by brute force: every request scored on its own with a fresh cache (the
+// reference twin that tests compare the shared-context scorer against).
+std::vector<LoglikResult> score_brute_force(const engine::Engine& eng, const model::Tokenizer& tok,
+                                            const std::vector<LoglikRequest>& requests, const ScorerOptions& opt,
+                                            const intactkv::Prefix* prefix = nullptr);
+
+// lm-eval's _encode_pair: (context tokens, continuation tokens).
+std::pair<std::vector<int32_t>, std::vector<int32_t>> encode_pair(const model::Tokenizer& tok,
+                                                                    const std::string& context,
+                                                                    const std::string& continuation);
+
+}  // namespace ikv::eval
