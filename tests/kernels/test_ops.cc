@@ -20,7 +20,11 @@ std::vector<float> randn(size_t n, uint64_t seed) {
 }  // namespace
 
 TEST_CASE("oneDNN fp32/bf16 GEMM against the reference on awkward shapes") {
-  for (auto [M, K, N] : {std::tuple{1, 64, 5}, {7, 136, 67}, {130, 384, 300}, {512, 64, 1}}) {
+  struct Shape {
+    int64_t M, K, N;
+  };
+  for (Shape sh : {Shape{1, 64, 5}, Shape{7, 136, 67}, Shape{130, 384, 300}, Shape{512, 64, 1}}) {
+    const int64_t M = sh.M, K = sh.K, N = sh.N;
     auto X = randn(M * K, 1), W = randn(N * K, 2);
     std::vector<float> y(M * N), ref(M * N);
     kernels::gemm_f32(X.data(), M, K, W.data(), N, y.data());
@@ -39,7 +43,11 @@ TEST_CASE("oneDNN fp32/bf16 GEMM against the reference on awkward shapes") {
 }
 
 TEST_CASE("Eigen attention against the naive reference (GQA, prefix offset, one query)") {
-  for (auto [n, p0, heads, kv, d] : {std::tuple{5, 0, 8, 4, 8}, {1, 9, 8, 2, 64}, {17, 3, 4, 4, 16}}) {
+  struct Case {
+    int64_t n, p0, heads, kv, d;
+  };
+  for (Case c : {Case{5, 0, 8, 4, 8}, Case{1, 9, 8, 2, 64}, Case{17, 3, 4, 4, 16}}) {
+    const int64_t n = c.n, p0 = c.p0, heads = c.heads, kv = c.kv, d = c.d;
     const int64_t cap = p0 + n + 2;
     kernels::AttentionShape s{n, p0, heads, kv, d, cap};
     auto q = randn(n * heads * d, 3), k = randn(kv * cap * d, 4), v = randn(kv * cap * d, 5);

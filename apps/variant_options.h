@@ -1,0 +1,23 @@
+// Command-line flags that choose a variant (model, quantizer, KV bits, IntactKV), shared by the
+// ikv-eval subcommands.
+#pragma once
+#include <CLI/CLI.hpp>
+
+#include "exp/variant.h"
+
+namespace ikv::cli {
+
+inline void add_variant_options(CLI::App* app, exp::VariantSpec& v) {
+  app->add_option("-m,--model", v.model, "HF model folder or llama2.c .bin (path or data-root name)")->required();
+  app->add_option("--dtype", v.dtype, "dense compute dtype: fp32 | bf16");
+  app->add_option("--quant", v.quant.method, "weight quantizer: fp | rtn");
+  app->add_option("--wbits", v.quant.wbits, "weight bits (2..8)");
+  app->add_option("--group", v.quant.group, "quantization group size (-1 = per channel)");
+  app->add_flag("--sym", v.quant.sym, "symmetric weight quantization");
+  app->add_option("--kv-bits", v.kv_bits, "KV-cache bits (2..8, 16 = off)");
+  app->add_option("--intactkv", v.intactkv, "none | bos | vicuna | prompt:TEXT | auto | FILE.ikv.safetensors");
+  app->add_option("--intactkv-size", v.intactkv_size, "keep only the first N prefix tokens (0 = all)");
+  app->add_flag("--quantize-prefix", v.quantize_prefix, "quantize the IntactKV prefix K/V too (with --kv-bits)");
+}
+
+}  // namespace ikv::cli
