@@ -4,10 +4,7 @@
 
 #include "io/error.h"
 #include "kernels/linear.h"
-#if __has_include("quant/kv_quant.h")
 #include "quant/kv_quant.h"
-#define IKV_HAVE_KV_QUANT 1
-#endif
 
 namespace ikv::engine {
 
@@ -60,14 +57,12 @@ void Engine::forward(KVCache& cache, const int32_t* tokens, int64_t n, std::vect
         float* vd = cache.v_at(l, h, p0 + t);
         std::memcpy(kd, &k[t * KV + h * Hd], Hd * sizeof(float));
         std::memcpy(vd, &v[t * KV + h * Hd], Hd * sizeof(float));
-#ifdef IKV_HAVE_KV_QUANT
         // Every new token's K and V are quantized as they enter the cache (the reference's
         // dynamic per-token, per-head quantizer).
         if (cache.kv_bits < 16) {
           quant::fake_quantize_kv(kd, Hd, cache.kv_bits);
           quant::fake_quantize_kv(vd, Hd, cache.kv_bits);
         }
-#endif
       }
     }
     kernels::AttentionShape shape{n, p0, c.n_heads, c.n_kv_heads, Hd, cache.capacity};

@@ -3,10 +3,7 @@
 #include <cstring>
 
 #include "io/error.h"
-#if __has_include("quant/kv_quant.h")
 #include "quant/kv_quant.h"
-#define IKV_HAVE_KV_QUANT 1
-#endif
 
 namespace ikv::intactkv {
 
@@ -45,12 +42,10 @@ void install_prefix(engine::KVCache& cache, const Prefix& prefix, bool quantize_
         float* vd = cache.v_at(l, h, t);
         std::memcpy(kd, &prefix.key[l][(h * P + t) * Hd], Hd * sizeof(float));
         std::memcpy(vd, &prefix.value[l][(h * P + t) * Hd], Hd * sizeof(float));
-#ifdef IKV_HAVE_KV_QUANT
         if (quantize_prefix && cache.kv_bits < 16) {
           quant::fake_quantize_kv(kd, Hd, cache.kv_bits);
           quant::fake_quantize_kv(vd, Hd, cache.kv_bits);
         }
-#endif
       }
   }
   cache.prefix_len = P;

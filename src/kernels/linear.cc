@@ -3,18 +3,13 @@
 #include "io/dtype.h"
 #include "io/error.h"
 #include "kernels/gemm.h"
-#if __has_include("kernels/packed_matmul.h") && __has_include("quant/packed_matrix.h")
 #include "kernels/packed_matmul.h"
 #include "quant/packed_matrix.h"
-#define IKV_HAVE_PACKED 1
-#endif
 
 namespace ikv::kernels {
 
 void linear_forward(const Linear& layer, const float* X, int64_t M, float* Y) {
-#ifdef IKV_HAVE_PACKED
   if (layer.packed) return packed_matmul(*layer.packed, X, M, Y);
-#endif
   if (!layer.w_bf16.empty())
     gemm_bf16(X, M, layer.in, layer.w_bf16.data(), layer.out, Y);
   else
@@ -22,13 +17,11 @@ void linear_forward(const Linear& layer, const float* X, int64_t M, float* Y) {
 }
 
 std::vector<float> linear_dense_weight(const Linear& layer) {
-#ifdef IKV_HAVE_PACKED
   if (layer.packed) {
     std::vector<float> w(static_cast<size_t>(layer.out * layer.in));
     quant::dequantize(*layer.packed, w.data());
     return w;
   }
-#endif
   if (!layer.w.empty()) return layer.w;
   std::vector<float> w(layer.w_bf16.size());
   for (size_t i = 0; i < w.size(); ++i) w[i] = io::bf16_to_fp32(layer.w_bf16[i]);

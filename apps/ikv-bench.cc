@@ -1,0 +1,28 @@
+// ikv-bench: performance tables (tokens/s, GFLOP/s, GB/s) measured against baselines in the same
+// run. `ikv-bench all` runs every table; each subcommand runs one.
+#include "bench_engine.h"
+#include "bench_kernels.h"
+#include "cli_common.h"
+#include "exp/model_setup.h"
+#include "io/data_root.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"ikv-bench: kernel and engine throughput", "ikv-bench"};
+  app.require_subcommand(1);
+  ikv::cli::Common common;
+  auto setup = [&] { ikv::exp::set_threads(common.threads); };
+  CLI::App* kernels = app.add_subcommand("kernels", "FP32/BF16 (oneDNN) vs packed W4/W3 GEMV/GEMM, DRAM bandwidth");
+  ikv::cli::add_common(kernels, common);
+  kernels->callback([&] { setup(), bench_kernels(common.json); });
+  CLI::App* engine = app.add_subcommand("engine", "perplexity throughput FP32/BF16 at 1 and all threads");
+  ikv::cli::add_common(engine, common);
+  engine->callback([&] { setup(), bench_engine(common.json, ikv::io::resolve_data_root(common.data_root)); });
+  CLI::App* all = app.add_subcommand("all", "every table");
+  ikv::cli::add_common(all, common);
+  all->callback([&] {
+    setup();
+    bench_kernels(common.json);
+    bench_engine(common.json, ikv::io::resolve_data_root(common.data_root));
+  });
+  return ikv::cli::run_app(app, argc, argv);
+}

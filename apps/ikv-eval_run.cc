@@ -1,0 +1,156 @@
+// ikv-eval run / report / compare: the main job (a YAML config → a resumable SQLite store →
+// paper-style tables) and the CI regression check.
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "exp/compare.h"
+#include "exp/config.h"
+#include "exp/executor.h"
+#include "exp/plan.h"
+#include "exp/report.h"
+#include "exp/runner.h"
+#include "exp/store.h"
+#include "ikv-eval_commands.h"
+#include "io/data_root.h"
+#include "io/mapped_file.h"
+
+namespace ikv::cli {
+namespace {
+
+constexpr const char* kVersion = "0.1.0";
+
+struct RunArgs {
+  std::string config, out;
+  bool dry_run = false, keep_going = false;
+};
+
+// Writes md/html/csv/json reports of a run next to the store, and returns the Markdown.
+std::string write_reports(exp::Store& store, int64_t run_id, const std::string& out_dir, const std::string& title) {
+  std::vector<exp::CellRecord> cells = store.cells_of_run(run_id);
+  exp::ReportOptions opt;
+  opt.title = title;
+  const std::string stem = out_dir + "/report-run" + std::to_string(run_id);
+  for (auto [fmt, ext] : {std::pair{exp::ReportFormat::Markdown, ".md"}, {exp::ReportFormat::Html, ".html"},
+                          {exp::ReportFormat::Csv, ".csv"}, {exp::ReportFormat::Json, ".json"}})
+    io::write_file_atomic(stem + ext, exp::render_report(cells, fmt, opt));
+  return exp::render_report(cells, exp::ReportFormat::Markdown, opt);
+}
+
+int run_config(const Common& common, const RunArgs& a) {
+  exp::ExperimentConfig cfg = exp::load_config(a.config);
+  const std::string root =
+      io::resolve_data_root(!common.data_root.empty() ? common.data_root : cfg.data_root);
+  exp::check_paths_exist(cfg, root);
+  exp::set_threads(common.threads ? common.threads : cfg.threads);
+  const std::string out = !a.out.empty() ? a.out : (!cfg.results_dir.empty() ? cfg.results_dir : "results");
+  exp::Store store(exp::store_path(out));
+  exp::Executor executor(root, out, store);
+  exp::Plan plan = exp::make_plan(cfg, executor.identities());
+  if (a.dry_run) {
+    std::printf("%s", exp::render_plan(plan, exp::estimate_tokens, [&](const std::string& k) { return store.has_cell(k); })
+                          .c_str());
+    return 0;
+  }
+  exp::RunOptions ro;
+  ro.keep_going = a.keep_going;
+  exp::RunSummary s = exp::run_plan(plan, store, [&](const exp::Cell& c) { return executor.run(c); }, ro);
+  const std::string title = std::filesystem::path(a.config).stem().string();
+  std::printf("%s", write_reports(store, s.run_id, out, title).c_str());
+  std::fprintf(stderr, "run %lld: %zu cells, %zu reused, %zu computed, %zu failed in %.1f s; reports in %s/\n",
+               (long long)s.run_id, s.total, s.reused, s.executed, s.failed, s.seconds, out.c_str());
+  if (!s.ok()) {
+    for (const auto& e : s.errors) std::fprintf(stderr, "%s\n", e.c_str());
+    return 2;
+  }
+  return 0;
+}
+
+struct ReportArgs {
+  std::string out = "results", format = "md";
+  int64_t run = 0;
+  bool latest = false;
+};
+
+void run_report(const ReportArgs& a) {
+  exp::ReportFormat fmt = exp::parse_report_format(a.format);
+  const std::string db = exp::store_path(a.out);
+  if (!std::filesystem::exists(db)) fail(db, ": no results store (run `ikv-eval run CONFIG --out ", a.out, "` first)");
+  exp::Store store(db);
+  int64_t id = a.run;
+  if (a.latest || id == 0) {
+    auto latest = store.latest_run();
+    if (!latest) fail(db, ": the store holds no run");
+    id = latest->id;
+  }
+  auto info = store.get_run(id);
+  if (!info) fail(db, ": no run ", id);
+  exp::ReportOptions opt;
+  opt.title = std::filesystem::path(info->config_path).stem().string();
+  std::printf("%s", exp::render_report(store.cells_of_run(id), fmt, opt).c_str());
+}
+
+struct CompareArgs {
+  std::string current, baseline, tol_ppl = "0.5%", tol_acc = "1.0pt";
+};
+
+double parse_tolerance(const std::string& s, const char* suffix, const char* flag) {
+  std::string num = s;
+  if (num.size() >= std::strlen(suffix) && num.compare(num.size() - std::strlen(suffix), std::string::npos, suffix) == 0)
+    num.resize(num.size() - std::strlen(suffix));
+  try {
+    size_t used = 0;
+    double v = std::stod(num, &used);
+    if (used == num.size() && v >= 0) return v;
+  } catch (const std::exception&) {
+  }
+  fail(flag, " '", s, "' is not a tolerance like 0.5", suffix);
+}
+
+int run_compare(const CompareArgs& a) {
+  auto read = [](const std::string& path) {
+    try {
+      return nlohmann::json::parse(io::read_text_file(path));
+    } catch (const nlohmann::json::exception& e) {
+      fail(path, ": bad JSON (", e.what(), ")");
+    }
+  };
+  exp::Tolerances tol;
+  tol.ppl_rel = parse_tolerance(a.tol_ppl, "%", "--tol-ppl") / 100.0;
+  tol.acc_abs_points = parse_tolerance(a.tol_acc, "pt", "--tol-acc");
+  exp::CompareResult r = exp::compare(read(a.current), read(a.baseline), tol);
+  std::printf("%s", exp::render_compare(r).c_str());
+  return r.ok ? 0 : 1;
+}
+
+}  // namespace
+
+void add_run_commands(CLI::App& app, Common& common, int& exit_code) {
+  static RunArgs r;
+  CLI::App* run = app.add_subcommand("run", "run a YAML experiment config (resumable; results in a SQLite store)");
+  add_common(run, common);
+  run->add_option("config", r.config, "config.yaml")->required();
+  run->add_option("--out", r.out, "results folder (store, artifacts, reports); default: config's or results/");
+  run->add_flag("--dry-run", r.dry_run, "print the plan and its cost, run nothing");
+  run->add_flag("--keep-going", r.keep_going, "go on after a failed cell");
+  run->callback([&] { exit_code = run_config(common, r); });
+
+  static ReportArgs rep;
+  CLI::App* report = app.add_subcommand("report", "print a run's table (paper layout)");
+  report->add_option("run", rep.run, "run id (default: the latest)");
+  report->add_flag("--latest", rep.latest, "the latest run");
+  report->add_option("--out", rep.out, "results folder holding ikv.sqlite");
+  report->add_option("--format", rep.format, "md | csv | json | html");
+  report->callback([] { run_report(rep); });
+
+  static CompareArgs cmp;
+  CLI::App* compare = app.add_subcommand("compare", "regression table of a JSON report against a baseline");
+  compare->add_option("current", cmp.current, "current report (JSON)")->required();
+  compare->add_option("baseline", cmp.baseline, "baseline report (JSON)")->required();
+  compare->add_option("--tol-ppl", cmp.tol_ppl, "relative tolerance of PPL-like metrics, e.g. 0.5%");
+  compare->add_option("--tol-acc", cmp.tol_acc, "absolute tolerance of accuracies, e.g. 1.0pt");
+  compare->callback([&] { exit_code = run_compare(cmp); });
+}
+
+}  // namespace ikv::cli

@@ -1,0 +1,143 @@
+// The experiment config (`ikv-eval run config.yaml`) as plain structs, validated once on load and
+// trusted afterwards. Every problem is reported as FILE:LINE:COLUMN: message; all problems of a
+// file are joined with "; " into the one-line ikv::Error. Top-level keys starting with "x-" are
+// ignored (a place to define YAML anchors).
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ikv::exp {
+
+inline const std::vector<std::string> kQaTasks = {"arc_easy",   "arc_challenge", "boolq", "openbookqa",
+                                                  "winogrande", "hellaswag",     "piqa",  "lambada_openai"};
+// Named text datasets (ppl, kld, calibration data); anything else must look like a file path.
+inline const std::vector<std::string> kNamedDatasets = {"wikitext2", "ptb", "sharegpt"};
+
+struct ModelSpec {
+  std::string name;            // label; defaults to the folder name of `path`
+  std::string path;            // as written: absolute, or relative to the data root
+  std::string dtype = "fp32";  // fp32 | bf16
+  std::string where;           // "file:line:column" of the entry, for later errors (not compared)
+  bool operator==(const ModelSpec& o) const { return name == o.name && path == o.path && dtype == o.dtype; }
+};
+
+// One quantization method. Fields a method does not use keep their defaults and are left out of
+// its label and key (QuantizerSpec::settings in plan.h).
+struct QuantizerSpec {
+  std::string method = "fp";         // fp | rtn | gptq | awq | quarot
+  std::string label;                 // optional `label:`; default from the settings, e.g. "rtn-w3g128"
+  int wbits = 16;                    // 2..8 (16 for fp)
+  int group = 128;                   // input channels per group; -1 = per output channel (quarot default)
+  bool sym = false;                  // rtn, gptq, quarot
+  bool act_order = false;            // gptq
+  int abits = 16;                    // quarot activation bits: 2..8, or 16 = off
+  double clip_ratio = 1.0;           // quarot activation clipping, (0, 1]
+  std::string weight_quant = "rtn";  // quarot: rtn | gptq
+  // Calibration (gptq, awq, quarot with gptq weights).
+  int samples = 128;
+  int seq_len = 2048;
+  std::string data = "sharegpt";  // dataset name or file path
+  bool operator==(const QuantizerSpec&) const = default;
+
+  bool is_fp() const { return method == "fp"; }
+  bool needs_calibration() const;
+  std::string short_label() const;  // label if given, else "fp", "rtn-w3g128", "quarot-w4a4", ...
+};
+
+struct CalibrationSpec {          // IntactKV calibration (reference recipe defaults)
+  std::string prefix = "vicuna";  // "bos" or a preset name
+  int samples = 128;
+  int epochs = 20;
+  double lr = 2.0e-4;
+  std::string data = "sharegpt";
+  int max_len = 1024;
+  bool operator==(const CalibrationSpec&) const = default;
+};
+
+struct IntactKVSpec {
+  enum class Kind { None, Bos, Auto, Prompt, Preset, File, Calibrated };
+  Kind kind = Kind::None;
+  std::string value;            // Prompt: the text; Preset: its name; File: the path as written
+  std::string sha256;           // File: optional `sha256:` of the artifact
+  CalibrationSpec calibration;  // Calibrated only
+  bool operator==(const IntactKVSpec&) const = default;
+
+  // "none", "bos", "auto", "vicuna" (preset), "prompt-1a2b3c4d" (hash of the text),
+  // "file-NAME" (file stem), "vicuna+cal" / "bos+cal" (calibrated).
+  std::string short_label() const;
+};
+
+struct PplTask {
+  std::vector<std::string> datasets = {"wikitext2"};  // names (kPplDatasets) or file paths
+  int ctx = 2048;
+  int windows = 0;  // 0 = all
+  bool operator==(const PplTask&) const = default;
+};
+struct MmluTask {
+  int shots = 5;
+  std::vector<std::string> subjects;  // empty = all
+  int limit = 0;                      // items per subject, 0 = all
+  bool operator==(const MmluTask&) const = default;
+};
+struct QaTask {
+  std::vector<std::string> tasks = kQaTasks;  // each one of kQaTasks
+  int limit = 0;                              // items per task, 0 = all
+  bool operator==(const QaTask&) const = default;
+};
+struct MseSweepTask {
+  std::string prefix = "vicuna";
+  int max_size = 34;
+  int samples = 8;
+  std::string data = "sharegpt";
+  bool operator==(const MseSweepTask&) const = default;
+};
+struct KldTask {
+  std::string dataset = "wikitext2";
+  int ctx = 512;
+  int windows = 8;
+  bool operator==(const KldTask&) const = default;
+};
+struct TaskSpecs {
+  std::optional<PplTask> ppl;
+  std::optional<MmluTask> mmlu;
+  std::optional<QaTask> qa;
+  std::optional<MseSweepTask> mse_sweep;
+  std::optional<KldTask> kld;
+  bool operator==(const TaskSpecs&) const = default;
+};
+
+struct ExperimentConfig {
+  std::string file;                  // the config file as given
+  std::vector<std::string> sources;  // it and every file it extends, in that order
+  std::string data_root;             // resolved against the declaring file's folder; "" = not set
+  std::string results_dir;           // likewise; "" = the CLI's default (results/)
+  int threads = 0;                   // 0 = all cores
+  int64_t seed = 0;
+  std::vector<ModelSpec> models;
+  std::vector<QuantizerSpec> quantizers = {QuantizerSpec{}};
+  std::vector<int> kv_bits = {16};
+  std::vector<IntactKVSpec> intactkv = {IntactKVSpec{}};
+  TaskSpecs tasks;
+  bool operator==(const ExperimentConfig& o) const {  // settings only, not where they came from
+    return data_root == o.data_root && results_dir == o.results_dir && threads == o.threads &&
+           seed == o.seed && models == o.models && quantizers == o.quantizers && kv_bits == o.kv_bits &&
+           intactkv == o.intactkv && tasks == o.tasks;
+  }
+};
+
+// Reads and validates a config file (following `extends`). Throws ikv::Error.
+ExperimentConfig load_config(const std::string& path);
+// The same for text already in memory; `file` names it in messages and anchors `extends`.
+ExperimentConfig parse_config(const std::string& text, const std::string& file);
+// Model folders must exist (absolute, or relative to data_root); the first missing one is an
+// Error "FILE:LINE:COLUMN: model path does not exist: RESOLVED". Kept apart from parsing so
+// schema checks need no data.
+void check_paths_exist(const ExperimentConfig& config, const std::string& data_root);
+// Resolves a model's path against the data root.
+std::string model_dir(const ModelSpec& model, const std::string& data_root);
+// The resolved config as YAML (no `extends`); parse_config of it gives an equal config.
+std::string to_yaml(const ExperimentConfig& config);
+
+}  // namespace ikv::exp

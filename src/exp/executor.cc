@@ -1,0 +1,257 @@
+#include "exp/executor.h"
+
+#include <cmath>
+#include <filesystem>
+
+#include "engine/forward.h"
+#include "eval/kld.h"
+#include "eval/loglikelihood.h"
+#include "eval/perplexity.h"
+#include "eval/tasks.h"
+#include "exp/config.h"
+#include "exp/variant.h"
+#include "intactkv/inspect.h"
+#include "intactkv/mse_sweep.h"
+#include "intactkv/prefix_file.h"
+#include "intactkv/prefix_spec.h"
+#include "io/data_root.h"
+#include "io/error.h"
+#include "io/mapped_file.h"
+#include "io/sha256.h"
+
+namespace fs = std::filesystem;
+
+namespace ikv::exp {
+namespace {
+
+QuantChoice to_choice(const QuantizerSpec& q) {
+  QuantChoice c;
+  c.method = q.method;
+  c.wbits = q.wbits;
+  c.group = q.group;
+  c.sym = q.sym;
+  return c;
+}
+
+std::string files_digest(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) return io::file_sha256_cached(path);
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(path))
+    if (e.is_regular_file()) files.push_back(e.path().string());
+  std::sort(files.begin(), files.end());
+  std::string all;
+  for (const auto& f : files) all += fs::path(f).filename().string() + ":" + io::file_sha256_cached(f) + ";";
+  return io::sha256_hex(all);
+}
+
+}  // namespace
+
+Executor::Executor(std::string data_root, std::string results_dir, Store& store)
+    : data_root_(std::move(data_root)), results_dir_(std::move(results_dir)), store_(store) {}
+Executor::~Executor() = default;
+
+Identities Executor::identities() const {
+  Identities ids;
+  const std::string root = data_root_;
+  ids.model = [root](const ModelSpec& m) { return files_digest(model_dir(m, root)); };
+  ids.dataset = [root](const std::string& d) {
+    // Task names stand for their data files (MMLU for its checksum list, which covers all 171).
+    static const std::map<std::string, std::vector<std::string>> kFiles = {
+        {"arc_easy", {"datasets/arc/ARC-Easy/ARC-Easy-Test.jsonl"}},
+        {"arc_challenge", {"datasets/arc/ARC-Challenge/ARC-Challenge-Test.jsonl"}},
+        {"boolq", {"datasets/boolq/dev.jsonl"}},
+        {"openbookqa", {"datasets/openbookqa/Main/test.jsonl"}},
+        {"winogrande", {"datasets/winogrande/winogrande_1.1/dev.jsonl"}},
+        {"hellaswag", {"datasets/hellaswag/hellaswag_val_full.txt"}},
+        {"piqa", {"datasets/piqa/valid.jsonl", "datasets/piqa/valid-labels.lst"}},
+        {"lambada_openai", {"datasets/lambada-openai/lambada_test.jsonl"}},
+        {"mmlu", {"datasets/mmlu/SHA256SUMS"}},
+        {"sharegpt", {"datasets/sharegpt/sharegpt_v3_sample1000_fullconv.json"}},
+    };
+    auto it = kFiles.find(d);
+    if (it == kFiles.end()) return io::file_sha256_cached(resolve_text_dataset(root, d));
+    std::string all;
+    for (const auto& f : it->second) {
+      const std::string path = io::data_file(root, f);
+      io::verify_data_file(root, path);
+      all += io::file_sha256_cached(path) + ";";
+    }
+    return io::sha256_hex(all);
+  };
+  ids.file = [](const std::string& f) { return io::file_sha256_cached(f); };
+  return ids;
+}
+
+const LoadedModel& Executor::fp_model(const ModelSpec& m) {
+  const std::string id = m.path + "|" + m.dtype;
+  auto& slot = fp_[id];
+  if (!slot) slot = std::make_unique<LoadedModel>(load_model_verified(data_root_, model_dir(m, data_root_), m.dtype));
+  return *slot;
+}
+
+const model::Weights& Executor::weights_for(const Cell& cell) {
+  if (cell.quant.is_fp()) return fp_model(cell.model).weights;
+  auto& slot = quantized_[cell.quant_key];
+  if (!slot) {
+    // Quantizers read fp32 weights, whatever the dense compute dtype.
+    ModelSpec fp32 = cell.model;
+    fp32.dtype = "fp32";
+    slot = std::make_unique<model::Weights>(fp_model(fp32).weights);
+    quantize_weights(*slot, to_choice(cell.quant));
+  }
+  return *slot;
+}
+
+const intactkv::Prefix* Executor::prefix_for(const Cell& cell) {
+  using Kind = IntactKVSpec::Kind;
+  const IntactKVSpec& s = cell.intactkv;
+  if (s.kind == Kind::None) return nullptr;
+  auto& slot = prefixes_[cell.intactkv_key];
+  if (slot) return slot.get();
+  const LoadedModel& fp = fp_model(cell.model);
+  const model::Config& c = fp.weights.config;
+  const std::string path = results_dir_ + "/artifacts/" + cell.intactkv_key.substr(0, 24) + ".ikv.safetensors";
+  if (auto art = store_.get_artifact(cell.intactkv_key); art && fs::exists(art->path)) {
+    slot = std::make_unique<intactkv::Prefix>(intactkv::load_prefix(art->path, c, fp.weights.fingerprint));
+    return slot.get();
+  }
+  engine::Engine fp_engine(fp.weights);
+  intactkv::Prefix p;
+  switch (s.kind) {
+    case Kind::Bos: p = intactkv::build_prefix(fp_engine, {c.bos_id}); break;
+    case Kind::Preset: p = intactkv::build_prefix(fp_engine, intactkv::prefix_tokens(s.value, *fp.tokenizer, c.bos_id)); break;
+    case Kind::Prompt:
+      p = intactkv::build_prefix(fp_engine, intactkv::prefix_tokens("prompt:" + s.value, *fp.tokenizer, c.bos_id));
+      break;
+    case Kind::Auto: {
+      std::vector<int32_t> ids = intactkv::prefix_tokens("vicuna", *fp.tokenizer, c.bos_id);
+      auto rep = intactkv::inspect_pivots(fp_engine, *fp.tokenizer, ids);
+      ids.resize(intactkv::auto_prefix_size(rep, ids.size()).size);
+      p = intactkv::build_prefix(fp_engine, ids);
+      break;
+    }
+    case Kind::File: p = intactkv::load_prefix(io::data_file(data_root_, s.value), c, fp.weights.fingerprint); break;
+    case Kind::Calibrated: fail(cell.describe(), ": calibrated IntactKV needs ikv-calibrate (not built in)");
+    case Kind::None: break;
+  }
+  p.settings["variant"] = s.short_label();
+  fs::create_directories(results_dir_ + "/artifacts");
+  intactkv::save_prefix(p, c, path);
+  store_.put_artifact({cell.intactkv_key, "intactkv", path, io::file_sha256(path), ""});
+  slot = std::make_unique<intactkv::Prefix>(std::move(p));
+  return slot.get();
+}
+
+const std::vector<int32_t>& Executor::token_stream(const ModelSpec& m, const std::string& dataset) {
+  const std::string id = m.path + "|" + dataset;
+  auto it = streams_.find(id);
+  if (it != streams_.end()) return it->second;
+  const LoadedModel& fp = fp_model(m);
+  const std::string text = io::read_text_file(resolve_text_dataset(data_root_, dataset));
+  return streams_[id] = eval::perplexity_stream(*fp.tokenizer, text, fp.weights.config.bos_id);
+}
+
+CellRecord Executor::run(const Cell& cell) {
+  const std::string kind = task_kind(cell.task);
+  if (kind == "ppl") return run_ppl(cell);
+  if (kind == "qa") {
+    const auto& u = std::get<QaUnit>(cell.task);
+    return run_qa(cell, u.task, u.limit);
+  }
+  if (kind == "mmlu") return run_qa(cell, "mmlu", std::get<MmluTask>(cell.task).limit);
+  if (kind == "mse_sweep") return run_mse_sweep(cell);
+  if (kind == "kld") return run_kld(cell);
+  fail(cell.describe(), ": unknown task kind ", kind);
+}
+
+CellRecord Executor::run_ppl(const Cell& cell) {
+  const auto& u = std::get<PplUnit>(cell.task);
+  const intactkv::Prefix* prefix = prefix_for(cell);
+  engine::Engine eng(weights_for(cell));
+  eval::PerplexityOptions opt;
+  opt.ctx = u.ctx;
+  opt.windows = u.windows;
+  opt.kv_bits = cell.kv_bits;
+  opt.progress = false;
+  eval::PerplexityResult r = eval::perplexity(eng, token_stream(cell.model, u.dataset), opt, prefix);
+  CellRecord rec;
+  // Standard error of the PPL by the delta method over windows (windows are the independent units).
+  double m = r.nll_sum / r.windows, var = 0;
+  for (double w : r.window_nll) var += (w - m) * (w - m);
+  const double se_mean_nll = r.windows > 1 ? std::sqrt(var / (r.windows - 1) / r.windows) : NAN;
+  const double tokens_per_window = static_cast<double>(r.tokens_scored) / r.windows;
+  rec.metrics.push_back({"ppl", r.ppl, r.ppl * se_mean_nll / tokens_per_window, r.tokens_scored});
+  rec.outcomes.push_back({"window_nll", r.window_nll});
+  return rec;
+}
+
+CellRecord Executor::run_qa(const Cell& cell, const std::string& task, int limit) {
+  const intactkv::Prefix* prefix = prefix_for(cell);
+  const LoadedModel& fp = fp_model(cell.model);
+  engine::Engine eng(weights_for(cell));
+  eval::ScorerOptions so;
+  so.kv_bits = cell.kv_bits;
+  eval::LoglikelihoodScorer scorer(eng, *fp.tokenizer, so, prefix);
+  eval::TaskOptions to;
+  to.data_root = data_root_;
+  to.limit = limit;
+  if (task == "mmlu") {
+    const auto& m = std::get<MmluTask>(cell.task);
+    to.num_fewshot = m.shots;
+    to.subjects = m.subjects;
+  }
+  to.count_tokens = [&](const std::string& s) { return scorer.count_tokens(s); };
+  to.max_ctx_tokens = scorer.max_ctx();
+  eval::TaskResult r = eval::run_task(eval::find_task(task), to,
+                                      [&](const std::vector<eval::LoglikRequest>& q) { return scorer.score(q); });
+  CellRecord rec;
+  for (const auto& m : r.metrics) rec.metrics.push_back({m.name, m.value, m.stderr_, m.n});
+  rec.outcomes.push_back({"acc", r.per_item_acc});
+  if (!r.per_item_acc_norm.empty()) rec.outcomes.push_back({"acc_norm", r.per_item_acc_norm});
+  return rec;
+}
+
+CellRecord Executor::run_mse_sweep(const Cell& cell) {
+  const auto& t = std::get<MseSweepTask>(cell.task);
+  const LoadedModel& fp = fp_model(cell.model);
+  const model::Config& c = fp.weights.config;
+  std::vector<int32_t> prefix = intactkv::prefix_tokens(t.prefix == "bos" ? "bos" : t.prefix, *fp.tokenizer, c.bos_id);
+  const std::string dataset = t.data == "sharegpt" ? "wikitext2" : t.data;
+  const std::vector<int32_t>& stream = token_stream(cell.model, dataset);
+  const int64_t len = 256;
+  std::vector<std::vector<int32_t>> samples;
+  for (int64_t i = 0; i < t.samples && 1 + (i + 1) * len < static_cast<int64_t>(stream.size()); ++i) {
+    std::vector<int32_t> s = prefix;
+    s.insert(s.end(), stream.begin() + 1 + i * len, stream.begin() + 1 + (i + 1) * len);
+    samples.push_back(std::move(s));
+  }
+  engine::Engine fe(fp.weights), qe(weights_for(cell));
+  const int64_t max_size = std::min<int64_t>(t.max_size, prefix.size());
+  intactkv::MseSweepResult r = intactkv::mse_sweep(fe, qe, prefix, samples, max_size, cell.kv_bits);
+  CellRecord rec;
+  for (size_t i = 0; i < r.sizes.size(); ++i) {
+    rec.metrics.push_back({"mse_last@" + std::to_string(r.sizes[i]), r.last_layer_mse[i], NAN, r.tokens});
+    rec.metrics.push_back({"mse_mean@" + std::to_string(r.sizes[i]), r.mean_layer_mse[i], NAN, r.tokens});
+  }
+  rec.outcomes.push_back({"mse_last", r.last_layer_mse});
+  return rec;
+}
+
+CellRecord Executor::run_kld(const Cell& cell) {
+  const auto& t = std::get<KldTask>(cell.task);
+  const intactkv::Prefix* prefix = prefix_for(cell);
+  engine::Engine fe(fp_model(cell.model).weights), qe(weights_for(cell));
+  eval::KldOptions opt;
+  opt.ctx = t.ctx;
+  opt.windows = t.windows;
+  opt.kv_bits = cell.kv_bits;
+  eval::KldResult r = eval::kl_divergence(fe, qe, token_stream(cell.model, t.dataset), opt, prefix);
+  CellRecord rec;
+  rec.metrics.push_back({"kld", r.mean_kld, r.stderr_kld, r.tokens});
+  rec.metrics.push_back({"top1_agreement", r.top1_agreement, NAN, r.tokens});
+  rec.outcomes.push_back({"window_kld", r.window_kld});
+  return rec;
+}
+
+}  // namespace ikv::exp

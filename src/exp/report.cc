@@ -1,0 +1,204 @@
+// Renderers of the report table: Markdown, CSV, self-contained HTML, and the flat JSON list.
+#include "exp/report.h"
+
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+namespace ikv::exp {
+namespace {
+
+std::string fixed(double v, int decimals) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+  return buf;
+}
+
+std::string signed_fixed(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%+.4f", v);
+  return buf;
+}
+
+bool single_model(const ReportTable& t) {
+  for (const auto& c : t.columns)
+    if (c.model != t.columns.front().model) return false;
+  return true;
+}
+
+std::string legend(const ReportTable& t) {
+  std::string ppl, acc;
+  bool avg = false;
+  for (const auto& c : t.columns) {
+    avg |= c.task_kind == "avg";
+    std::string& list = c.task_kind == "ppl" ? ppl : acc;
+    if (c.task_kind != "avg" && list.find(c.task) == std::string::npos)
+      list += (list.empty() ? "" : ", ") + c.task;
+  }
+  std::string s;
+  if (!ppl.empty()) s += "PPL for " + ppl + " (lower is better). ";
+  if (!acc.empty())
+    s += "Accuracy in % for " + acc + (avg ? "; Avg over the QA tasks" : "") + " (higher is better). ";
+  return s + "Bold: best among quantized rows.";
+}
+
+std::string escape_md(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '|') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+std::string escape_html(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+std::string markdown(const ReportTable& t, const std::vector<PairedComparison>& cis, const ReportOptions& o) {
+  std::ostringstream os;
+  const bool one = single_model(t);
+  os << "# " << o.title << "\n\n| Method |";
+  for (const auto& c : t.columns) os << " " << escape_md(one ? c.task : c.model + " " + c.task) << " |";
+  os << "\n|---|";
+  for (size_t i = 0; i < t.columns.size(); ++i) os << "---:|";
+  os << "\n";
+  for (const auto& row : t.rows) {
+    os << "| " << escape_md(row.label) << " |";
+    for (size_t i = 0; i < row.values.size(); ++i) {
+      if (!row.values[i])
+        os << " - |";
+      else if (row.best[i])
+        os << " **" << fixed(*row.values[i], 2) << "** |";
+      else
+        os << " " << fixed(*row.values[i], 2) << " |";
+    }
+    os << "\n";
+  }
+  os << "\n" << legend(t) << "\n";
+  if (!cis.empty()) {
+    os << "\n## IntactKV vs baseline (paired bootstrap, 95% CI)\n\n"
+       << "| Model | Method | Variant | Task | Metric | n | Δ | 95% CI "
+          "|\n|---|---|---|---|---|---:|---:|---|\n";
+    for (const auto& c : cis)
+      os << "| " << escape_md(c.model) << " | " << escape_md(method_label(c.quant, c.kv_bits)) << " | "
+         << escape_md(intactkv_row_label(c.intactkv)) << " | " << escape_md(c.task) << " | " << c.metric
+         << " | " << c.n << " | " << signed_fixed(c.diff) << " | [" << signed_fixed(c.lo) << ", "
+         << signed_fixed(c.hi) << "] |\n";
+  }
+  return os.str();
+}
+
+std::string csv(const ReportTable& t) {
+  std::ostringstream os;
+  os << "method";
+  for (const auto& c : t.columns) os << "," << csv_field(c.model + "/" + c.task);
+  os << "\n";
+  for (const auto& row : t.rows) {
+    os << csv_field(row.label);
+    for (const auto& v : row.values) os << "," << (v ? fixed(*v, 4) : "");
+    os << "\n";
+  }
+  return os.str();
+}
+
+constexpr const char* kCss =
+    "body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
+    "table{border-collapse:collapse;margin:1em 0}"
+    "th,td{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}"
+    "th:first-child,td:first-child{text-align:left}"
+    "thead th{border-bottom:2px solid #444}"
+    "td.variant{padding-left:1.6em;color:#444}"
+    "p.note{color:#555;font-size:90%}"
+    ".figure{margin:1.5em 0}";
+
+std::string html(const ReportTable& t, const std::vector<PairedComparison>& cis, const ReportOptions& o) {
+  std::ostringstream os;
+  os << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>"
+     << escape_html(o.title) << "</title>\n<style>" << kCss << "</style>\n</head>\n<body>\n<h1>"
+     << escape_html(o.title) << "</h1>\n";
+  os << "<table>\n<thead>\n<tr><th rowspan=\"2\">Method</th>";
+  for (size_t i = 0; i < t.columns.size();) {  // one spanning cell per model
+    size_t span = 0;
+    while (i + span < t.columns.size() && t.columns[i + span].model == t.columns[i].model) ++span;
+    os << "<th colspan=\"" << span << "\">" << escape_html(t.columns[i].model) << "</th>";
+    i += span;
+  }
+  os << "</tr>\n<tr>";
+  for (const auto& c : t.columns) os << "<th>" << escape_html(c.task) << "</th>";
+  os << "</tr>\n</thead>\n<tbody>\n";
+  for (const auto& row : t.rows) {
+    os << "<tr><td" << (row.intactkv == "none" ? "" : " class=\"variant\"") << ">" << escape_html(row.label)
+       << "</td>";
+    for (size_t i = 0; i < row.values.size(); ++i) {
+      if (!row.values[i])
+        os << "<td>-</td>";
+      else if (row.best[i])
+        os << "<td><b>" << fixed(*row.values[i], 2) << "</b></td>";
+      else
+        os << "<td>" << fixed(*row.values[i], 2) << "</td>";
+    }
+    os << "</tr>\n";
+  }
+  os << "</tbody>\n</table>\n<p class=\"note\">" << escape_html(legend(t)) << "</p>\n";
+  if (!cis.empty()) {
+    os << "<h2>IntactKV vs baseline (paired bootstrap, 95% "
+          "CI)</h2>\n<table>\n<thead><tr><th>Model</th><th>Method</th>"
+          "<th>Variant</th><th>Task</th><th>Metric</th><th>n</th><th>&Delta;</th><th>95% "
+          "CI</th></tr></thead>\n<tbody>\n";
+    for (const auto& c : cis)
+      os << "<tr><td>" << escape_html(c.model) << "</td><td>" << escape_html(method_label(c.quant, c.kv_bits))
+         << "</td><td>" << escape_html(intactkv_row_label(c.intactkv)) << "</td><td>" << escape_html(c.task)
+         << "</td><td>" << escape_html(c.metric) << "</td><td>" << c.n << "</td><td>" << signed_fixed(c.diff)
+         << "</td><td>[" << signed_fixed(c.lo) << ", " << signed_fixed(c.hi) << "]</td></tr>\n";
+    os << "</tbody>\n</table>\n";
+  }
+  for (const auto& fragment : o.html_fragments) os << "<div class=\"figure\">\n" << fragment << "\n</div>\n";
+  os << "</body>\n</html>\n";
+  return os.str();
+}
+
+}  // namespace
+
+nlohmann::json report_json(const std::vector<CellRecord>& cells) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& c : cells)
+    for (const auto& m : c.metrics) {
+      nlohmann::json entry = {
+          {"model", c.model},         {"quant", c.quant}, {"kv_bits", c.kv_bits}, {"intactkv", c.intactkv},
+          {"task_kind", c.task_kind}, {"task", c.task},   {"metric", m.name},     {"value", m.value},
+          {"stderr", m.std_err},      {"n", m.n}};
+      if (!std::isfinite(m.value)) entry["value"] = nullptr;
+      if (!std::isfinite(m.std_err)) entry["stderr"] = nullptr;
+      out.push_back(std::move(entry));
+    }
+  return out;
+}
+
+std::string render_report(const std::vector<CellRecord>& cells, ReportFormat format,
+                          const ReportOptions& options) {
+  if (format == ReportFormat::Json) return report_json(cells).dump(2) + "\n";
+  const ReportTable table = build_report_table(cells);
+  if (format == ReportFormat::Csv) return csv(table);
+  const auto cis = intactkv_vs_baseline(cells, options.bootstrap_resamples, options.seed);
+  return format == ReportFormat::Html ? html(table, cis, options) : markdown(table, cis, options);
+}
+
+}  // namespace ikv::exp

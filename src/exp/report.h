@@ -1,0 +1,79 @@
+// Result tables in the paper's layout, from the cells of a run: rows are methods (quantizer and
+// KV bits) each followed by its IntactKV variants ("RTN W3g128", "+ IntactKV_[B]", ...), columns
+// are models x tasks (PPL for perplexity datasets, accuracy % for QA tasks and MMLU, and "Avg"
+// over the QA tasks). The best value of each column among lossy rows (lowest PPL, highest
+// accuracy) is bold in Markdown and HTML. Also paired bootstrap CIs of IntactKV vs its baseline.
+#pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "exp/store.h"
+
+namespace ikv::exp {
+
+// Metric names the table reads: "ppl" for ppl cells, "acc" (a fraction in [0, 1]) for qa and mmlu.
+inline constexpr const char* kPplMetric = "ppl";
+inline constexpr const char* kAccMetric = "acc";
+
+enum class ReportFormat { Markdown, Csv, Json, Html };
+// "md" | "markdown" | "csv" | "json" | "html"; anything else is an ikv::Error.
+ReportFormat parse_report_format(std::string_view name);
+
+struct ReportColumn {
+  std::string model;
+  std::string task;       // "wikitext2", "arc_easy", "mmlu", or "Avg"
+  std::string task_kind;  // "ppl" | "qa" | "mmlu" | "avg"
+};
+
+struct ReportRow {
+  std::string label;  // "RTN W3g128", "+ IntactKV_[B]", "FP"
+  std::string quant;  // short labels the row stands for
+  int kv_bits = 16;
+  std::string intactkv;
+  bool reference = false;                     // fp with kv 16: shown, but never "best"
+  std::vector<std::optional<double>> values;  // per column: PPL, or accuracy in percent
+  std::vector<bool> best;
+};
+
+struct ReportTable {
+  std::vector<ReportColumn> columns;
+  std::vector<ReportRow> rows;
+};
+
+ReportTable build_report_table(const std::vector<CellRecord>& cells);
+
+// "RTN W3g128", "QuaRot W4A4 KV4", "FP"; custom labels pass through unchanged.
+std::string method_label(const std::string& quant, int kv_bits);
+// "" for none, "+ IntactKV_[B]", "+ IntactKV_[P]", "+ IntactKV_[P] (calibrated)", ...
+std::string intactkv_row_label(const std::string& intactkv);
+
+// IntactKV variant vs the same method without it, on one task's per-item outcomes.
+struct PairedComparison {
+  std::string model, quant;
+  int kv_bits = 16;
+  std::string intactkv, task, metric;
+  size_t n = 0;
+  double diff = 0, lo = 0, hi = 0;  // mean(variant) - mean(baseline), 95% interval
+};
+std::vector<PairedComparison> intactkv_vs_baseline(const std::vector<CellRecord>& cells, int resamples,
+                                                   uint64_t seed);
+
+struct ReportOptions {
+  std::string title = "IntactKV results";
+  std::vector<std::string> html_fragments;  // appended to the HTML body as is (e.g. inline SVG plots)
+  int bootstrap_resamples = 1000;           // 0 leaves the CI section out
+  uint64_t seed = 20240301;
+};
+
+// Markdown / CSV / HTML: the table (and, for Markdown and HTML, the CI section).
+// JSON: the flat list compare() reads, one entry per metric of every cell:
+// {model, quant, kv_bits, intactkv, task_kind, task, metric, value, stderr, n}.
+std::string render_report(const std::vector<CellRecord>& cells, ReportFormat format,
+                          const ReportOptions& options = {});
+nlohmann::json report_json(const std::vector<CellRecord>& cells);
+
+}  // namespace ikv::exp

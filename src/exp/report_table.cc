@@ -1,0 +1,173 @@
+// The paper-layout table and the paired IntactKV-vs-baseline intervals, from stored cells.
+#include <algorithm>
+#include <map>
+
+#include "eval/stats.h"
+#include "exp/report.h"
+#include "io/error.h"
+
+namespace ikv::exp {
+namespace {
+
+bool in_table(const CellRecord& c) {
+  return c.task_kind == "ppl" || c.task_kind == "qa" || c.task_kind == "mmlu";
+}
+
+template <typename T>
+size_t index_of(std::vector<T>& list, const T& item) {  // appends when new
+  auto it = std::find(list.begin(), list.end(), item);
+  if (it != list.end()) return static_cast<size_t>(it - list.begin());
+  list.push_back(item);
+  return list.size() - 1;
+}
+
+}  // namespace
+
+ReportFormat parse_report_format(std::string_view name) {
+  if (name == "md" || name == "markdown") return ReportFormat::Markdown;
+  if (name == "csv") return ReportFormat::Csv;
+  if (name == "json") return ReportFormat::Json;
+  if (name == "html") return ReportFormat::Html;
+  fail("unknown report format '", name, "'; expected md, csv, json or html");
+}
+
+std::string method_label(const std::string& quant, int kv_bits) {
+  static const std::map<std::string, std::string> methods = {
+      {"rtn", "RTN"}, {"gptq", "GPTQ"}, {"awq", "AWQ"}, {"quarot", "QuaRot"}};
+  static const std::map<std::string, std::string> suffixes = {
+      {"sym", "sym"}, {"ao", "act-order"}, {"gptq", "GPTQ weights"}};
+  std::vector<std::string> parts;
+  for (size_t start = 0;;) {
+    const size_t dash = quant.find('-', start);
+    parts.push_back(quant.substr(start, dash - start));
+    if (dash == std::string::npos) break;
+    start = dash + 1;
+  }
+  std::string label = quant;  // a custom `label:` stays as written
+  if (quant == "fp") {
+    label = "FP";
+  } else if (parts.size() >= 2 && methods.count(parts[0]) && parts[1].starts_with("w")) {
+    std::string spec = parts[1];
+    for (char& ch : spec) ch = ch == 'w' ? 'W' : ch == 'a' ? 'A' : ch;
+    label = methods.at(parts[0]) + " " + spec;
+    std::string notes;
+    for (size_t i = 2; i < parts.size(); ++i) {
+      auto it = suffixes.find(parts[i]);
+      notes += (notes.empty() ? "" : ", ") + (it != suffixes.end() ? it->second : parts[i]);
+    }
+    if (!notes.empty()) label += " (" + notes + ")";
+  }
+  if (kv_bits < 16) label += " KV" + std::to_string(kv_bits);
+  return label;
+}
+
+// [B] = the <bos> prefix, [P] = a system prompt prefix, as in the IntactKV paper. Several preset
+// prompts in one table would share "[P]"; their rows stay apart, only the text repeats.
+std::string intactkv_row_label(const std::string& v) {
+  if (v == "none") return "";
+  if (v == "bos") return "+ IntactKV_[B]";
+  if (v == "auto") return "+ IntactKV (auto)";
+  if (v.ends_with("+cal"))
+    return v == "bos+cal" ? "+ IntactKV_[B] (calibrated)" : "+ IntactKV_[P] (calibrated)";
+  if (v.starts_with("prompt-")) return "+ IntactKV_[P] (" + v + ")";
+  if (v.starts_with("file-")) return "+ IntactKV (" + v + ")";
+  return "+ IntactKV_[P]";
+}
+
+ReportTable build_report_table(const std::vector<CellRecord>& cells) {
+  std::vector<std::string> models;
+  std::vector<std::pair<std::string, std::string>> tasks;  // (kind, task): ppl, then qa, then mmlu
+  for (const auto& c : cells)
+    if (in_table(c)) index_of(models, c.model);
+  for (const char* kind : {"ppl", "qa", "mmlu"})
+    for (const auto& c : cells)
+      if (c.task_kind == kind) index_of(tasks, {c.task_kind, c.task});
+  const bool has_qa = std::any_of(tasks.begin(), tasks.end(), [](const auto& t) { return t.first == "qa"; });
+
+  ReportTable table;
+  for (const auto& m : models) {  // ppl datasets, QA tasks and their Avg, then MMLU
+    for (const auto& [kind, task] : tasks)
+      if (kind != "mmlu") table.columns.push_back({m, task, kind});
+    if (has_qa) table.columns.push_back({m, "Avg", "avg"});
+    for (const auto& [kind, task] : tasks)
+      if (kind == "mmlu") table.columns.push_back({m, task, kind});
+  }
+
+  // Rows: methods in order of first appearance, each followed by its IntactKV variants.
+  std::vector<std::pair<std::string, int>> methods;
+  for (const auto& c : cells)
+    if (in_table(c)) index_of(methods, {c.quant, c.kv_bits});
+  for (const auto& [quant, kv] : methods) {
+    std::vector<std::string> variants = {"none"};
+    for (const auto& c : cells)
+      if (in_table(c) && c.quant == quant && c.kv_bits == kv) index_of(variants, c.intactkv);
+    for (const auto& v : variants) {
+      ReportRow row;
+      row.label = v == "none" ? method_label(quant, kv) : intactkv_row_label(v);
+      row.quant = quant, row.kv_bits = kv, row.intactkv = v;
+      row.reference = quant == "fp" && kv == 16;
+      row.values.assign(table.columns.size(), std::nullopt);
+      for (const auto& c : cells) {
+        if (!in_table(c) || c.quant != quant || c.kv_bits != kv || c.intactkv != v) continue;
+        const Metric* m = c.metric(c.task_kind == "ppl" ? kPplMetric : kAccMetric);
+        if (!m) continue;
+        for (size_t i = 0; i < table.columns.size(); ++i)
+          if (table.columns[i].model == c.model && table.columns[i].task == c.task &&
+              table.columns[i].task_kind == c.task_kind)
+            row.values[i] = c.task_kind == "ppl" ? m->value : 100 * m->value;
+      }
+      for (size_t i = 0; i < table.columns.size(); ++i) {  // Avg: over all QA tasks of the model
+        if (table.columns[i].task_kind != "avg") continue;
+        double sum = 0;
+        int n = 0, expected = 0;
+        for (size_t j = 0; j < table.columns.size(); ++j)
+          if (table.columns[j].model == table.columns[i].model && table.columns[j].task_kind == "qa") {
+            ++expected;
+            if (row.values[j]) sum += *row.values[j], ++n;
+          }
+        if (n > 0 && n == expected) row.values[i] = sum / n;
+      }
+      if (std::any_of(row.values.begin(), row.values.end(), [](const auto& x) { return x.has_value(); }))
+        table.rows.push_back(std::move(row));
+    }
+  }
+
+  for (size_t i = 0; i < table.columns.size(); ++i) {
+    const bool lower_better = table.columns[i].task_kind == "ppl";
+    std::optional<double> best;
+    int candidates = 0;
+    for (const auto& row : table.rows) {
+      if (row.reference || !row.values[i]) continue;
+      ++candidates;
+      const double v = *row.values[i];
+      if (!best || (lower_better ? v < *best : v > *best)) best = v;
+    }
+    for (auto& row : table.rows)
+      row.best.push_back(candidates >= 2 && !row.reference && row.values[i] && *row.values[i] == *best);
+  }
+  return table;
+}
+
+std::vector<PairedComparison> intactkv_vs_baseline(const std::vector<CellRecord>& cells, int resamples,
+                                                   uint64_t seed) {
+  std::vector<PairedComparison> out;
+  if (resamples <= 0) return out;
+  for (const auto& variant : cells) {
+    if (variant.intactkv == "none" || variant.outcomes.empty()) continue;
+    auto base = std::find_if(cells.begin(), cells.end(), [&](const CellRecord& c) {
+      return c.intactkv == "none" && c.model == variant.model && c.quant == variant.quant &&
+             c.kv_bits == variant.kv_bits && c.task_kind == variant.task_kind && c.task == variant.task;
+    });
+    if (base == cells.end()) continue;
+    for (const auto& o : variant.outcomes) {
+      const ItemOutcomes* b = base->outcomes_of(o.metric);
+      if (!b || b->values.size() != o.values.size() || o.values.empty()) continue;
+      const eval::BootstrapCI ci = eval::paired_bootstrap(b->values, o.values, resamples, seed);
+      out.push_back({variant.model, variant.quant, variant.kv_bits, variant.intactkv, variant.task, o.metric,
+                     o.values.size(), ci.diff, ci.lo, ci.hi});
+    }
+  }
+  return out;
+}
+
+}  // namespace ikv::exp

@@ -1,0 +1,35 @@
+// A YAML document as plain data that remembers where every node came from (file:line:column), so
+// a problem found after `extends` merging still points at the file and line that said it.
+#pragma once
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace ikv::exp {
+
+struct YamlNode {
+  enum class Kind { Null, Scalar, Sequence, Map };
+  Kind kind = Kind::Null;
+  std::string scalar;                                  // Scalar
+  std::vector<YamlNode> items;                         // Sequence
+  std::vector<std::pair<YamlNode, YamlNode>> entries;  // Map: scalar key -> value, in file order
+  std::string file;                                    // where the node was written
+  int line = 0, column = 0;                            // 1-based
+
+  std::string where() const;                         // "file:line:column"
+  const YamlNode* find(std::string_view key) const;  // nullptr when absent (or not a map)
+};
+
+// Parses `text` as the YAML file `file`, then resolves `extends: OTHER.yaml` (relative to the
+// extending file's folder, chains allowed): maps are deep-merged with the extending file winning
+// key by key, lists and scalars are replaced whole. YAML anchors and aliases are native; `<<: *x`
+// merge keys are honoured too (yaml-cpp 0.7 leaves them to us). Throws ikv::Error naming
+// file:line:column for malformed YAML, an unreadable extends file, or an extends cycle.
+// `sources` (optional) receives every file read, the extending file first.
+YamlNode parse_yaml_with_extends(const std::string& text, const std::string& file,
+                                 std::vector<std::string>* sources = nullptr);
+// The same, reading `path` first; a missing file is an Error "PATH: cannot read config file".
+YamlNode load_yaml_with_extends(const std::string& path, std::vector<std::string>* sources = nullptr);
+
+}  // namespace ikv::exp

@@ -1,0 +1,73 @@
+// The IntactKV calibration objective of one sample and its gradient with respect to the prefix
+// keys and values of every layer (activation gradients only; the model's weights are frozen).
+//
+// The sample's new tokens run through the quantized model at positions P..P+n-1 with the
+// trainable prefix K/V at positions 0..P-1 (keys after RoPE, as Prefix stores them). The loss is
+// the reference's: Σ over decoder layers l of mean((h_q,l − h_fp,l)²)/2 over the loss tokens × dim,
+// where h_l is the residual stream after layer l. The prefix of layer l feeds the losses of
+// layers l..L-1, so its gradient gathers every later layer's loss through the residual stream.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "kernels/ops.h"
+#include "model/weights.h"
+
+namespace ikv::intactkv {
+
+// The quantized model as the calibration multiplies with it: every decoder linear as a dense fp32
+// [out, in] matrix, dequantized once (kernels::linear_dense_weight), used by the forward and the
+// backward alike so that the gradient is exact for the function the forward computes. Embeddings
+// and norms are read from the Weights, which must outlive this.
+struct DenseLayer {
+  std::vector<float> q, k, v, o, gate, up, down;
+};
+struct DenseModel {
+  const model::Weights* weights = nullptr;
+  std::vector<DenseLayer> layers;
+  kernels::RopeTable rope;
+  const model::Config& config() const { return weights->config; }
+};
+DenseModel make_dense_model(const model::Weights& w);
+
+// Prefix keys and values (or their gradients) per layer, each [n_kv_heads, P, head_dim].
+template <typename T>
+struct PrefixKV {
+  std::vector<std::vector<T>> key, value;
+  int64_t len = 0;  // P
+};
+// All zeros, shaped for the model and P positions.
+template <typename T>
+PrefixKV<T> zero_prefix_kv(const model::Config& c, int64_t P);
+
+// The FP targets of one sample: the decoder-layer outputs at its loss tokens.
+struct SampleTargets {
+  std::vector<int64_t> rows;                // loss tokens as indices among the n new tokens, ascending
+  std::vector<std::vector<float>> layers;   // [n_layers][rows.size() * dim]
+};
+
+struct SampleLoss {
+  double total = 0;
+  std::vector<double> per_layer;
+};
+
+// Test hook for KV-cache quantization. The backward treats the quantizer of the new tokens' K/V as
+// the identity (straight-through estimator), which is the exact gradient of the forward with the
+// quantization error x' − x held fixed. record = the forward stores that error; replay = it adds the
+// stored error instead of quantizing, so finite differences see exactly the STE's function.
+template <typename T>
+struct KvQuantError {
+  std::vector<std::vector<T>> k, v;  // per layer [n, kv_dim]
+  bool replay = false;
+};
+
+// Returns the sample's loss; when grad is non-null, ADDS the loss's gradient to it (so several
+// samples accumulate). tokens are the n new tokens (the prefix tokens are not rerun: the prefix KV
+// stands in for them). kv_bits < 16 quantizes the new tokens' K/V as engine::Engine does; the
+// prefix is never quantized. T = float is the training path; T = double serves the gradient check.
+template <typename T>
+SampleLoss prefix_loss(const DenseModel& m, const PrefixKV<T>& prefix, const int32_t* tokens, int64_t n,
+                       const SampleTargets& targets, int kv_bits, PrefixKV<T>* grad,
+                       KvQuantError<T>* kv_error = nullptr);
+
+}  // namespace ikv::intactkv

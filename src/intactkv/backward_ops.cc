@@ -1,0 +1,80 @@
+#include "intactkv/backward_ops.h"
+
+#include <map>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <tuple>
+
+#include "kernels/gemm.h"
+
+namespace ikv::intactkv::detail {
+namespace {
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  return eng;
+}
+
+// dX[M,K] = dY[M,N] · W[N,K]: W is the plain row-major [N,K] operand here (strides K, 1), unlike
+// kernels::gemm_f32 which reads it transposed. One primitive per (N, K, accumulate) with M a
+// run-time dimension (JIT compiling per sample length would cost more than the product);
+// accumulate adds into dX through oneDNN's sum post-op.
+dnnl::matmul& input_grad_primitive(int64_t N, int64_t K, bool accumulate) {
+  using dt = dnnl::memory::data_type;
+  static std::mutex mu;
+  static std::map<std::tuple<int64_t, int64_t, bool>, dnnl::matmul> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  auto key = std::make_tuple(N, K, accumulate);
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  const auto M = DNNL_RUNTIME_DIM_VAL;
+  dnnl::memory::desc dy_md({M, N}, dt::f32, {N, 1});
+  dnnl::memory::desc w_md({N, K}, dt::f32, {K, 1});
+  dnnl::memory::desc dx_md({M, K}, dt::f32, {K, 1});
+  dnnl::primitive_attr attr;
+  if (accumulate) {
+    dnnl::post_ops po;
+    po.append_sum(1.0f);
+    attr.set_post_ops(po);
+  }
+  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(dy_md, w_md, dx_md), attr, cpu_engine());
+  return cache.emplace(key, dnnl::matmul(pd)).first->second;
+}
+
+}  // namespace
+
+void linear(const float* X, int64_t M, int64_t K, const float* W, int64_t N, float* Y) {
+  kernels::gemm_f32(X, M, K, W, N, Y);
+}
+
+void linear(const double* X, int64_t M, int64_t K, const float* W, int64_t N, double* Y) {
+  Eigen::Map<const RowMat<double>> x(X, M, K);
+  Eigen::Map<const RowMat<float>> w(W, N, K);
+  Eigen::Map<RowMat<double>> y(Y, M, N);
+  y.noalias() = x * w.cast<double>().transpose();
+}
+
+void linear_input_grad(const float* dY, int64_t M, int64_t N, const float* W, int64_t K, float* dX,
+                       bool accumulate) {
+  using dt = dnnl::memory::data_type;
+  dnnl::matmul& mm = input_grad_primitive(N, K, accumulate);
+  dnnl::memory dy_mem({{M, N}, dt::f32, {N, 1}}, cpu_engine(), const_cast<float*>(dY));
+  dnnl::memory w_mem({{N, K}, dt::f32, {K, 1}}, cpu_engine(), const_cast<float*>(W));
+  dnnl::memory dx_mem({{M, K}, dt::f32, {K, 1}}, cpu_engine(), dX);
+  dnnl::stream s(cpu_engine());
+  mm.execute(s, {{DNNL_ARG_SRC, dy_mem}, {DNNL_ARG_WEIGHTS, w_mem}, {DNNL_ARG_DST, dx_mem}});
+  s.wait();
+}
+
+void linear_input_grad(const double* dY, int64_t M, int64_t N, const float* W, int64_t K, double* dX,
+                       bool accumulate) {
+  Eigen::Map<const RowMat<double>> dy(dY, M, N);
+  Eigen::Map<const RowMat<float>> w(W, N, K);
+  Eigen::Map<RowMat<double>> dx(dX, M, K);
+  if (accumulate)
+    dx.noalias() += dy * w.cast<double>();
+  else
+    dx.noalias() = dy * w.cast<double>();
+}
+
+}  // namespace ikv::intactkv::detail

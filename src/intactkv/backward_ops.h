@@ -1,0 +1,152 @@
+// The ops of the LLaMA layer and their vector-Jacobian products, for the IntactKV calibration
+// pass (intactkv/backward.cc). Templated on the scalar: float is the training path (matmuls on
+// oneDNN), double exists so the gradient check can compare against finite differences without
+// fp32 noise. Numerics of the float forward follow kernels/ops.cc (fp32 sums, std::exp).
+// Internal to intactkv; not part of the public API.
+#pragma once
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "kernels/ops.h"
+
+namespace ikv::intactkv::detail {
+
+template <typename T>
+using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using Stride = Eigen::OuterStride<>;
+
+// Y[M,N] = X[M,K] · W[N,K]ᵀ (nn.Linear orientation; W is the dense fp32 weight).
+void linear(const float* X, int64_t M, int64_t K, const float* W, int64_t N, float* Y);
+void linear(const double* X, int64_t M, int64_t K, const float* W, int64_t N, double* Y);
+// dX[M,K] = dY[M,N] · W[N,K] (or += with accumulate): the input gradient of that linear.
+void linear_input_grad(const float* dY, int64_t M, int64_t N, const float* W, int64_t K, float* dX,
+                       bool accumulate);
+void linear_input_grad(const double* dY, int64_t M, int64_t N, const float* W, int64_t K, double* dX,
+                       bool accumulate);
+
+template <typename T>
+T rms_inverse(const T* x, int64_t d, float eps) {
+  T ss = 0;
+  for (int64_t i = 0; i < d; ++i) ss += x[i] * x[i];
+  return T(1) / std::sqrt(ss / static_cast<T>(d) + static_cast<T>(eps));
+}
+
+template <typename T>
+void rmsnorm(const T* x, const float* w, int64_t n, int64_t d, float eps, T* out) {
+#pragma omp parallel for if (n > 16)
+  for (int64_t t = 0; t < n; ++t) {
+    const T inv = rms_inverse(x + t * d, d, eps);
+    for (int64_t i = 0; i < d; ++i) out[t * d + i] = static_cast<T>(w[i]) * (x[t * d + i] * inv);
+  }
+}
+
+// y = w ⊙ x · r with r = (mean(x²) + eps)^-½:  dx = r (w ⊙ dy) − x r³/d · Σ w ⊙ dy ⊙ x.
+// Adds into dx.
+template <typename T>
+void rmsnorm_backward(const T* x, const float* w, const T* dy, int64_t n, int64_t d, float eps, T* dx) {
+#pragma omp parallel for if (n > 16)
+  for (int64_t t = 0; t < n; ++t) {
+    const T* xt = x + t * d;
+    const T* gt = dy + t * d;
+    const T r = rms_inverse(xt, d, eps);
+    T dot = 0;
+    for (int64_t i = 0; i < d; ++i) dot += static_cast<T>(w[i]) * gt[i] * xt[i];
+    const T c = r * r * r / static_cast<T>(d) * dot;
+    for (int64_t i = 0; i < d; ++i) dx[t * d + i] += r * static_cast<T>(w[i]) * gt[i] - xt[i] * c;
+  }
+}
+
+// RoPE in HF rotate_half layout at one position (sign +1); sign −1 rotates back, which is also the
+// VJP of the rotation (a rotation's transpose is its inverse).
+template <typename T>
+void rope(T* x, int64_t n_heads, int64_t head_dim, int64_t pos, const kernels::RopeTable& table, T sign) {
+  const int64_t half = head_dim / 2;
+  const float* c = &table.cos[pos * half];
+  const float* s = &table.sin[pos * half];
+  for (int64_t h = 0; h < n_heads; ++h) {
+    T* xh = x + h * head_dim;
+    for (int64_t i = 0; i < half; ++i) {
+      const T a = xh[i], b = xh[i + half], sn = sign * static_cast<T>(s[i]), cs = static_cast<T>(c[i]);
+      xh[i] = a * cs - b * sn;
+      xh[i + half] = b * cs + a * sn;
+    }
+  }
+}
+
+template <typename T>
+T sigmoid(T g) {
+  return T(1) / (T(1) + std::exp(-g));
+}
+
+// Causal GQA attention of n queries at positions P..P+n-1 over keys/values at 0..P+n-1, where
+// positions 0..P-1 are the trainable prefix. K/V: [n_kv_heads, P+n, head_dim]; q/out: [n, H·hd].
+struct AttnDims {
+  int64_t n = 0, P = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0;
+  int64_t keys() const { return P + n; }
+};
+
+// probs (optional): [n_heads, n, P+n], kept for the backward.
+template <typename T>
+void attention_forward(const AttnDims& s, const T* q, const T* K, const T* V, T* out, T* probs) {
+  const int64_t Tn = s.keys(), d = s.head_dim, row = s.n_heads * d, group = s.n_heads / s.n_kv_heads;
+  const T scale = T(1) / std::sqrt(static_cast<T>(d));
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t h = 0; h < s.n_heads; ++h) {
+    const int64_t g = h / group;
+    Eigen::Map<const RowMat<T>, 0, Stride> Q(q + h * d, s.n, d, Stride(row));
+    Eigen::Map<const RowMat<T>> Kg(K + g * Tn * d, Tn, d), Vg(V + g * Tn * d, Tn, d);
+    RowMat<T> S = (Q * Kg.transpose()) * scale;
+    for (int64_t i = 0; i < s.n; ++i) {
+      T* r = S.row(i).data();
+      const int64_t last = s.P + i;
+      T mx = -std::numeric_limits<T>::infinity(), sum = 0;
+      for (int64_t j = 0; j <= last; ++j) mx = std::max(mx, r[j]);
+      for (int64_t j = 0; j <= last; ++j) sum += (r[j] = std::exp(r[j] - mx));
+      const T inv = T(1) / sum;
+      for (int64_t j = 0; j <= last; ++j) r[j] *= inv;
+      for (int64_t j = last + 1; j < Tn; ++j) r[j] = 0;
+    }
+    Eigen::Map<RowMat<T>, 0, Stride> O(out + h * d, s.n, d, Stride(row));
+    O.noalias() = S * Vg;
+    if (probs) std::copy(S.data(), S.data() + s.n * Tn, probs + h * s.n * Tn);
+  }
+}
+
+// VJP of attention_forward: dq = [n, H·hd]; dK/dV = [n_kv_heads, P+n, hd] (overwritten). With
+// A the probabilities: dV = Aᵀ dO, dA = dO Vᵀ, dS = A ⊙ (dA − rowsum(A ⊙ dA)), dQ = dS K·scale,
+// dK = dSᵀ Q·scale; masked entries have A = 0, so their dS is 0 without a mask. One thread per kv
+// head sums its query heads in a fixed order: the result does not depend on the thread count.
+template <typename T>
+void attention_backward(const AttnDims& s, const T* q, const T* K, const T* V, const T* probs, const T* dout,
+                        T* dq, T* dK, T* dV) {
+  const int64_t Tn = s.keys(), d = s.head_dim, row = s.n_heads * d, group = s.n_heads / s.n_kv_heads;
+  const T scale = T(1) / std::sqrt(static_cast<T>(d));
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t g = 0; g < s.n_kv_heads; ++g) {
+    Eigen::Map<const RowMat<T>> Kg(K + g * Tn * d, Tn, d), Vg(V + g * Tn * d, Tn, d);
+    Eigen::Map<RowMat<T>> dKg(dK + g * Tn * d, Tn, d), dVg(dV + g * Tn * d, Tn, d);
+    dKg.setZero();
+    dVg.setZero();
+    for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+      Eigen::Map<const RowMat<T>> A(probs + h * s.n * Tn, s.n, Tn);
+      Eigen::Map<const RowMat<T>, 0, Stride> Q(q + h * d, s.n, d, Stride(row)), dO(dout + h * d, s.n, d, Stride(row));
+      dVg.noalias() += A.transpose() * dO;
+      RowMat<T> dS = dO * Vg.transpose();
+      for (int64_t i = 0; i < s.n; ++i) {
+        const T* a = A.row(i).data();
+        T* r = dS.row(i).data();
+        T dot = 0;
+        for (int64_t j = 0; j < Tn; ++j) dot += a[j] * r[j];
+        for (int64_t j = 0; j < Tn; ++j) r[j] = a[j] * (r[j] - dot) * scale;
+      }
+      Eigen::Map<RowMat<T>, 0, Stride> dQ(dq + h * d, s.n, d, Stride(row));
+      dQ.noalias() = dS * Kg;
+      dKg.noalias() += dS.transpose() * Q;
+    }
+  }
+}
+
+}  // namespace ikv::intactkv::detail

@@ -1,0 +1,188 @@
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "eval/stats.h"
+#include "exp/exp_fixtures.h"
+#include "exp/report.h"
+#include "io/error.h"
+
+using namespace ikv::exp;
+using ikv::exp::testing::TempDir;
+
+namespace {
+
+CellRecord cell(const std::string& model, const std::string& quant, const std::string& intactkv,
+                const std::string& kind, const std::string& task, double value) {
+  CellRecord c;
+  c.key = model + "/" + quant + "/" + intactkv + "/" + task;
+  c.model = model, c.quant = quant, c.intactkv = intactkv, c.task_kind = kind, c.task = task;
+  c.metrics.push_back({kind == "ppl" ? "ppl" : kind == "kld" ? "kld" : "acc", value, 0.01, 100});
+  return c;
+}
+
+// A small hand-made run: FP, RTN W3g128 and two IntactKV variants; a kld cell stays out of the table.
+std::vector<CellRecord> hand_made_run() {
+  std::vector<CellRecord> cells;
+  auto add = [&](const std::string& quant, const std::string& v, double ppl, double arc, double boolq) {
+    cells.push_back(cell("m", quant, v, "ppl", "wikitext2", ppl));
+    cells.push_back(cell("m", quant, v, "qa", "arc_easy", arc));
+    cells.push_back(cell("m", quant, v, "qa", "boolq", boolq));
+  };
+  add("fp", "none", 5.0, 0.70, 0.80);
+  add("rtn-w3g128", "none", 8.0, 0.60, 0.70);
+  add("rtn-w3g128", "bos", 7.5, 0.65, 0.72);
+  add("rtn-w3g128", "vicuna+cal", 7.0, 0.64, 0.75);
+  cells.push_back(cell("m", "rtn-w3g128", "none", "kld", "kld", 0.25));
+  return cells;
+}
+
+// The same through a real store, as `ikv-eval report` reads it.
+std::vector<CellRecord> through_store(const std::vector<CellRecord>& cells, const TempDir& dir) {
+  Store store(dir / "ikv.sqlite");
+  const int64_t run = store.begin_run("t.yaml", "x", "test");
+  for (const auto& c : cells) store.put_cell(c);
+  store.add_run_cells(run, cells);
+  return store.cells_of_run(run);
+}
+
+}  // namespace
+
+TEST_CASE("report: labels in the paper's style") {
+  CHECK(method_label("fp", 16) == "FP");
+  CHECK(method_label("rtn-w3g128", 16) == "RTN W3g128");
+  CHECK(method_label("quarot-w4a4", 4) == "QuaRot W4A4 KV4");
+  CHECK(method_label("gptq-w3g128-sym-ao", 16) == "GPTQ W3g128 (sym, act-order)");
+  CHECK(method_label("my-own-label", 16) == "my-own-label");
+  CHECK(intactkv_row_label("none") == "");
+  CHECK(intactkv_row_label("bos") == "+ IntactKV_[B]");
+  CHECK(intactkv_row_label("vicuna") == "+ IntactKV_[P]");
+  CHECK(intactkv_row_label("vicuna+cal") == "+ IntactKV_[P] (calibrated)");
+  CHECK(intactkv_row_label("bos+cal") == "+ IntactKV_[B] (calibrated)");
+  CHECK(parse_report_format("md") == ReportFormat::Markdown);
+  CHECK(parse_report_format("html") == ReportFormat::Html);
+  CHECK_THROWS_WITH_AS(parse_report_format("pdf"),
+                       "unknown report format 'pdf'; expected md, csv, json or html", ikv::Error);
+}
+
+TEST_CASE("report: markdown table with the best per column in bold") {
+  TempDir dir;
+  ReportOptions o;
+  o.bootstrap_resamples = 0;
+  const std::string md = render_report(through_store(hand_made_run(), dir), ReportFormat::Markdown, o);
+  CHECK(md ==
+        "# IntactKV results\n"
+        "\n"
+        "| Method | wikitext2 | arc_easy | boolq | Avg |\n"
+        "|---|---:|---:|---:|---:|\n"
+        "| FP | 5.00 | 70.00 | 80.00 | 75.00 |\n"
+        "| RTN W3g128 | 8.00 | 60.00 | 70.00 | 65.00 |\n"
+        "| + IntactKV_[B] | 7.50 | **65.00** | 72.00 | 68.50 |\n"
+        "| + IntactKV_[P] (calibrated) | **7.00** | 64.00 | **75.00** | **69.50** |\n"
+        "\n"
+        "PPL for wikitext2 (lower is better). Accuracy in % for arc_easy, boolq; Avg over the QA tasks "
+        "(higher is "
+        "better). Bold: best among quantized rows.\n");
+}
+
+TEST_CASE("report: several models become column groups; a missing cell is a dash") {
+  std::vector<CellRecord> cells = hand_made_run();
+  cells.push_back(cell("big", "rtn-w3g128", "none", "ppl", "wikitext2", 6.0));
+  cells.push_back(cell("big", "rtn-w3g128", "bos", "ppl", "wikitext2", 6.5));
+  cells.push_back(cell("m", "rtn-w3g128", "none", "mmlu", "mmlu", 0.3));
+  ReportOptions o;
+  o.bootstrap_resamples = 0;
+  const std::string md = render_report(cells, ReportFormat::Markdown, o);
+  CHECK(md.find("| Method | m wikitext2 | m arc_easy | m boolq | m Avg | m mmlu | big wikitext2 | big "
+                "arc_easy | big boolq | big Avg | big mmlu |\n") != std::string::npos);
+  CHECK(md.find("| FP | 5.00 | 70.00 | 80.00 | 75.00 | - | - | - | - | - | - |\n") != std::string::npos);
+  CHECK(md.find("| RTN W3g128 | 8.00 | 60.00 | 70.00 | 65.00 | 30.00 | **6.00** | - | - | - | - |\n") !=
+        std::string::npos);
+}
+
+TEST_CASE("report: csv") {
+  const std::string csv = render_report(hand_made_run(), ReportFormat::Csv);
+  CHECK(csv ==
+        "method,m/wikitext2,m/arc_easy,m/boolq,m/Avg\n"
+        "FP,5.0000,70.0000,80.0000,75.0000\n"
+        "RTN W3g128,8.0000,60.0000,70.0000,65.0000\n"
+        "+ IntactKV_[B],7.5000,65.0000,72.0000,68.5000\n"
+        "+ IntactKV_[P] (calibrated),7.0000,64.0000,75.0000,69.5000\n");
+}
+
+TEST_CASE("report: json is the flat list compare reads") {
+  std::vector<CellRecord> cells = hand_made_run();
+  cells[0].metrics[0].std_err = std::nan("");
+  const nlohmann::json j = nlohmann::json::parse(render_report(cells, ReportFormat::Json));
+  REQUIRE(j.is_array());
+  CHECK(j.size() == 13);  // every metric of every cell, kld included
+  CHECK(j[0] == nlohmann::json{{"model", "m"},
+                               {"quant", "fp"},
+                               {"kv_bits", 16},
+                               {"intactkv", "none"},
+                               {"task_kind", "ppl"},
+                               {"task", "wikitext2"},
+                               {"metric", "ppl"},
+                               {"value", 5.0},
+                               {"stderr", nullptr},
+                               {"n", 100}});
+  CHECK(j[12]["metric"] == "kld");
+}
+
+TEST_CASE("report: self-contained html with bold best and embedded fragments") {
+  ReportOptions o;
+  o.title = "Run <1>";
+  o.html_fragments = {"<svg id=\"plot-1\"></svg>"};
+  o.bootstrap_resamples = 0;
+  const std::string html = render_report(hand_made_run(), ReportFormat::Html, o);
+  CHECK(
+      html.starts_with("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>Run "
+                       "&lt;1&gt;</title>\n<style>"));
+  CHECK(html.find("<tr><th rowspan=\"2\">Method</th><th colspan=\"4\">m</th></tr>\n"
+                  "<tr><th>wikitext2</th><th>arc_easy</th><th>boolq</th><th>Avg</th></tr>") !=
+        std::string::npos);
+  CHECK(
+      html.find("<tr><td class=\"variant\">+ IntactKV_[P] (calibrated)</td><td><b>7.00</b></td><td>64.00</td>"
+                "<td><b>75.00</b></td><td><b>69.50</b></td></tr>") != std::string::npos);
+  CHECK(html.find("<tr><td>FP</td><td>5.00</td>") != std::string::npos);
+  CHECK(html.find("<div class=\"figure\">\n<svg id=\"plot-1\"></svg>\n</div>") != std::string::npos);
+  CHECK(html.find("<link") == std::string::npos);  // nothing fetched from elsewhere
+  CHECK(html.find("<script") == std::string::npos);
+  CHECK(html.ends_with("</body>\n</html>\n"));
+}
+
+TEST_CASE("report: paired bootstrap CI of IntactKV vs its baseline") {
+  std::vector<CellRecord> cells = hand_made_run();
+  // Per-item outcomes for arc_easy: the baseline (index 4) and the bos variant (index 7).
+  std::vector<double> base(100), bos(100), cal(100);
+  for (int i = 0; i < 100; ++i) {
+    base[i] = i % 10 < 6;
+    bos[i] = i % 20 < 13;
+    cal[i] = base[i];
+  }
+  cells[4].outcomes = {{"acc", base}};
+  cells[7].outcomes = {{"acc", bos}};
+  cells[10].outcomes = {{"acc", cal}};  // identical to the baseline: a zero-width interval at 0
+  const auto cis = intactkv_vs_baseline(cells, 500, 7);
+  REQUIRE(cis.size() == 2);
+  CHECK(cis[0].intactkv == "bos");
+  CHECK(cis[0].task == "arc_easy");
+  CHECK(cis[0].n == 100);
+  const auto expected = ikv::eval::paired_bootstrap(base, bos, 500, 7);
+  CHECK(cis[0].diff == doctest::Approx(0.05));
+  CHECK(cis[0].lo == expected.lo);
+  CHECK(cis[0].hi == expected.hi);
+  CHECK(cis[0].lo < 0.05);
+  CHECK(cis[0].hi > 0.05);
+  CHECK(cis[1].diff == 0);
+  CHECK(cis[1].lo == 0);
+  CHECK(cis[1].hi == 0);
+
+  ReportOptions o;
+  o.bootstrap_resamples = 500;
+  o.seed = 7;
+  const std::string md = render_report(cells, ReportFormat::Markdown, o);
+  CHECK(md.find("## IntactKV vs baseline (paired bootstrap, 95% CI)\n") != std::string::npos);
+  CHECK(md.find("| m | RTN W3g128 | + IntactKV_[P] (calibrated) | arc_easy | acc | 100 | +0.0000 | [+0.0000, "
+                "+0.0000] |\n") != std::string::npos);
+}
