@@ -10,6 +10,7 @@
 #include "exp/executor.h"
 #include "exp/plan.h"
 #include "exp/report.h"
+#include "exp/report_plots.h"
 #include "exp/runner.h"
 #include "exp/store.h"
 #include "ikv-eval_commands.h"
@@ -31,6 +32,7 @@ std::string write_reports(exp::Store& store, int64_t run_id, const std::string& 
   std::vector<exp::CellRecord> cells = store.cells_of_run(run_id);
   exp::ReportOptions opt;
   opt.title = title;
+  opt.html_fragments = exp::report_figures(cells);
   const std::string stem = out_dir + "/report-run" + std::to_string(run_id);
   for (auto [fmt, ext] : {std::pair{exp::ReportFormat::Markdown, ".md"}, {exp::ReportFormat::Html, ".html"},
                           {exp::ReportFormat::Csv, ".csv"}, {exp::ReportFormat::Json, ".json"}})
@@ -88,7 +90,9 @@ void run_report(const ReportArgs& a) {
   if (!info) fail(db, ": no run ", id);
   exp::ReportOptions opt;
   opt.title = std::filesystem::path(info->config_path).stem().string();
-  std::printf("%s", exp::render_report(store.cells_of_run(id), fmt, opt).c_str());
+  std::vector<exp::CellRecord> cells = store.cells_of_run(id);
+  if (fmt == exp::ReportFormat::Html) opt.html_fragments = exp::report_figures(cells);
+  std::printf("%s", exp::render_report(cells, fmt, opt).c_str());
 }
 
 struct CompareArgs {
