@@ -14,6 +14,7 @@ inline void add_variant_options(CLI::App* app, exp::VariantSpec& v) {
   app->add_option("--wbits", v.quant.wbits, "weight bits (2..8)");
   app->add_option("--group", v.quant.group, "quantization group size (-1 = per channel)");
   app->add_flag("--sym", v.quant.sym, "symmetric weight quantization");
+  app->add_option("--quantized", v.quantized_file, "packed weights saved by `ikv-eval quantize` (instead of --quant)");
   app->add_option("--kv-bits", v.kv_bits, "KV-cache bits (2..8, 16 = off)");
   app->add_option("--intactkv", v.intactkv, "none | bos | vicuna | prompt:TEXT | auto | FILE.ikv.safetensors");
   app->add_option("--intactkv-size", v.intactkv_size, "keep only the first N prefix tokens (0 = all)");

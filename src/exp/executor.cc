@@ -18,6 +18,7 @@
 #include "io/error.h"
 #include "io/mapped_file.h"
 #include "io/sha256.h"
+#include "quant/artifact.h"
 
 namespace fs = std::filesystem;
 
@@ -98,7 +99,16 @@ const model::Weights& Executor::weights_for(const Cell& cell) {
     ModelSpec fp32 = cell.model;
     fp32.dtype = "fp32";
     slot = std::make_unique<model::Weights>(fp_model(fp32).weights);
-    quantize_weights(*slot, to_choice(cell.quant));
+    // Packed weights are an artifact: reuse the file a previous run saved under this key.
+    const std::string path = results_dir_ + "/artifacts/" + cell.quant_key.substr(0, 24) + ".quant.safetensors";
+    if (auto art = store_.get_artifact(cell.quant_key); art && fs::exists(art->path)) {
+      quant::load_quantized(*slot, art->path);
+    } else {
+      quantize_weights(*slot, to_choice(cell.quant));
+      fs::create_directories(results_dir_ + "/artifacts");
+      quant::save_quantized(*slot, path, {{"method", cell.quant.method}, {"label", cell.quant.short_label()}});
+      store_.put_artifact({cell.quant_key, "quant", path, io::file_sha256(path), ""});
+    }
   }
   return *slot;
 }

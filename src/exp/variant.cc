@@ -7,6 +7,8 @@
 #include "intactkv/prefix_file.h"
 #include "intactkv/prefix_spec.h"
 #include "io/error.h"
+#include "io/data_root.h"
+#include "quant/artifact.h"
 #include "quant/packed_matrix.h"
 #include "quant/rtn.h"
 
@@ -71,7 +73,10 @@ PreparedVariant prepare_variant(const std::string& data_root, const VariantSpec&
     }
     v.prefix->settings["prefix"] = spec.intactkv;
   }
-  quantize_weights(v.model.weights, spec.quant);
+  if (!spec.quantized_file.empty())
+    quant::load_quantized(v.model.weights, io::data_file("", spec.quantized_file));
+  else
+    quantize_weights(v.model.weights, spec.quant);
   return v;
 }
 

@@ -28,6 +28,7 @@ struct VariantSpec {
   std::string intactkv = "none"; // none | bos | vicuna | prompt:TEXT | auto | FILE.ikv.safetensors
   int64_t intactkv_size = 0;     // keep only the first tokens of the prefix (0 = all)
   std::string auto_text;         // the prompt whose pivots `auto` looks for (default: the Vicuna prompt)
+  std::string quantized_file;    // load packed weights saved by `ikv-eval quantize` instead of quantizing
 };
 
 struct PreparedVariant {
