@@ -15,7 +15,7 @@ build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
 
 run: build
-	$(BUILD)/ikv-eval ppl --model testbed-26M --dataset wikitext2 --ctx 512 --windows 40
+	$(BUILD)/ikv-eval run $(CONFIG)
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure --timeout 900

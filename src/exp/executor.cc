@@ -10,6 +10,7 @@
 #include "eval/tasks.h"
 #include "exp/config.h"
 #include "exp/variant.h"
+#include "intactkv/calibrate.h"
 #include "intactkv/inspect.h"
 #include "intactkv/mse_sweep.h"
 #include "intactkv/prefix_file.h"
@@ -142,7 +143,27 @@ const intactkv::Prefix* Executor::prefix_for(const Cell& cell) {
       break;
     }
     case Kind::File: p = intactkv::load_prefix(io::data_file(data_root_, s.value), c, fp.weights.fingerprint); break;
-    case Kind::Calibrated: fail(cell.describe(), ": calibrated IntactKV needs ikv-calibrate (not built in)");
+    case Kind::Calibrated: {
+      // Calibrated for this cell's quantized weights and KV bits (the key says so), starting from
+      // the FP prefix; ikv-calibrate's library entry point, checkpointed beside the artifact.
+      intactkv::CalibrationSpec cs;
+      cs.quant_label = cell.quant.short_label();
+      cs.kv_bits = cell.kv_bits;
+      cs.prefix = s.calibration.prefix;
+      cs.data = s.calibration.data;
+      cs.samples = s.calibration.samples;
+      cs.epochs = s.calibration.epochs;
+      cs.lr = s.calibration.lr;
+      cs.max_len = s.calibration.max_len;
+      cs.output = path;
+      cs.progress = false;
+      fs::create_directories(results_dir_ + "/artifacts");
+      intactkv::CalibrationResult res =
+          intactkv::calibrate_prefix(fp.weights, weights_for(cell), *fp.tokenizer, data_root_, cs);
+      for (const auto& step : res.log) calibration_loss_[cell.intactkv_key].push_back(step.loss);
+      p = std::move(res.prefix);
+      break;
+    }
     case Kind::None: break;
   }
   p.settings["variant"] = s.short_label();
@@ -163,6 +184,14 @@ const std::vector<int32_t>& Executor::token_stream(const ModelSpec& m, const std
 }
 
 CellRecord Executor::run(const Cell& cell) {
+  CellRecord rec = run_task(cell);
+  // Cells with a calibrated prefix carry its loss curve (for the report's figure).
+  if (auto it = calibration_loss_.find(cell.intactkv_key); it != calibration_loss_.end() && !cell.intactkv_key.empty())
+    rec.outcomes.push_back({"calibration_loss", it->second});
+  return rec;
+}
+
+CellRecord Executor::run_task(const Cell& cell) {
   const std::string kind = task_kind(cell.task);
   if (kind == "ppl") return run_ppl(cell);
   if (kind == "qa") {

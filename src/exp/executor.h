@@ -29,6 +29,7 @@ class Executor {
   const intactkv::Prefix* prefix_for(const Cell& cell);
   const std::vector<int32_t>& token_stream(const ModelSpec& m, const std::string& dataset);
 
+  CellRecord run_task(const Cell& cell);
   CellRecord run_ppl(const Cell& cell);
   CellRecord run_qa(const Cell& cell, const std::string& task, int limit);
   CellRecord run_mse_sweep(const Cell& cell);
@@ -40,6 +41,7 @@ class Executor {
   std::map<std::string, std::unique_ptr<model::Weights>> quantized_;  // by quant_key
   std::map<std::string, std::unique_ptr<intactkv::Prefix>> prefixes_;  // by intactkv_key
   std::map<std::string, std::vector<int32_t>> streams_;
+  std::map<std::string, std::vector<double>> calibration_loss_;  // by intactkv_key, per optimizer step
 };
 
 }  // namespace ikv::exp

@@ -72,6 +72,22 @@ std::vector<std::string> report_figures(const std::vector<CellRecord>& cells) {
     p.series = {last, mean};
     out.push_back(figure(plot_svg(p, 760, 420), p.title));
   }
+  // Calibration loss curves, one per calibrated prefix (every cell using it carries the same log).
+  std::set<std::string> drawn;
+  for (const auto& c : cells) {
+    const ItemOutcomes* loss = c.outcomes_of("calibration_loss");
+    if (!loss || loss->values.empty() || !drawn.insert(c.model + c.quant + std::to_string(c.kv_bits) + c.intactkv).second)
+      continue;
+    LinePlot p;
+    p.title = c.model + " " + method_label(c.quant, c.kv_bits) + ": IntactKV calibration loss";
+    p.xlabel = "optimizer step";
+    p.ylabel = "Σ layers MSE / 2";
+    p.log_y = true;
+    Series s{"training loss", {}, loss->values};
+    for (size_t i = 0; i < s.y.size(); ++i) s.x.push_back(static_cast<double>(i + 1));
+    p.series = {s};
+    out.push_back(figure(plot_svg(p, 760, 420), p.title));
+  }
   return out;
 }
 
