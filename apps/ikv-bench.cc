@@ -2,6 +2,7 @@
 // run. `ikv-bench all` runs every table; each subcommand runs one.
 #include "bench_engine.h"
 #include "bench_kernels.h"
+#include "bench_tasks.h"
 #include "cli_common.h"
 #include "exp/model_setup.h"
 #include "io/data_root.h"
@@ -17,12 +18,16 @@ int main(int argc, char** argv) {
   CLI::App* engine = app.add_subcommand("engine", "perplexity throughput FP32/BF16 at 1 and all threads");
   ikv::cli::add_common(engine, common);
   engine->callback([&] { setup(), bench_engine(common.json, ikv::io::resolve_data_root(common.data_root)); });
+  CLI::App* tasks = app.add_subcommand("tasks", "loglikelihood scorer: context reuse and throughput");
+  ikv::cli::add_common(tasks, common);
+  tasks->callback([&] { setup(), bench_tasks(common.json, ikv::io::resolve_data_root(common.data_root)); });
   CLI::App* all = app.add_subcommand("all", "every table");
   ikv::cli::add_common(all, common);
   all->callback([&] {
     setup();
     bench_kernels(common.json);
     bench_engine(common.json, ikv::io::resolve_data_root(common.data_root));
+    bench_tasks(common.json, ikv::io::resolve_data_root(common.data_root));
   });
   return ikv::cli::run_app(app, argc, argv);
 }

@@ -21,6 +21,7 @@ struct Args {
   exp::VariantSpec variant;  // model, quantizer, KV bits
   intactkv::CalibrationSpec spec;
   int64_t target_budget_mb = 4096;
+  Args() { variant.quant = {"rtn", 3, 128, false}; }  // the paper's main setting; FP needs no calibration
 };
 
 // NaN (no held-out samples) becomes JSON null.
@@ -79,7 +80,8 @@ void run(const Common& common, Args& a) {
                             .dump()
                             .c_str());
   } else {
-    std::printf("%s: %s, %lld steps, loss %.6g -> %.6g, held-out MSE %.6g -> %.6g (FP prefix -> calibrated), %.1f s\n"
+    std::printf("%s: %s, %lld steps, training loss %.6g (first step) -> %.6g (last epoch), held-out MSE %.6g -> %.6g "
+                "(FP prefix -> calibrated), %.1f s\n"
                 "loss curve: %s\n",
                 r.output.c_str(), s.quant_label.c_str(), (long long)r.steps, r.first_loss, r.final_loss,
                 r.heldout_mse_before, r.heldout_mse_after, r.seconds, r.plot_png.c_str());

@@ -111,7 +111,8 @@ void layer_front(const DenseModel& m, int64_t l, const T* x, const AttnDims& s, 
 
 template <typename T>
 SampleLoss prefix_loss(const DenseModel& m, const PrefixKV<T>& prefix, const int32_t* tokens, int64_t n,
-                       const SampleTargets& targets, int kv_bits, PrefixKV<T>* grad, KvQuantError<T>* kv_error) {
+                       const SampleTargets& targets, int kv_bits, std::type_identity_t<PrefixKV<T>>* grad,
+                       std::type_identity_t<KvQuantError<T>>* kv_error, int64_t keep_activation_bytes) {
   const model::Config& c = m.config();
   const int64_t D = c.dim, Qd = c.q_dim(), KVd = c.kv_dim(), Hd = c.head_dim, F = c.hidden, L = c.n_layers;
   const int64_t P = prefix.len, Tn = P + n, KVH = c.n_kv_heads, rows = static_cast<int64_t>(targets.rows.size());
@@ -135,29 +136,35 @@ SampleLoss prefix_loss(const DenseModel& m, const PrefixKV<T>& prefix, const int
   }
   const AttnDims dims{n, P, c.n_heads, KVH, Hd};
 
-  // Forward. Kept for the backward (one sample): the residual stream entering every layer and
-  // leaving the last (xs, (L+1)·n·dim) and every layer's keys/values over all P+n positions.
-  // Recomputed per layer in the backward: the normed inputs, q, the attention probabilities and
-  // output, h and the FFN's gate/up. For LLaMA-7B × 1024 tokens the probabilities alone are
-  // 32 heads × 1024² × 4 B = 128 MB per layer; kept for all 32 layers with the rest, ~9 GB.
+  // Forward. Always kept for the backward (one sample): the residual stream entering every layer
+  // and leaving the last (xs, (L+1)·n·dim) and every layer's keys/values over all P+n positions.
+  // Each layer's other activations (normed inputs, q, attention probabilities and output, h, the
+  // FFN's gate/up) are kept too when all layers' fit in keep_activation_bytes, else recomputed
+  // from xs[l] one layer at a time in the backward (+~2/3 of a forward). For LLaMA-7B × 1024
+  // tokens they are ~310 MB a layer (the probabilities 32 heads × 1024 × 1060 × 4 B of it), 10 GB
+  // for 32 layers: recompute. For testbed-26M × 512 tokens, ~110 MB in all: keep.
+  const int64_t act_bytes = L * n * (3 * D + 2 * Qd + 2 * F + c.n_heads * Tn) * static_cast<int64_t>(sizeof(T));
+  const bool keep = grad && act_bytes <= keep_activation_bytes;
   std::vector<std::vector<T>> xs(L + 1, std::vector<T>(n * D)), K(L), V(L);
   for (int64_t t = 0; t < n; ++t) {
     if (tokens[t] < 0 || tokens[t] >= c.vocab) fail("calibration: token id ", tokens[t], " is outside the vocabulary");
     const float* e = &m.weights->embed[static_cast<int64_t>(tokens[t]) * D];
     std::copy_n(e, D, &xs[0][t * D]);
   }
-  LayerActs<T> a;
-  std::vector<T> down(n * D);
+  std::vector<LayerActs<T>> kept(keep ? L : 0);
+  LayerActs<T> scratch;
+  std::vector<T> act(n * F), down(n * D);
   for (int64_t l = 0; l < L; ++l) {
     K[l].resize(KVH * Tn * Hd), V[l].resize(KVH * Tn * Hd);
     for (int64_t g = 0; g < KVH; ++g) {
       std::copy_n(&prefix.key[l][g * P * Hd], P * Hd, &K[l][g * Tn * Hd]);
       std::copy_n(&prefix.value[l][g * P * Hd], P * Hd, &V[l][g * Tn * Hd]);
     }
-    layer_front(m, l, xs[l].data(), dims, kv_bits, /*fill_kv=*/true, /*keep_probs=*/false, K[l].data(), V[l].data(), a,
+    LayerActs<T>& a = keep ? kept[l] : scratch;
+    layer_front(m, l, xs[l].data(), dims, kv_bits, /*fill_kv=*/true, /*keep_probs=*/keep, K[l].data(), V[l].data(), a,
                 kv_error);
-    for (int64_t i = 0; i < n * F; ++i) a.g[i] = a.g[i] * detail::sigmoid(a.g[i]) * a.u[i];
-    detail::linear(a.g.data(), n, F, m.layers[l].down.data(), D, down.data());
+    for (int64_t i = 0; i < n * F; ++i) act[i] = a.g[i] * detail::sigmoid(a.g[i]) * a.u[i];
+    detail::linear(act.data(), n, F, m.layers[l].down.data(), D, down.data());
     for (int64_t i = 0; i < n * D; ++i) xs[l + 1][i] = a.h[i] + down[i];
   }
 
@@ -189,8 +196,10 @@ SampleLoss prefix_loss(const DenseModel& m, const PrefixKV<T>& prefix, const int
         const int64_t at = targets.rows[r] * D + i;
         dx[at] += (xs[l + 1][at] - static_cast<T>(targets.layers[l][r * D + i])) * scale;
       }
-    layer_front(m, l, xs[l].data(), dims, kv_bits, /*fill_kv=*/false, /*keep_probs=*/true, K[l].data(), V[l].data(), a,
-                nullptr);
+    if (!keep)
+      layer_front(m, l, xs[l].data(), dims, kv_bits, /*fill_kv=*/false, /*keep_probs=*/true, K[l].data(), V[l].data(),
+                  scratch, static_cast<KvQuantError<T>*>(nullptr));
+    const LayerActs<T>& a = keep ? kept[l] : scratch;
 
     // FFN: out = h + down(silu(g) ⊙ u), silu'(g) = σ(g)(1 + g(1 − σ(g))).
     detail::linear_input_grad(dx.data(), n, D, dl.down.data(), F, dg.data(), false);
@@ -240,8 +249,8 @@ SampleLoss prefix_loss(const DenseModel& m, const PrefixKV<T>& prefix, const int
 template PrefixKV<float> zero_prefix_kv<float>(const model::Config&, int64_t);
 template PrefixKV<double> zero_prefix_kv<double>(const model::Config&, int64_t);
 template SampleLoss prefix_loss<float>(const DenseModel&, const PrefixKV<float>&, const int32_t*, int64_t,
-                                       const SampleTargets&, int, PrefixKV<float>*, KvQuantError<float>*);
+                                       const SampleTargets&, int, PrefixKV<float>*, KvQuantError<float>*, int64_t);
 template SampleLoss prefix_loss<double>(const DenseModel&, const PrefixKV<double>&, const int32_t*, int64_t,
-                                        const SampleTargets&, int, PrefixKV<double>*, KvQuantError<double>*);
+                                        const SampleTargets&, int, PrefixKV<double>*, KvQuantError<double>*, int64_t);
 
 }  // namespace ikv::intactkv

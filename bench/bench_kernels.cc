@@ -1,0 +1,243 @@
+// Kernel throughput next to the machine's measured limits, all in one run:
+//   DRAM   STREAM triad, 2 threads, arrays 12x the LLC, counted as STREAM does (3 x 4 bytes/elem);
+//   FP32   oneDNN matmul, weights reordered once into oneDNN's preferred layout (and, at M=512,
+//          also tried in the engine's plain [N,K] layout; the faster of the two is the baseline);
+//   BF16   oneDNN matmul with bf16 X and W, f32 Y, weights prepacked the same way;
+//   W4/W3  kernels::packed_matmul on RTN asym group-128 matrices.
+// Shapes are LLaMA-7B's linears (K x N = 4096x4096, 4096x11008, 11008x4096) at M = 1 (decode),
+// 16 and 512 (prefill). For M <= 16 each timed run cycles through enough weight copies (>320 MB)
+// that the weights come from DRAM, not the 32 MB LLC. Times are the best of a few runs.
+// GB/s counts weight bytes (packed codes + fp16 scales + zero points for W4/W3).
+// "% of target": M=1 W4 / W3 against 80% / 70% of DRAM, M=512 W4 / W3 against 90% of FP32;
+// other rows against their roofline (DRAM for M=1) or FP32 at the same shape.
+#include "bench_kernels.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "io/dtype.h"
+#include "kernels/packed_matmul.h"
+#include "quant/rtn.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using tag = dnnl::memory::format_tag;
+using dt = dnnl::memory::data_type;
+
+constexpr double kStreamBytes = 320e6;  // weight bytes per timed GEMV run: 10x the LLC
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Best wall time of fn over at least min_reps runs and min_total seconds, after one warm-up.
+double best_seconds(const std::function<void()>& fn, int min_reps = 3, double min_total = 0.25) {
+  fn();
+  double best = 1e30, total = 0;
+  for (int r = 0; r < min_reps || (total < min_total && r < 50); ++r) {
+    const auto t0 = Clock::now();
+    fn();
+    const double t = seconds_since(t0);
+    best = std::min(best, t);
+    total += t;
+  }
+  return best;
+}
+
+// STREAM triad a = b + q·c over 2^25 floats per array, best of 5.
+double dram_triad_gbps() {
+  const int64_t n = int64_t{1} << 25;
+  std::vector<float> a(n), b(n), c(n);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) a[i] = 0, b[i] = 1, c[i] = 2;
+  float* pa = a.data();
+  const float *pb = b.data(), *pc = c.data();
+  const double t = best_seconds(
+      [&] {
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < n; ++i) pa[i] = pb[i] + 3.0f * pc[i];
+      },
+      5, 0.0);
+  return 3.0 * 4.0 * static_cast<double>(n) / t / 1e9;
+}
+
+// Uniform values in [-a, a] from a hash of the index: fast, parallel, reproducible.
+void fill_uniform(float* p, int64_t n, float a, uint64_t seed) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    uint64_t h = (static_cast<uint64_t>(i) + seed) * 0x9E3779B97F4A7C15ull;
+    h ^= h >> 29;
+    h *= 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 32;
+    p[i] = a * (static_cast<float>(h & 0xFFFFFF) / 8388608.0f - 1.0f);
+  }
+}
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  return eng;
+}
+
+int64_t copies_for(double bytes, int64_t M) {
+  return M > 16 ? 1 : std::max<int64_t>(2, static_cast<int64_t>(std::ceil(kStreamBytes / bytes)));
+}
+
+// Seconds per Y = X·Wᵀ with oneDNN, the weights W[N,K] (fp32, plain) converted to `wt` and either
+// reordered into the primitive's preferred layout (prepacked) or left in the plain "ba" layout.
+double dense_seconds(const std::vector<float>& W, const std::vector<float>& X, int64_t M, int64_t K,
+                     int64_t N, dt wt, bool prepacked) {
+  dnnl::stream s(cpu_engine());
+  const dnnl::memory::desc x_md({M, K}, wt, tag::ab), y_md({M, N}, dt::f32, tag::ab);
+  const dnnl::memory::desc w_any({K, N}, wt, prepacked ? tag::any : tag::ba);
+  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(x_md, w_any, y_md), cpu_engine());
+  dnnl::matmul mm(pd);
+  // Source tensors in the compute dtype (conversion is not timed).
+  dnnl::memory x_f32({{M, K}, dt::f32, tag::ab}, cpu_engine(), const_cast<float*>(X.data()));
+  dnnl::memory w_f32({{K, N}, dt::f32, tag::ba}, cpu_engine(), const_cast<float*>(W.data()));
+  dnnl::memory x_mem(x_md, cpu_engine()), y_mem(y_md, cpu_engine());
+  dnnl::reorder(x_f32, x_mem).execute(s, x_f32, x_mem);
+  const double bytes = static_cast<double>(K) * N * (wt == dt::f32 ? 4 : 2);
+  std::vector<dnnl::memory> weights;
+  for (int64_t c = 0; c < copies_for(bytes, M); ++c) {
+    weights.emplace_back(pd.weights_desc(), cpu_engine());
+    if (c == 0) {
+      dnnl::reorder(w_f32, weights[0]).execute(s, w_f32, weights[0]);
+    } else {
+      const size_t size = pd.weights_desc().get_size();
+      std::copy_n(static_cast<const char*>(weights[0].get_data_handle()), size,
+                  static_cast<char*>(weights[c].get_data_handle()));
+    }
+  }
+  s.wait();
+  const double t = best_seconds([&] {
+    for (const dnnl::memory& w : weights)
+      mm.execute(s, {{DNNL_ARG_SRC, x_mem}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, y_mem}});
+    s.wait();
+  });
+  return t / static_cast<double>(weights.size());
+}
+
+double packed_seconds(const ikv::quant::PackedMatrix& W, const std::vector<float>& X, int64_t M) {
+  const double bytes = static_cast<double>(ikv::quant::packed_bytes(W));
+  std::vector<ikv::quant::PackedMatrix> copies(copies_for(bytes, M), W);
+  std::vector<float> Y(M * W.rows);
+  const double t = best_seconds([&] {
+    for (const auto& w : copies) ikv::kernels::packed_matmul(w, X.data(), M, Y.data());
+  });
+  return t / static_cast<double>(copies.size());
+}
+
+struct Row {
+  std::string kernel;
+  int64_t M, K, N;
+  double seconds, bytes;
+  double pct = 0;        // of target
+  std::string target;    // what the percentage is relative to
+  double gflops() const { return 2.0 * M * K * N / seconds / 1e9; }
+  double gbps() const { return bytes / seconds / 1e9; }
+};
+
+}  // namespace
+
+int bench_kernels(bool json) {
+  const auto t_start = Clock::now();
+  const int threads = omp_get_max_threads();
+  double dram = dram_triad_gbps();
+  if (!json) std::printf("DRAM bandwidth (STREAM triad, %d threads): %.1f GB/s\n\n", threads, dram);
+
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{4096, 4096}, {4096, 11008}, {11008, 4096}};
+  const std::vector<int64_t> Ms = {1, 16, 512};
+  std::vector<Row> rows;
+  for (auto [K, N] : shapes) {
+    std::vector<float> W(K * N);
+    fill_uniform(W.data(), K * N, 0.05f, 1);
+    const ikv::quant::PackedMatrix w4 = ikv::quant::quantize_rtn(W.data(), N, K, {4, 128, false}, "bench.w4");
+    const ikv::quant::PackedMatrix w3 = ikv::quant::quantize_rtn(W.data(), N, K, {3, 128, false}, "bench.w3");
+    for (int64_t M : Ms) {
+      std::vector<float> X(M * K);
+      fill_uniform(X.data(), M * K, 1.0f, 2 + M);
+      double fp32 = dense_seconds(W, X, M, K, N, dt::f32, true);
+      if (M > 16) fp32 = std::min(fp32, dense_seconds(W, X, M, K, N, dt::f32, false));
+      const double bf16 = dense_seconds(W, X, M, K, N, dt::bf16, true);
+      rows.push_back({"FP32", M, K, N, fp32, 4.0 * K * N, 0, ""});
+      rows.push_back({"BF16", M, K, N, bf16, 2.0 * K * N, 0, ""});
+      rows.push_back({"W4", M, K, N, packed_seconds(w4, X, M), static_cast<double>(ikv::quant::packed_bytes(w4)), 0, ""});
+      rows.push_back({"W3", M, K, N, packed_seconds(w3, X, M), static_cast<double>(ikv::quant::packed_bytes(w3)), 0, ""});
+    }
+  }
+  dram = std::max(dram, dram_triad_gbps());  // the better of two measurements: the stricter ratio
+
+  // Targets.
+  std::map<std::tuple<int64_t, int64_t, int64_t>, double> fp32_gflops;
+  for (const Row& r : rows)
+    if (r.kernel == "FP32") fp32_gflops[{r.M, r.K, r.N}] = r.gflops();
+  for (Row& r : rows) {
+    const double fp32 = fp32_gflops[{r.M, r.K, r.N}];
+    if (r.M == 1) {
+      const double frac = r.kernel == "W4" ? 0.8 : r.kernel == "W3" ? 0.7 : 1.0;
+      r.pct = 100.0 * r.gbps() / (frac * dram);
+      r.target = frac == 1.0 ? "DRAM" : (r.kernel == "W4" ? "80% DRAM" : "70% DRAM");
+    } else {
+      const double frac = (r.M >= 64 && (r.kernel == "W4" || r.kernel == "W3")) ? 0.9 : 1.0;
+      r.pct = 100.0 * r.gflops() / (frac * fp32);
+      r.target = frac == 1.0 ? "FP32 same shape" : "90% FP32";
+    }
+  }
+
+  auto find = [&](const std::string& kernel, int64_t M, int64_t K, int64_t N) -> const Row& {
+    for (const Row& r : rows)
+      if (r.kernel == kernel && r.M == M && r.K == K && r.N == N) return r;
+    return rows.front();
+  };
+  struct Ratio {
+    std::string name;
+    int64_t K, N;
+    double value;
+  };
+  std::vector<Ratio> ratios;
+  for (auto [K, N] : shapes) {
+    ratios.push_back({"W4-GEMV/DRAM", K, N, find("W4", 1, K, N).gbps() / dram});
+    ratios.push_back({"W3-GEMV/DRAM", K, N, find("W3", 1, K, N).gbps() / dram});
+    ratios.push_back({"W4-GEMM/FP32-GEMM (M=512)", K, N, find("W4", 512, K, N).gflops() / find("FP32", 512, K, N).gflops()});
+    ratios.push_back({"W3-GEMM/FP32-GEMM (M=512)", K, N, find("W3", 512, K, N).gflops() / find("FP32", 512, K, N).gflops()});
+  }
+
+  if (json) {
+    std::printf("%s\n", nlohmann::json{{"bench", "kernels"}, {"metric", "dram_triad_gbps"}, {"value", dram},
+                                       {"threads", threads}}.dump().c_str());
+    for (const Row& r : rows)
+      std::printf("%s\n", nlohmann::json{{"bench", "kernels"}, {"kernel", r.kernel}, {"M", r.M}, {"K", r.K},
+                                         {"N", r.N}, {"ms", r.seconds * 1e3}, {"gflops", r.gflops()},
+                                         {"gbps", r.gbps()}, {"pct_of_target", r.pct}, {"target", r.target}}
+                                 .dump()
+                                 .c_str());
+    for (const Ratio& q : ratios)
+      std::printf("%s\n", nlohmann::json{{"bench", "kernels"}, {"metric", q.name}, {"K", q.K}, {"N", q.N},
+                                         {"value", q.value}}.dump().c_str());
+    return 0;
+  }
+  std::printf("%-6s %5s %12s %10s %9s %8s %12s  %s\n", "kernel", "M", "KxN", "ms", "GFLOP/s", "GB/s",
+              "% of target", "target");
+  for (const Row& r : rows) {
+    const std::string shape = std::to_string(r.K) + "x" + std::to_string(r.N);
+    std::printf("%-6s %5lld %12s %10.3f %9.1f %8.1f %11.0f%%  %s\n", r.kernel.c_str(), static_cast<long long>(r.M),
+                shape.c_str(), r.seconds * 1e3, r.gflops(), r.gbps(), r.pct, r.target.c_str());
+  }
+  std::printf("\nDRAM bandwidth (best of start/end): %.1f GB/s\n", dram);
+  for (const Ratio& q : ratios)
+    std::printf("%-27s %5lldx%-5lld %6.2f\n", q.name.c_str(), static_cast<long long>(q.K), static_cast<long long>(q.N), q.value);
+  std::printf("(%.0f s)\n", seconds_since(t_start));
+  return 0;
+}

@@ -1,0 +1,221 @@
+// packed_matmul dispatch, the portable decoder, the panel GEMM for large M, and the reference twin.
+#include "kernels/packed_matmul.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <memory>
+#include <map>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <tuple>
+#include <vector>
+
+#include "io/error.h"
+#include "quant/packed_matrix.h"
+
+namespace ikv::kernels {
+namespace {
+
+using quant::CodeLayout;
+using quant::CodeWord;
+using quant::PackedMatrix;
+
+// Row n of W dequantized into out[0, cols). Any bits and group size; the AVX2 build vectorizes
+// the lane loop where it can.
+void dequantize_row_portable(const PackedMatrix& W, const CodeLayout& lay, int64_t n, float* out) {
+  const CodeWord* row = W.codes.data() + n * lay.row_words;
+  const int bits = W.bits;
+  const uint32_t mask = (1u << bits) - 1;
+  const int64_t block_codes = lay.block_codes();
+  for (int64_t k0 = 0; k0 < W.cols; k0 += 16) {
+    const CodeWord* block = row + k0 / block_codes * lay.block_words;
+    const int bit = static_cast<int>(k0 % block_codes / 16) * bits, d = bit / 32, off = bit % 32;
+    uint32_t q[16];
+    for (int i = 0; i < 16; ++i) {
+      uint64_t v = block[d].lane[i] >> off;
+      if (off + bits > 32) v |= static_cast<uint64_t>(block[d + 1].lane[i]) << (32 - off);
+      q[i] = static_cast<uint32_t>(v) & mask;
+    }
+    const int count = static_cast<int>(std::min<int64_t>(16, W.cols - k0));
+    for (int i = 0; i < count; ++i) {
+      const int64_t g = (k0 + i) / W.group;
+      out[k0 + i] = static_cast<float>(static_cast<int>(q[i]) - quant::zero_point(W, n, g)) *
+                    quant::scale_value(W, n, g);
+    }
+  }
+}
+
+// Rows [n0, n1) dequantized to out[(n - n0) * ld + k] by the chosen decoder.
+void dequantize_rows(const PackedMatrix& W, int64_t n0, int64_t n1, float* out, int64_t ld,
+                     bool avx512) {
+  if (avx512) return detail::dequantize_rows_avx512(W, n0, n1, out, ld);
+  const CodeLayout lay = quant::code_layout(W.bits, W.cols);
+  for (int64_t n = n0; n < n1; ++n) dequantize_row_portable(W, lay, n, out + (n - n0) * ld);
+}
+
+// Small M without AVX-512: dequantize a row, dot it with every row of X.
+void gemv_portable(const PackedMatrix& W, const float* X, int64_t M, float* Y) {
+  const CodeLayout lay = quant::code_layout(W.bits, W.cols);
+  const int64_t K = W.cols, N = W.rows;
+#pragma omp parallel
+  {
+    std::vector<float> w(K);
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < N; ++n) {
+      dequantize_row_portable(W, lay, n, w.data());
+      for (int64_t m = 0; m < M; ++m) {
+        const float* x = X + m * K;
+        float acc = 0;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t k = 0; k < K; ++k) acc += x[k] * w[k];
+        Y[m * N + n] = acc;
+      }
+    }
+  }
+}
+
+// ---- large M: dequantized panels through a oneDNN fp32 matmul ----------------------------------
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  return eng;
+}
+
+// Reads oneDNN's weight layout for a [K, np] operand into a PanelLayout, if it is one.
+bool parse_panel_layout(const dnnl::memory::desc& md, detail::PanelLayout* lay) {
+  const dnnl_blocking_desc_t& b = md.data.format_desc.blocking;
+  if (md.data.format_kind != dnnl_blocked || md.data.ndims != 2) return false;
+  if (b.inner_nblks == 0) {
+    *lay = {1, 1, b.strides[0], b.strides[1]};
+    return true;
+  }
+  // Two inner blocks, K's outside N's: [k / kb][n / nb] outer (any strides), [kb][nb] inner.
+  if (b.inner_nblks != 2 || b.inner_idxs[0] != 0 || b.inner_idxs[1] != 1) return false;
+  *lay = {b.inner_blks[0], b.inner_blks[1], b.strides[0], b.strides[1]};
+  return true;
+}
+
+// Yp[M, np] = X[M, K] · Pᵀ for a dequantized panel P of np rows of W. The panel is written
+// straight into the weight layout oneDNN's matmul prefers (BA16a64b for its AVX-512 brgemm), so
+// the matmul runs at the speed of the prepacked whole-matrix FP32 matmul: handing it the plain
+// [np, K] rows instead costs ~10% (it repacks every call), and a strided destination (a slice of
+// Y) makes it fall back to the slower gemm:jit. One primitive per shape, built once.
+struct PanelMatmul {
+  dnnl::matmul matmul;
+  dnnl::memory::desc weights, scratchpad;
+  detail::PanelLayout layout;
+  size_t floats = 0;  // panel size including oneDNN's padding
+};
+
+const PanelMatmul& panel_matmul(int64_t M, int64_t K, int64_t np) {
+  using tag = dnnl::memory::format_tag;
+  using dt = dnnl::memory::data_type;
+  static std::mutex mu;
+  static std::map<std::tuple<int64_t, int64_t, int64_t>, PanelMatmul> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  const auto key = std::make_tuple(M, K, np);
+  if (auto it = cache.find(key); it != cache.end()) return it->second;
+  const dnnl::memory::desc x_md({M, K}, dt::f32, tag::ab), y_md({M, np}, dt::f32, tag::ab);
+  // Threads run the same primitive at once: each passes its own scratchpad (the library-managed
+  // one is shared by all executions of a primitive and would be raced on).
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  dnnl::matmul::primitive_desc pd(
+      dnnl::matmul::desc(x_md, dnnl::memory::desc({K, np}, dt::f32, tag::any), y_md), attr, cpu_engine());
+  PanelMatmul p;
+  if (!parse_panel_layout(pd.weights_desc(), &p.layout)) {  // an unfamiliar layout: plain rows
+    pd = dnnl::matmul::primitive_desc(
+        dnnl::matmul::desc(x_md, dnnl::memory::desc({K, np}, dt::f32, tag::ba), y_md), attr, cpu_engine());
+    parse_panel_layout(pd.weights_desc(), &p.layout);
+  }
+  p.matmul = dnnl::matmul(pd);
+  p.weights = pd.weights_desc();
+  p.scratchpad = pd.scratchpad_desc();
+  p.floats = p.weights.get_size() / sizeof(float);
+  return cache.emplace(key, std::move(p)).first->second;
+}
+
+// Rows [n0, n0 + rows) of W into the panel layout, padding zeroed.
+void dequantize_panel(const PackedMatrix& W, int64_t n0, int64_t rows, const PanelMatmul& pm,
+                      float* panel, float* row_buf, bool avx512) {
+  const detail::PanelLayout& lay = pm.layout;
+  if (avx512 && lay.kb == 16 && lay.nb % 16 == 0)
+    return detail::dequantize_panel_avx512(W, n0, rows, lay, panel);
+  std::fill(panel, panel + pm.floats, 0.0f);
+  for (int64_t n = 0; n < rows; ++n) {
+    dequantize_rows(W, n0 + n, n0 + n + 1, row_buf, W.cols, avx512);
+    for (int64_t k = 0; k < W.cols; ++k) panel[lay.offset(k, n)] = row_buf[k];
+  }
+}
+
+// Rows per panel: a multiple of oneDNN's 64-wide weight blocks; 64 rows are 1 MB at K = 4096.
+int64_t panel_rows(int64_t N) { return std::min<int64_t>(64, N); }
+
+struct AlignedFree {
+  void operator()(float* p) const { std::free(p); }
+};
+std::unique_ptr<float[], AlignedFree> aligned_floats(size_t n) {
+  return std::unique_ptr<float[], AlignedFree>(
+      static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64)));
+}
+
+// Each thread takes whole panels: dequantize np rows of W, a single-threaded oneDNN matmul on
+// them (oneDNN runs sequentially inside an OpenMP region), copy the [M, np] result into Y. There
+// is no barrier between panels, so a core the OS takes away for a while delays only its own.
+void panel_gemm(const PackedMatrix& W, const float* X, int64_t M, float* Y, bool avx512) {
+  using tag = dnnl::memory::format_tag;
+  using dt = dnnl::memory::data_type;
+  const int64_t K = W.cols, N = W.rows, np = panel_rows(N);
+  const int64_t panels = (N + np - 1) / np;
+  const dnnl::memory x_mem({{M, K}, dt::f32, tag::ab}, cpu_engine(), const_cast<float*>(X));
+  const PanelMatmul& full = panel_matmul(M, K, np);  // built outside the parallel region
+  const PanelMatmul* tail = N % np ? &panel_matmul(M, K, N % np) : nullptr;
+#pragma omp parallel
+  {
+    auto panel = aligned_floats(std::max(full.floats, tail ? tail->floats : 0));
+    auto yp = aligned_floats(M * np);
+    std::vector<float> row_buf(K);
+    const dnnl::memory scratch_full(full.scratchpad, cpu_engine());
+    const dnnl::memory scratch_tail = tail ? dnnl::memory(tail->scratchpad, cpu_engine()) : scratch_full;
+    dnnl::stream stream(cpu_engine());
+#pragma omp for schedule(dynamic)
+    for (int64_t i = 0; i < panels; ++i) {
+      const int64_t n0 = i * np, rows = std::min(np, N - n0);
+      const PanelMatmul& pm = rows == np ? full : *tail;
+      dequantize_panel(W, n0, rows, pm, panel.get(), row_buf.data(), avx512);
+      const dnnl::memory p_mem(pm.weights, cpu_engine(), panel.get());
+      const dnnl::memory y_mem({{M, rows}, dt::f32, tag::ab}, cpu_engine(), yp.get());
+      pm.matmul.execute(stream, {{DNNL_ARG_SRC, x_mem}, {DNNL_ARG_WEIGHTS, p_mem}, {DNNL_ARG_DST, y_mem},
+                                 {DNNL_ARG_SCRATCHPAD, rows == np ? scratch_full : scratch_tail}});
+      stream.wait();
+      for (int64_t m = 0; m < M; ++m) std::copy_n(yp.get() + m * rows, rows, Y + m * N + n0);
+    }
+  }
+}
+
+}  // namespace
+
+void packed_matmul(const PackedMatrix& W, const float* X, int64_t M, float* Y, Isa isa) {
+  const bool avx512 = resolve_isa(isa) == Isa::kAvx512 && detail::avx512_decodes(W);
+  if (M <= 0) return;
+  static const int64_t pmin = getenv("IKV_PANEL_MIN") ? atoi(getenv("IKV_PANEL_MIN")) : kPanelMinRows;
+  if (M >= pmin) return panel_gemm(W, X, M, Y, avx512);
+  if (avx512) return detail::packed_gemv_avx512(W, X, M, Y);
+  gemv_portable(W, X, M, Y);
+}
+
+void packed_matmul_reference(const PackedMatrix& W, const float* X, int64_t M, float* Y) {
+  const int64_t K = W.cols, N = W.rows;
+  std::vector<float> w(N * K);
+  quant::dequantize(W, w.data());
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) {
+      double acc = 0;
+      for (int64_t k = 0; k < K; ++k) acc += static_cast<double>(X[m * K + k]) * w[n * K + k];
+      Y[m * N + n] = static_cast<float>(acc);
+    }
+}
+
+}  // namespace ikv::kernels

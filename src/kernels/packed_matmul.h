@@ -1,0 +1,60 @@
+// Y = X · Wᵀ with W a packed low-bit matrix (quant/packed_matrix.h), fp32 in and out.
+//
+// Three regimes, each with a plain twin:
+//  - small M (GEMV, decode): the codes are decoded in registers and the packed bytes are streamed
+//    once; speed is bounded by DRAM bandwidth (bench/bench_kernels.cc measures the fraction).
+//  - large M (prefill): panels of W are dequantized to fp32 into a cache-resident buffer and a
+//    oneDNN fp32 matmul runs on each panel, so the decode cost disappears under the O(M) FMAs.
+//  - packed_matmul_reference: dequantize() + a naive triple loop in double, for tests.
+// The AVX-512 decoders handle bits 3 and 4 with groups that are whole 16-code positions (group a
+// multiple of 16, or per-channel); everything else takes the portable decoder, which is
+// correct for every format.
+#pragma once
+#include <cstdint>
+
+#include "kernels/cpu.h"
+
+namespace ikv::quant {
+struct PackedMatrix;
+}
+
+namespace ikv::kernels {
+
+// Y[M, rows] = X[M, cols] · Wᵀ, OpenMP-parallel over output features. isa picks the decoder
+// (kAuto: AVX-512 when cpu_has_avx512(), which IKV_NO_AVX512=1 turns off).
+void packed_matmul(const quant::PackedMatrix& W, const float* X, int64_t M, float* Y,
+                   Isa isa = Isa::kAuto);
+
+// dequantize() then Y[m, n] = Σ_k X[m, k] · W'[n, k] accumulated in double.
+void packed_matmul_reference(const quant::PackedMatrix& W, const float* X, int64_t M, float* Y);
+
+// From this many rows of X on, packed_matmul dequantizes panels and runs a GEMM on them.
+inline constexpr int64_t kPanelMinRows = 24;
+
+namespace detail {
+
+// True when the AVX-512 decoders cover W's format (bits 3/4, group % 16 == 0 or per-channel).
+bool avx512_decodes(const quant::PackedMatrix& W);
+// Fused decode + FMA for M < kPanelMinRows (packed_matmul_avx512.cc).
+void packed_gemv_avx512(const quant::PackedMatrix& W, const float* X, int64_t M, float* Y);
+// out[(n - n0) * ld + k] = dequantized W[n, k] for n in [n0, n1), k < cols; bit-identical to
+// quant::dequantize_rows.
+void dequantize_rows_avx512(const quant::PackedMatrix& W, int64_t n0, int64_t n1, float* out,
+                            int64_t ld);
+
+// A [K, np] weight panel in a oneDNN layout with at most one inner block per dimension, n
+// innermost: element (k, n) at (k / kb) * sk + (n / nb) * sn + (k % kb) * nb + n % nb.
+// Plain "ba" rows are kb = nb = 1, sk = 1, sn = K; oneDNN's AVX-512 brgemm wants BA16a64b,
+// kb = 16, nb = 64, sk = 1024, sn = roundup(K, 16) * 64.
+struct PanelLayout {
+  int64_t kb = 1, nb = 1, sk = 1, sn = 1;
+  int64_t offset(int64_t k, int64_t n) const { return (k / kb) * sk + (n / nb) * sn + (k % kb) * nb + n % nb; }
+};
+// Rows [n0, n0 + rows) of W dequantized into a panel with kb == 16 and nb % 16 == 0 (16x16 tiles
+// transposed in registers); the padding (k >= cols, n >= rows up to a multiple of nb) is zeroed.
+// Bit-identical values to quant::dequantize_rows.
+void dequantize_panel_avx512(const quant::PackedMatrix& W, int64_t n0, int64_t rows,
+                             const PanelLayout& layout, float* out);
+
+}  // namespace detail
+}  // namespace ikv::kernels

@@ -1,0 +1,229 @@
+// packed_matmul against its reference twin on a sweep of shapes, formats and code paths.
+//
+// Tolerance. The reference accumulates in double, so its error is negligible; the kernels sum K
+// products in fp32, in an order that depends on the path (16-lane partial sums, per-group sums
+// scaled afterwards with the zero point folded out: s·(Σqx − zΣx), or oneDNN's blocking on
+// dequantized panels). Every partial sum of every one of those orders is bounded by
+//   S = Σ_k |x_k| · s_g(k) · (q_k + z_g(k))   (>= Σ |x_k w'_k|),
+// and rounding errors of a length-K fp32 summation grow like sqrt(K)·u with high probability
+// (Higham & Mary, "A new approach to probabilistic rounding error analysis", 2019). We allow
+//   |y - y_ref| <= 4 · sqrt(K) · u · S,   u = 2^-24,
+// which a single wrong code (error s·|x_k|, about S / (K · 2^(b-1)) on average) exceeds for the
+// K used here, so decoding mistakes cannot hide in it.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <vector>
+
+#include "kernels/cpu.h"
+#include "kernels/packed_matmul.h"
+#include "quant/packed_matrix.h"
+#include "quant/rtn.h"
+
+using ikv::kernels::Isa;
+using ikv::quant::PackedMatrix;
+using ikv::quant::QuantSpec;
+
+namespace {
+
+std::vector<float> gaussian(size_t n, uint32_t seed, float sigma = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, sigma);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+// S[m, n] of the tolerance above.
+std::vector<double> magnitude(const PackedMatrix& W, const std::vector<float>& X, int64_t M) {
+  const int64_t K = W.cols, N = W.rows;
+  std::vector<int32_t> q(N * K);
+  ikv::quant::unpack_codes(W, q.data());
+  const int offset = W.sym ? 1 << (W.bits - 1) : 0;
+  std::vector<double> S(M * N, 0.0);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t g = k / W.group;
+      const double t = ikv::quant::scale_value(W, n, g) * (q[n * K + k] + offset + ikv::quant::zero_point(W, n, g));
+      for (int64_t m = 0; m < M; ++m) S[m * N + n] += std::fabs(X[m * K + k]) * t;
+    }
+  return S;
+}
+
+double g_worst_ratio = 0;  // largest err/tol seen, reported so the margin stays visible
+
+// Runs packed_matmul on the given path and checks every output against the reference.
+void check_against_reference(const PackedMatrix& W, int64_t M, Isa isa, uint32_t seed) {
+  const int64_t K = W.cols, N = W.rows;
+  const auto X = gaussian(M * K, seed);
+  std::vector<float> y(M * N, NAN), ref(M * N);
+  ikv::kernels::packed_matmul(W, X.data(), M, y.data(), isa);
+  ikv::kernels::packed_matmul_reference(W, X.data(), M, ref.data());
+  const auto S = magnitude(W, X, M);
+  const double tol_factor = 4.0 * std::sqrt(static_cast<double>(K)) * std::ldexp(1.0, -24);
+  int64_t bad = 0;
+  double worst = 0;
+  for (int64_t i = 0; i < M * N; ++i) {
+    const double err = std::fabs(static_cast<double>(y[i]) - ref[i]);
+    const double tol = tol_factor * S[i] + 1e-30;
+    bad += !(err <= tol);  // NaN counts as bad
+    worst = std::max(worst, err / tol);
+  }
+  g_worst_ratio = std::max(g_worst_ratio, worst);
+  std::ostringstream what;
+  what << "bits " << W.bits << (W.sym ? " sym" : " asym") << " group " << W.group << " M " << M
+       << " N " << N << " K " << K << (isa == Isa::kAvx512 ? " avx512" : " portable")
+       << ": worst err/tol " << worst;
+  INFO(what.str());
+  CHECK(bad == 0);
+}
+
+PackedMatrix random_packed(int64_t N, int64_t K, const QuantSpec& spec, uint32_t seed) {
+  const auto w = gaussian(N * K, seed, 0.05f);
+  return ikv::quant::quantize_rtn(w.data(), N, K, spec, "test.weight");
+}
+
+std::vector<Isa> paths() {
+  std::vector<Isa> p = {Isa::kPortable};
+  if (ikv::kernels::cpu_has_avx512()) p.push_back(Isa::kAvx512);
+  else MESSAGE("no AVX-512 on this CPU: only the portable path is tested");
+  return p;
+}
+
+// Group sizes for a width: per-channel, the multiples of 16 that divide it, and one awkward size.
+std::vector<int> groups_for(int64_t K) {
+  std::vector<int> g = {-1};
+  for (int s : {16, 32, 64, 128})
+    if (K % s == 0) g.push_back(s);
+  for (int s : {4, 8, 12})
+    if (K % s == 0) {
+      g.push_back(s);
+      break;
+    }
+  return g;
+}
+
+}  // namespace
+
+TEST_CASE("packed_matmul W3/W4 matches the reference on both paths across shapes") {
+  const int64_t Ms[] = {1, 2, 3, 7, 16, 17, 64, 130};
+  const int64_t Ns[] = {1, 5, 64, 67, 300};
+  const int64_t Ks[] = {8, 64, 128, 136, 172, 256, 384};
+  uint32_t counter = 0;
+  for (int64_t K : Ks)
+    for (int group : groups_for(K))
+      for (int bits : {3, 4})
+        for (bool sym : {false, true}) {
+          // Cycle M and N so every value meets every K; always one small-M and one panel-sized M.
+          const int64_t N = Ns[counter % 5];
+          const int64_t M_small = Ms[counter % 6];               // 1 .. 17: register decode
+          const int64_t M_large = Ms[6 + counter % 2];           // 64, 130: dequantized panels
+          ++counter;
+          const PackedMatrix W = random_packed(N, K, {bits, group, sym}, counter);
+          for (Isa isa : paths()) {
+            check_against_reference(W, M_small, isa, counter * 7);
+            check_against_reference(W, M_large, isa, counter * 13);
+          }
+        }
+  MESSAGE("largest error / tolerance over the sweep: " << g_worst_ratio);
+}
+
+TEST_CASE("packed_matmul: every M on a fixed W4 g128 and W3 g128 matrix") {
+  for (int bits : {3, 4}) {
+    const PackedMatrix W = random_packed(67, 384, {bits, 128, false}, 99);
+    for (int64_t M : {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 23, 24, 25, 64, 130})
+      for (Isa isa : paths()) check_against_reference(W, M, isa, static_cast<uint32_t>(M));
+  }
+}
+
+TEST_CASE("packed_matmul bits 2..8 (portable decoder) matches the reference") {
+  for (int bits = 2; bits <= 8; ++bits)
+    for (bool sym : {false, true})
+      for (int group : {-1, 8, 64}) {
+        const PackedMatrix W = random_packed(67, 192, {bits, group, sym}, bits * 10 + group);
+        for (int64_t M : {1, 3, 17, 40})
+          for (Isa isa : paths()) check_against_reference(W, M, isa, static_cast<uint32_t>(M + bits));
+      }
+}
+
+TEST_CASE("AVX-512 panel dequantization is bit-identical to quant::dequantize") {
+  if (!ikv::kernels::cpu_has_avx512()) return;
+  for (int bits : {3, 4})
+    for (bool sym : {false, true})
+      for (int64_t K : {64, 172, 512, 1040, 11008 / 8})
+        for (int group : {-1, 16, 64}) {
+          if (group > 0 && K % group != 0) continue;
+          const PackedMatrix W = random_packed(5, K, {bits, group, sym}, 5);
+          REQUIRE(ikv::kernels::detail::avx512_decodes(W));
+          std::vector<float> ref(5 * K), fast(5 * (K + 3), -1.0f);
+          ikv::quant::dequantize(W, ref.data());
+          ikv::kernels::detail::dequantize_rows_avx512(W, 0, 5, fast.data(), K + 3);
+          bool same = true;
+          for (int64_t n = 0; n < 5; ++n) {
+            for (int64_t k = 0; k < K; ++k) same &= fast[n * (K + 3) + k] == ref[n * K + k];
+            for (int64_t k = K; k < K + 3; ++k) same &= fast[n * (K + 3) + k] == -1.0f;  // untouched
+          }
+          CAPTURE(bits);
+          CAPTURE(K);
+          CAPTURE(group);
+          CHECK(same);
+        }
+}
+
+TEST_CASE("AVX-512 blocked panels (oneDNN's BA16a64b and kin) hold the dequantized weights") {
+  if (!ikv::kernels::cpu_has_avx512()) return;
+  for (int bits : {3, 4})
+    for (int64_t K : {64, 172, 512, 1040})
+      for (int64_t rows : {5, 16, 37, 64})
+        for (int64_t nb : {16, 64}) {
+          const int64_t Kp = (K + 15) / 16 * 16, Np = (rows + nb - 1) / nb * nb;
+          const ikv::kernels::detail::PanelLayout lay{16, nb, 16 * nb, Kp * nb};
+          const PackedMatrix W = random_packed(rows + 3, K, {bits, K % 64 ? -1 : 64, false}, 17);
+          std::vector<float> ref((rows + 3) * K);
+          ikv::quant::dequantize(W, ref.data());
+          // 64-byte aligned buffer, prefilled with garbage that must all be overwritten.
+          std::unique_ptr<float, decltype(&std::free)> storage(
+              static_cast<float*>(std::aligned_alloc(64, Kp * Np * sizeof(float))), &std::free);
+          float* panel = storage.get();
+          std::fill(panel, panel + Kp * Np, NAN);
+          ikv::kernels::detail::dequantize_panel_avx512(W, 3, rows, lay, panel);
+          bool same = true;
+          for (int64_t n = 0; n < Np; ++n)
+            for (int64_t k = 0; k < Kp; ++k) {
+              const float expect = n < rows && k < K ? ref[(n + 3) * K + k] : 0.0f;
+              same &= panel[lay.offset(k, n)] == expect;
+            }
+          CAPTURE(bits);
+          CAPTURE(K);
+          CAPTURE(rows);
+          CAPTURE(nb);
+          CHECK(same);
+        }
+}
+
+TEST_CASE("IKV_NO_AVX512=1 forces the portable path; kAvx512 is refused without AVX-512") {
+  const bool hw = ikv::kernels::cpu_features().avx512f && ikv::kernels::cpu_features().avx512bw;
+  ::setenv("IKV_NO_AVX512", "1", 1);
+  CHECK_FALSE(ikv::kernels::cpu_has_avx512());
+  CHECK(ikv::kernels::resolve_isa(Isa::kAuto) == Isa::kPortable);
+  CHECK_THROWS(ikv::kernels::resolve_isa(Isa::kAvx512));
+  // The default path still computes the right thing with the variable set.
+  const PackedMatrix W = random_packed(64, 256, {4, 128, false}, 1);
+  check_against_reference(W, 1, Isa::kAuto, 2);
+  ::setenv("IKV_NO_AVX512", "0", 1);
+  CHECK(ikv::kernels::cpu_has_avx512() == (hw && ikv::kernels::cpu_features().avx512vl &&
+                                            ikv::kernels::cpu_features().avx512dq));
+  ::unsetenv("IKV_NO_AVX512");
+  if (ikv::kernels::cpu_has_avx512()) CHECK(ikv::kernels::resolve_isa(Isa::kAuto) == Isa::kAvx512);
+}
+
+TEST_CASE("packed_matmul with M = 0 writes nothing") {
+  const PackedMatrix W = random_packed(5, 64, {4, 64, false}, 1);
+  float y = 42.0f;
+  ikv::kernels::packed_matmul(W, nullptr, 0, &y);
+  CHECK(y == 42.0f);
+}
