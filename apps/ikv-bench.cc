@@ -1,5 +1,6 @@
 // ikv-bench: performance tables (tokens/s, GFLOP/s, GB/s) measured against baselines in the same
 // run. `ikv-bench all` runs every table; each subcommand runs one.
+#include "bench_calibrate.h"
 #include "bench_engine.h"
 #include "bench_kernels.h"
 #include "bench_tasks.h"
@@ -21,6 +22,9 @@ int main(int argc, char** argv) {
   CLI::App* tasks = app.add_subcommand("tasks", "loglikelihood scorer: context reuse and throughput");
   ikv::cli::add_common(tasks, common);
   tasks->callback([&] { setup(), bench_tasks(common.json, ikv::io::resolve_data_root(common.data_root)); });
+  CLI::App* calibrate = app.add_subcommand("calibrate", "IntactKV calibration: time per epoch, backward/forward ratio");
+  ikv::cli::add_common(calibrate, common);
+  calibrate->callback([&] { setup(), bench_calibrate(common.json, ikv::io::resolve_data_root(common.data_root)); });
   CLI::App* all = app.add_subcommand("all", "every table");
   ikv::cli::add_common(all, common);
   all->callback([&] {
@@ -28,6 +32,7 @@ int main(int argc, char** argv) {
     bench_kernels(common.json);
     bench_engine(common.json, ikv::io::resolve_data_root(common.data_root));
     bench_tasks(common.json, ikv::io::resolve_data_root(common.data_root));
+    bench_calibrate(common.json, ikv::io::resolve_data_root(common.data_root));
   });
   return ikv::cli::run_app(app, argc, argv);
 }
