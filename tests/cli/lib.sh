@@ -5,6 +5,9 @@ EVAL="$BUILD/ikv-eval"
 TMP=$(mktemp -d /tmp/ikv-cli.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
 fails=0
+# Other processes on a 2-core machine make spinning OpenMP threads crawl; sleeping waits cost
+# nothing here and change no result.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 pass() { echo "ok: $1"; }
 bad() { echo "FAIL: $1" >&2; fails=$((fails + 1)); }
 # expect_error NAME PATTERN -- command...: exit code 2, one line on stderr matching PATTERN, no stdout.
