@@ -11,7 +11,8 @@ namespace ikv::quant {
 
 void save_quantized(model::Weights& w, const std::string& path, const std::map<std::string, std::string>& settings) {
   std::vector<io::TensorToWrite> tensors;
-  std::string bits, group, sym;
+  std::string bits, sym;
+  int64_t group = -1;  // per-channel (every matrix one group per row) unless some matrix has narrower groups
   for (auto& nl : model::named_linears(w)) {
     if (!nl.linear->packed) fail(path, ": ", nl.name, " is not quantized; nothing to save");
     const PackedMatrix& p = *nl.linear->packed;
@@ -19,12 +20,14 @@ void save_quantized(model::Weights& w, const std::string& path, const std::map<s
     tensors.push_back({nl.name + ".codes", io::DType::U32, {p.rows, lanes / p.rows}, p.codes.data(), p.codes.size() * 64});
     tensors.push_back({nl.name + ".scales", io::DType::F16, {p.rows, p.groups_per_row()}, p.scales.data(), p.scales.size() * 2});
     if (!p.sym) tensors.push_back({nl.name + ".zeros", io::DType::U8, {static_cast<int64_t>(p.zeros.size())}, p.zeros.data(), p.zeros.size()});
-    bits = std::to_string(p.bits), group = std::to_string(p.group), sym = p.sym ? "1" : "0";
+    if (p.group != p.cols) group = p.group;
+    bits = std::to_string(p.bits);
+    sym = p.sym ? "1" : "0";
   }
   std::map<std::string, std::string> meta = settings;
   meta["ikv_quant_format"] = "1";
   meta["bits"] = bits;
-  meta["group"] = group;
+  meta["group"] = std::to_string(group);
   meta["sym"] = sym;
   meta["source_fingerprint"] = w.fingerprint;
   io::write_safetensors(path, tensors, meta);
@@ -52,13 +55,14 @@ std::map<std::string, std::string> load_quantized(model::Weights& w, const std::
   const bool sym = get("sym") == "1";
   for (auto& nl : model::named_linears(w)) {
     kernels::Linear& l = *nl.linear;
-    QuantSpec spec{bits, group == l.in ? -1 : static_cast<int>(group), sym};
+    QuantSpec spec{bits, static_cast<int>(group), sym};
     validate_spec(spec, l.in, nl.name);
+    const int64_t resolved = group == -1 ? l.in : group;
     auto P = std::make_shared<PackedMatrix>();
     P->rows = l.out;
     P->cols = l.in;
     P->bits = bits;
-    P->group = group;
+    P->group = resolved;
     P->sym = sym;
     const CodeLayout lay = code_layout(bits, l.in);
     const io::TensorView& codes = f.get(nl.name + ".codes");
@@ -67,7 +71,7 @@ std::map<std::string, std::string> load_quantized(model::Weights& w, const std::
     P->codes.resize(l.out * lay.row_words);
     std::memcpy(P->codes.data(), codes.data, codes.nbytes);
     const io::TensorView& scales = f.get(nl.name + ".scales");
-    io::expect_shape(scales, {l.out, l.in / group}, path);
+    io::expect_shape(scales, {l.out, l.in / resolved}, path);
     if (scales.dtype != io::DType::F16) fail(path, ": tensor ", scales.name, " must be F16");
     P->scales.resize(scales.numel());
     std::memcpy(P->scales.data(), scales.data, scales.nbytes);
@@ -76,7 +80,7 @@ std::map<std::string, std::string> load_quantized(model::Weights& w, const std::
       if (!(std::isfinite(s) && s > 0)) fail(path, ": tensor ", scales.name, " holds an invalid scale ", s);
     }
     if (!sym) {
-      const int64_t groups = l.out * (l.in / group);
+      const int64_t groups = l.out * (l.in / resolved);
       const int64_t bytes = bits <= 4 ? (groups + 1) / 2 : groups;
       const io::TensorView& zeros = f.get(nl.name + ".zeros");
       io::expect_shape(zeros, {bytes}, path);

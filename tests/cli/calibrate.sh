@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ikv-calibrate end to end on a tiny budget: JSON per epoch and a final object, a calibrated file
 # that ikv-eval uses like any IntactKV, and one-line errors (exit 2, nothing written) on bad input.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/common.bash"
 [[ -z "$(data_root)" ]] && { echo "SKIP: no ikv-data"; exit 0; }
 CAL="$BUILD/ikv-calibrate"
 ARGS=(-m testbed-26M --quant rtn --wbits 3 --group 128 --prefix bos --heldout 2

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CI regression table: configs/ci.yaml against the checked-in results/baselines/ci.json
 # (ikv-eval compare: PPL within 0.5%, accuracies within 1 point, nothing missing).
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/common.bash"
 [[ -z "$(data_root)" ]] && { echo "SKIP: no ikv-data"; exit 0; }
 "$EVAL" run configs/ci.yaml --out "$TMP/ci" >/dev/null 2>"$TMP/run.log" || { cat "$TMP/run.log"; bad "ci run"; finish; }
 "$EVAL" report --out "$TMP/ci" --latest --format json >"$TMP/ci.json"

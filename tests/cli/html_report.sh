@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The HTML report opens in headless Chromium: the DOM holds the results table and the page
 # renders to a non-blank screenshot. Skipped (with a message) when Chromium is not installed.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/common.bash"
 CHROME=$(command -v chromium || command -v chromium-browser || true)
 [[ -z "$CHROME" ]] && { echo "SKIP: chromium not installed (apt-get install chromium)"; exit 0; }
 [[ -z "$(data_root)" ]] && { echo "SKIP: no ikv-data"; exit 0; }

@@ -2,7 +2,7 @@
 # IntactKV from the command line: pivot inspection finds <bos> on testbed-26M (channel 10) and no
 # pivot on stories260K; the MSE sweep falls when the first pivot becomes intact; a built prefix
 # file is used like any IntactKV and refused by another model.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/common.bash"
 [[ -z "$(data_root)" ]] && { echo "SKIP: no ikv-data"; exit 0; }
 
 "$EVAL" inspect -m testbed-26M --text datasets/wikitext-2-raw/wiki.test.raw --max-tokens 128 -o "$TMP/insp" --json >"$TMP/i.json"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ikv-eval ppl / generate from the command line: JSON output and one-line errors with exit code 2.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/common.bash"
 ROOT=$(data_root)
 [[ -z "$ROOT" ]] && { echo "SKIP: no ikv-data"; exit 0; }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Quantized models from the command line: saved packed weights reproduce the in-process numbers,
 # and bad settings or corrupt artifacts are one-line errors with exit code 2.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/common.bash"
 [[ -z "$(data_root)" ]] && { echo "SKIP: no ikv-data"; exit 0; }
 Q=(--quant rtn --wbits 3 --group 4)
 

@@ -2,7 +2,7 @@
 # ikv-eval run end to end: a config → store → table; a second run recomputes nothing; a run killed
 # with SIGKILL mid-way resumes to the same metrics as an uninterrupted run; compare flags an
 # altered metric; bad configs exit 2 with file:line:column and write nothing.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/common.bash"
 [[ -z "$(data_root)" ]] && { echo "SKIP: no ikv-data"; exit 0; }
 cat >"$TMP/small.yaml" <<'YAML'
 models: [{path: models/stories260K}]
@@ -31,7 +31,7 @@ cmp -s "$TMP/clean.md" "$TMP/again.md" && pass "same table" || bad "tables diffe
 pid=$!
 for _ in $(seq 1 600); do grep -q "^\[ *3/" "$TMP/killed.log" 2>/dev/null && break; sleep 0.05; done
 kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
-"$EVAL" run "$TMP/small.yaml" --out "$TMP/killed" --threads 2 >/dev/null 2>"$TMP/resume.log" || bad "resume failed"
+"$EVAL" run "$TMP/small.yaml" --out "$TMP/killed" --threads 2 >/dev/null 2>"$TMP/resume.log" || { cat "$TMP/resume.log"; bad "resume failed"; }
 grep -q "reused" "$TMP/resume.log" && pass "resumed: $(grep -o '[0-9]* reused' "$TMP/resume.log")" || bad "resume log"
 "$EVAL" report --out "$TMP/killed" --latest --format json >"$TMP/killed.json"
 python3 - "$TMP/clean.json" "$TMP/killed.json" <<'PY' && pass "resumed metrics identical" || bad "resumed metrics differ"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ikv-eval tasks: one JSON line per task with metrics in [0, 1], stderr and n; bad names exit 2.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/common.bash"
 [[ -z "$(data_root)" ]] && { echo "SKIP: no ikv-data"; exit 0; }
 "$EVAL" tasks -m stories260K --tasks arc_easy,winogrande,lambada_openai,mmlu --limit 4 --json >"$TMP/t.jsonl" 2>"$TMP/err" \
   || { cat "$TMP/err"; bad "tasks run"; }
