@@ -44,6 +44,8 @@ PerplexityResult perplexity(const engine::Engine& eng, const std::vector<int32_t
     const int64_t n_run = ctx - m;
     eng.forward(cache, window.data() + m, n_run, &logits, first_scored - m);
     double nll = 0;
+    // Positions are independent; the sum's order changes with the thread count only in the last bits.
+#pragma omp parallel for reduction(+ : nll) schedule(static)
     for (int64_t i = first_scored; i <= ctx - 2; ++i) {
       const float* row = &logits[(i - first_scored) * c.vocab];
       float mx = row[0];
@@ -51,8 +53,8 @@ PerplexityResult perplexity(const engine::Engine& eng, const std::vector<int32_t
       double sum = 0;
       for (int64_t j = 0; j < c.vocab; ++j) sum += std::exp(static_cast<double>(row[j] - mx));
       nll += std::log(sum) + mx - row[window[i + 1]];
-      ++r.tokens_scored;
     }
+    r.tokens_scored += ctx - 1 - first_scored;
     r.window_nll.push_back(nll);
     r.nll_sum += nll;
     tokens_run += n_run;

@@ -75,7 +75,7 @@ void layer_front(const DenseModel& m, int64_t l, const T* x, const AttnDims& s, 
     detail::linear(a.xn.data(), n, D, dl.k.data(), KVd, k.data());
     detail::linear(a.xn.data(), n, D, dl.v.data(), KVd, v.data());
   }
-#pragma omp parallel for if (n > 8)
+#pragma omp parallel for if (n * Qd > detail::kParallelWork)
   for (int64_t t = 0; t < n; ++t) {
     detail::rope(&a.q[t * Qd], c.n_heads, Hd, P + t, m.rope, T(1));
     if (!fill_kv) continue;
@@ -203,7 +203,7 @@ SampleLoss prefix_loss(const DenseModel& m, const PrefixKV<T>& prefix, const int
 
     // FFN: out = h + down(silu(g) ⊙ u), silu'(g) = σ(g)(1 + g(1 − σ(g))).
     detail::linear_input_grad(dx.data(), n, D, dl.down.data(), F, dg.data(), false);
-#pragma omp parallel for simd if (n * F > 65536)
+#pragma omp parallel for simd if (n * F > detail::kParallelWork)
     for (int64_t i = 0; i < n * F; ++i) {
       const T g = a.g[i], sg = detail::sigmoid(g), ds = dg[i];
       du[i] = ds * g * sg;
@@ -227,7 +227,7 @@ SampleLoss prefix_loss(const DenseModel& m, const PrefixKV<T>& prefix, const int
 
     // The new tokens' K/V passed the cache quantizer: straight-through estimator (identity
     // gradient). Then the VJP of RoPE is the inverse rotation.
-#pragma omp parallel for if (n > 8)
+#pragma omp parallel for if (n * Qd > detail::kParallelWork)
     for (int64_t t = 0; t < n; ++t) {
       for (int64_t g = 0; g < KVH; ++g) {
         std::copy_n(&dK[(g * Tn + P + t) * Hd], Hd, &dk[t * KVd + g * Hd]);

@@ -2,6 +2,8 @@
 // pass (intactkv/backward.cc). Templated on the scalar: float is the training path (matmuls on
 // oneDNN), double exists so the gradient check can compare against finite differences without
 // fp32 noise. Numerics of the float forward follow kernels/ops.cc (fp32 sums, std::exp).
+// Parallel loops start only above a few ten thousand values of work: OpenMP's fork/join costs more
+// than it saves below that, and far more when other processes hold the cores.
 // Internal to intactkv; not part of the public API.
 #pragma once
 #include <Eigen/Core>
@@ -34,9 +36,11 @@ T rms_inverse(const T* x, int64_t d, float eps) {
   return T(1) / std::sqrt(ss / static_cast<T>(d) + static_cast<T>(eps));
 }
 
+constexpr int64_t kParallelWork = int64_t(1) << 15;
+
 template <typename T>
 void rmsnorm(const T* x, const float* w, int64_t n, int64_t d, float eps, T* out) {
-#pragma omp parallel for if (n > 16)
+#pragma omp parallel for if (n * d > kParallelWork)
   for (int64_t t = 0; t < n; ++t) {
     const T inv = rms_inverse(x + t * d, d, eps);
     for (int64_t i = 0; i < d; ++i) out[t * d + i] = static_cast<T>(w[i]) * (x[t * d + i] * inv);
@@ -47,7 +51,7 @@ void rmsnorm(const T* x, const float* w, int64_t n, int64_t d, float eps, T* out
 // Adds into dx.
 template <typename T>
 void rmsnorm_backward(const T* x, const float* w, const T* dy, int64_t n, int64_t d, float eps, T* dx) {
-#pragma omp parallel for if (n > 16)
+#pragma omp parallel for if (n * d > kParallelWork)
   for (int64_t t = 0; t < n; ++t) {
     const T* xt = x + t * d;
     const T* gt = dy + t * d;
@@ -93,7 +97,7 @@ template <typename T>
 void attention_forward(const AttnDims& s, const T* q, const T* K, const T* V, T* out, T* probs) {
   const int64_t Tn = s.keys(), d = s.head_dim, row = s.n_heads * d, group = s.n_heads / s.n_kv_heads;
   const T scale = T(1) / std::sqrt(static_cast<T>(d));
-#pragma omp parallel for schedule(dynamic)
+#pragma omp parallel for schedule(dynamic) if (s.n * Tn * d > kParallelWork)
   for (int64_t h = 0; h < s.n_heads; ++h) {
     const int64_t g = h / group;
     Eigen::Map<const RowMat<T>, 0, Stride> Q(q + h * d, s.n, d, Stride(row));
@@ -124,7 +128,7 @@ void attention_backward(const AttnDims& s, const T* q, const T* K, const T* V, c
                         T* dq, T* dK, T* dV) {
   const int64_t Tn = s.keys(), d = s.head_dim, row = s.n_heads * d, group = s.n_heads / s.n_kv_heads;
   const T scale = T(1) / std::sqrt(static_cast<T>(d));
-#pragma omp parallel for schedule(dynamic)
+#pragma omp parallel for schedule(dynamic) if (s.n * Tn * d > kParallelWork)
   for (int64_t g = 0; g < s.n_kv_heads; ++g) {
     Eigen::Map<const RowMat<T>> Kg(K + g * Tn * d, Tn, d), Vg(V + g * Tn * d, Tn, d);
     Eigen::Map<RowMat<T>> dKg(dK + g * Tn * d, Tn, d), dVg(dV + g * Tn * d, Tn, d);

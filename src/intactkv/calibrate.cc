@@ -135,7 +135,7 @@ void write_loss_outputs(const std::vector<StepLog>& log, const std::string& stem
   r.log_csv = stem + ".loss.csv", r.plot_png = stem + ".loss.png", r.plot_svg = stem + ".loss.svg";
   io::write_file_atomic(r.log_csv, csv);
   if (log.empty()) return;
-  exp::LinePlot plot{title, "optimizer step", "loss (mean over the step's samples)", {total, last}, true, true};
+  exp::LinePlot plot{title, "optimizer step", "loss (mean over the step's samples)", {total, last}, false, true};
   exp::save_plot(plot, r.plot_png);
   exp::save_plot(plot, r.plot_svg);
 }

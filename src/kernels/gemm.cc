@@ -16,29 +16,33 @@ dnnl::engine& cpu_engine() {
   return eng;
 }
 
-// One matmul primitive per (K, N, weight dtype) with M a run-time dimension: building a oneDNN
-// primitive JIT-compiles code, far too slow to repeat for every new batch length (loglikelihood
-// requests come in every length).
-dnnl::matmul& matmul_primitive(int64_t K, int64_t N, dnnl::memory::data_type wt) {
+// Matmul primitives are built once per shape: building JIT-compiles code, far too slow to repeat
+// per call. Large batches (prefill, perplexity windows: a few recurring lengths) get a primitive
+// for their exact M, for which oneDNN picks its fastest (brgemm) kernel; small batches (decode,
+// loglikelihood continuations of every length) share one primitive per (K, N) with M a run-time
+// dimension.
+constexpr int64_t kExactMinRows = 128;
+
+dnnl::matmul& matmul_primitive(int64_t M, int64_t K, int64_t N, dnnl::memory::data_type wt) {
   using dt = dnnl::memory::data_type;
   static std::mutex mu;
-  static std::map<std::tuple<int64_t, int64_t, int>, dnnl::matmul> cache;
+  static std::map<std::tuple<int64_t, int64_t, int64_t, int>, dnnl::matmul> cache;
+  const int64_t m = M >= kExactMinRows ? M : DNNL_RUNTIME_DIM_VAL;
   std::lock_guard<std::mutex> lock(mu);
-  auto key = std::make_tuple(K, N, static_cast<int>(wt));
+  auto key = std::make_tuple(m, K, N, static_cast<int>(wt));
   auto it = cache.find(key);
   if (it != cache.end()) return it->second;
-  const auto M = DNNL_RUNTIME_DIM_VAL;
-  dnnl::memory::desc x_md({M, K}, wt, {K, 1});
+  dnnl::memory::desc x_md({m, K}, wt, {K, 1});
   // W is stored [N, K] row-major; as the [K, N] operand its strides are (1, K).
   dnnl::memory::desc w_md({K, N}, wt, {1, K});
-  dnnl::memory::desc y_md({M, N}, dt::f32, {N, 1});
+  dnnl::memory::desc y_md({m, N}, dt::f32, {N, 1});
   dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(x_md, w_md, y_md), cpu_engine());
   return cache.emplace(key, dnnl::matmul(pd)).first->second;
 }
 
 void run_matmul(const void* X, int64_t M, int64_t K, const void* W, int64_t N, float* Y,
                 dnnl::memory::data_type wt) {
-  dnnl::matmul& mm = matmul_primitive(K, N, wt);
+  dnnl::matmul& mm = matmul_primitive(M, K, N, wt);
   dnnl::memory x_mem({{M, K}, wt, {K, 1}}, cpu_engine(), const_cast<void*>(X));
   dnnl::memory w_mem({{K, N}, wt, {1, K}}, cpu_engine(), const_cast<void*>(W));
   dnnl::memory y_mem({{M, N}, dnnl::memory::data_type::f32, {N, 1}}, cpu_engine(), Y);

@@ -153,13 +153,26 @@ void dequantize_panel(const PackedMatrix& W, int64_t n0, int64_t rows, const Pan
 // Rows per panel: a multiple of oneDNN's 64-wide weight blocks; 64 rows are 1 MB at K = 4096.
 int64_t panel_rows(int64_t N) { return std::min<int64_t>(64, N); }
 
-struct AlignedFree {
-  void operator()(float* p) const { std::free(p); }
+// A 64-byte aligned float buffer that only grows. One per thread per use, kept across calls:
+// allocating the ~1 MB panel afresh every call costs a page fault per 4 KB.
+class ScratchBuffer {
+ public:
+  float* get(size_t floats) {
+    if (floats > size_) {
+      data_.reset(static_cast<float*>(std::aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64)));
+      if (!data_) fail("packed_matmul: out of memory for a ", floats * sizeof(float), "-byte buffer");
+      size_ = floats;
+    }
+    return data_.get();
+  }
+
+ private:
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::unique_ptr<float[], Free> data_;
+  size_t size_ = 0;
 };
-std::unique_ptr<float[], AlignedFree> aligned_floats(size_t n) {
-  return std::unique_ptr<float[], AlignedFree>(
-      static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64)));
-}
 
 // Each thread takes whole panels: dequantize np rows of W, a single-threaded oneDNN matmul on
 // them (oneDNN runs sequentially inside an OpenMP region), copy the [M, np] result into Y. There
@@ -172,25 +185,28 @@ void panel_gemm(const PackedMatrix& W, const float* X, int64_t M, float* Y, bool
   const dnnl::memory x_mem({{M, K}, dt::f32, tag::ab}, cpu_engine(), const_cast<float*>(X));
   const PanelMatmul& full = panel_matmul(M, K, np);  // built outside the parallel region
   const PanelMatmul* tail = N % np ? &panel_matmul(M, K, N % np) : nullptr;
+  const size_t scratch_bytes = std::max(full.scratchpad.get_size(), tail ? tail->scratchpad.get_size() : 0);
 #pragma omp parallel
   {
-    auto panel = aligned_floats(std::max(full.floats, tail ? tail->floats : 0));
-    auto yp = aligned_floats(M * np);
-    std::vector<float> row_buf(K);
-    const dnnl::memory scratch_full(full.scratchpad, cpu_engine());
-    const dnnl::memory scratch_tail = tail ? dnnl::memory(tail->scratchpad, cpu_engine()) : scratch_full;
+    thread_local ScratchBuffer panel_buf, yp_buf, row_buf, scratch_buf;
+    float* panel = panel_buf.get(std::max(full.floats, tail ? tail->floats : 0));
+    float* yp = yp_buf.get(M * np);
+    float* row = row_buf.get(K);
+    float* scratch = scratch_buf.get(scratch_bytes / sizeof(float) + 1);
+    const dnnl::memory scratch_full(full.scratchpad, cpu_engine(), scratch);
+    const dnnl::memory scratch_tail = tail ? dnnl::memory(tail->scratchpad, cpu_engine(), scratch) : scratch_full;
     dnnl::stream stream(cpu_engine());
 #pragma omp for schedule(dynamic)
     for (int64_t i = 0; i < panels; ++i) {
       const int64_t n0 = i * np, rows = std::min(np, N - n0);
       const PanelMatmul& pm = rows == np ? full : *tail;
-      dequantize_panel(W, n0, rows, pm, panel.get(), row_buf.data(), avx512);
-      const dnnl::memory p_mem(pm.weights, cpu_engine(), panel.get());
-      const dnnl::memory y_mem({{M, rows}, dt::f32, tag::ab}, cpu_engine(), yp.get());
+      dequantize_panel(W, n0, rows, pm, panel, row, avx512);
+      const dnnl::memory p_mem(pm.weights, cpu_engine(), panel);
+      const dnnl::memory y_mem({{M, rows}, dt::f32, tag::ab}, cpu_engine(), yp);
       pm.matmul.execute(stream, {{DNNL_ARG_SRC, x_mem}, {DNNL_ARG_WEIGHTS, p_mem}, {DNNL_ARG_DST, y_mem},
                                  {DNNL_ARG_SCRATCHPAD, rows == np ? scratch_full : scratch_tail}});
       stream.wait();
-      for (int64_t m = 0; m < M; ++m) std::copy_n(yp.get() + m * rows, rows, Y + m * N + n0);
+      for (int64_t m = 0; m < M; ++m) std::copy_n(yp + m * rows, rows, Y + m * N + n0);
     }
   }
 }
@@ -199,9 +215,8 @@ void panel_gemm(const PackedMatrix& W, const float* X, int64_t M, float* Y, bool
 
 void packed_matmul(const PackedMatrix& W, const float* X, int64_t M, float* Y, Isa isa) {
   const bool avx512 = resolve_isa(isa) == Isa::kAvx512 && detail::avx512_decodes(W);
-  if (M <= 0) return;
-  static const int64_t pmin = getenv("IKV_PANEL_MIN") ? atoi(getenv("IKV_PANEL_MIN")) : kPanelMinRows;
-  if (M >= pmin) return panel_gemm(W, X, M, Y, avx512);
+  if (M <= 0 || W.rows <= 0) return;
+  if (M >= kPanelMinRows) return panel_gemm(W, X, M, Y, avx512);
   if (avx512) return detail::packed_gemv_avx512(W, X, M, Y);
   gemv_portable(W, X, M, Y);
 }

@@ -252,9 +252,9 @@ void folded_gemm(const PackedMatrix& W, const float* X, int64_t M, float* Y) {
     }
   }
   const FoldedInput in{xs.data(), xstride, xg.data(), (groups + F::L + 1 + 15) / 16 * 16};
-  // Chunks of rows handed out dynamically: each is a contiguous ~64 KB stretch of codes (long
-  // enough for the prefetchers), and a core that loses time to another process takes fewer.
-  const int64_t chunk = std::max<int64_t>(8, (int64_t{64} << 10) / (lay.row_words * 64) / 8 * 8);
+  // Chunks of rows handed out dynamically: each is a contiguous ~256 KB stretch of codes (only its
+  // first row-set starts cold), and a core that loses time to another process takes fewer.
+  const int64_t chunk = std::max<int64_t>(8, (int64_t{256} << 10) / (lay.row_words * 64) / 8 * 8);
   const int64_t chunks = (W.rows + chunk - 1) / chunk;
 #pragma omp parallel
   {

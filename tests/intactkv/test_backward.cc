@@ -1,6 +1,8 @@
 // The calibration backward (intactkv/backward.h): its gradient against central finite differences,
 // its float path against its double path, and its loss against an independent computation from
 // engine::Engine's layer-output taps.
+#include <omp.h>
+
 #include <cmath>
 #include <random>
 
@@ -15,6 +17,14 @@ using namespace ikv;
 using intactkv::PrefixKV;
 
 namespace {
+
+// Toy-sized problems run on one thread: OpenMP's fork/join (inside oneDNN too) costs more than the
+// work there, and when other processes hold the cores, spin-waiting threads make it ~100x slower.
+struct OneThread {
+  int saved = omp_get_max_threads();
+  OneThread() { omp_set_num_threads(1); }
+  ~OneThread() { omp_set_num_threads(saved); }
+};
 
 // A random LLaMA with every layer type (RMSNorm, GQA attention with RoPE, SwiGLU) at toy size.
 model::Weights tiny_model(uint32_t seed) {
@@ -197,6 +207,7 @@ void check_losses(const Problem& pb, int kv_bits, double tol) {
 }  // namespace
 
 TEST_CASE("calibration VJP matches finite differences on a random tiny model") {
+  const OneThread one_thread;
   Problem pb;
   pb.fp = tiny_model(7);
   std::vector<int32_t> tokens;
@@ -218,6 +229,7 @@ TEST_CASE("calibration VJP matches finite differences on a random tiny model") {
 }
 
 TEST_CASE("calibration VJP matches finite differences on stories260K") {
+  const OneThread one_thread;
   if (test::data_root().empty()) return;
   Problem pb;
   pb.fp = model::load_model(test::model_dir("stories260K"));
@@ -239,6 +251,7 @@ TEST_CASE("calibration VJP matches finite differences on stories260K") {
 }
 
 TEST_CASE("the last layer's prefix gradient needs no KV-quantization surrogate") {
+  const OneThread one_thread;
   // The last layer's prefix feeds only its own loss, which no quantizer lies between: plain finite
   // differences of the real (quantizing) forward match the VJP there.
   Problem pb;
