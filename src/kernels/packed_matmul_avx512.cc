@@ -11,6 +11,7 @@
 // Where a dequantized weight is needed (small-M GEMM, panels for the large-M GEMM) it is
 // fmsub(q·2^o, s·2^-o, z·s) = (q − z)·s with one rounding, and q·s and z·s are exact in fp32
 // (8-bit integer times an fp16 scale), so it is bit-identical to quant::dequantize_rows.
+
 // GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself (_mm512_undefined_ps),
 // which -W(maybe-)uninitialized reports at every inlined use; the warning says nothing about this code.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -66,18 +67,23 @@ inline void for_positions(Fn&& f) {
   }(std::make_integer_sequence<int, N>{});
 }
 
-// q·2^shift(P) for the 16 lanes of position P, as floats.
+// q·2^shift(P) for the 16 lanes of position P, as floats. The words are read from memory (L1) at
+// each use rather than held in registers: W3's three words per row would otherwise spill.
 template <int B, int P>
 inline __m512 decode_shifted(const __m512i* words) {
   using F = Format<B>;
   constexpr int d = F::word(P), o = F::offset(P);
   if constexpr (F::straddles(P)) {
-    const __m512i lo = _mm512_srli_epi32(words[d], o);
-    const __m512i hi = _mm512_slli_epi32(words[d + 1], 32 - o);
+    const __m512i lo = _mm512_srli_epi32(_mm512_load_si512(words + d), o);
+    const __m512i hi = _mm512_slli_epi32(_mm512_load_si512(words + d + 1), 32 - o);
     // (lo | hi) & mask in one vpternlogd.
     return _mm512_cvtepu32_ps(_mm512_ternarylogic_epi32(lo, hi, _mm512_set1_epi32(F::kMask), 0xA8));
   } else {
-    return _mm512_cvtepu32_ps(_mm512_and_si512(words[d], _mm512_set1_epi32(F::kMask << o)));
+    // The mask is a plain load: left to itself GCC rebuilds the constant with mov + vpbroadcastd
+    // (an extra vector-pipe op) at every position, as W3's 30 masks do not fit in registers.
+    __m512i mask = _mm512_set1_epi32(F::kMask << o);
+    asm("" : "+v"(mask));
+    return _mm512_cvtepu32_ps(_mm512_and_si512(_mm512_load_si512(words + d), mask));
   }
 }
 
@@ -168,6 +174,8 @@ void folded_rows(const PackedMatrix& W, const CodeLayout& lay, const FoldedInput
     rows[r] = W.codes.data() + (n0 + r) * lay.row_words;
   }
   CodeWord tail[R][F::W];
+  const int64_t row_set_words = R * lay.row_words;
+  const int64_t ahead_words = std::max<int64_t>(1, (int64_t{64} << 10) / (64 * row_set_words)) * row_set_words;
   __m512 acc[R][MB], tot[R][MB];  // this group's Σ q·x, and Σ over groups of s·(that)
   for (int r = 0; r < R; ++r)
     for (int m = 0; m < MB; ++m) acc[r][m] = tot[r][m] = _mm512_setzero_ps();
@@ -183,14 +191,14 @@ void folded_rows(const PackedMatrix& W, const CodeLayout& lay, const FoldedInput
     ++g;
   };
   for (int64_t blk = 0; blk < blocks; ++blk) {
-    __m512i words[R][F::W];
+    const __m512i* words[R];
     for (int r = 0; r < R; ++r) {
-      const __m512i* src = block_words<B>(rows[r], lay, blk, tail[r]);
-      for (int w = 0; w < F::W; ++w) words[r][w] = _mm512_load_si512(src + w);
-      // The next R rows follow these in memory: fetch the same block of them one row-set ahead,
-      // so that the R short streams of a row-set do not each start with a cold miss.
-      const char* ahead = reinterpret_cast<const char*>(rows[r] + R * lay.row_words + blk * F::W);
-      for (int w = 0; w < F::W; ++w) _mm_prefetch(ahead + 64 * w, _MM_HINT_T0);
+      words[r] = block_words<B>(rows[r], lay, blk, tail[r]);
+      // Later rows follow these in memory: fetch the same block of the rows ~64 KB ahead into L2.
+      // A core streams only ~10 GB/s on its own (misses in flight / latency); prefetching far
+      // ahead into L2 (more outstanding misses than L1) raised the 2-core GEMV from ~18 to ~24 GB/s.
+      const char* ahead = reinterpret_cast<const char*>(rows[r] + ahead_words + blk * F::W);
+      for (int w = 0; w < F::W; ++w) _mm_prefetch(ahead + 64 * w, _MM_HINT_T1);
     }
     const float* xb = in.xs + blk * F::kBlockCodes;
     for_positions<F::L>([&](auto pc) {
@@ -252,9 +260,9 @@ void folded_gemm(const PackedMatrix& W, const float* X, int64_t M, float* Y) {
     }
   }
   const FoldedInput in{xs.data(), xstride, xg.data(), (groups + F::L + 1 + 15) / 16 * 16};
-  // Chunks of rows handed out dynamically: each is a contiguous ~256 KB stretch of codes (only its
-  // first row-set starts cold), and a core that loses time to another process takes fewer.
-  const int64_t chunk = std::max<int64_t>(8, (int64_t{256} << 10) / (lay.row_words * 64) / 8 * 8);
+  // Chunks of rows handed out dynamically: each is a contiguous ~1 MB stretch of codes (only its
+  // start is not prefetched), and a core that loses time to another process takes fewer.
+  const int64_t chunk = std::max<int64_t>(8, (int64_t{1} << 20) / (lay.row_words * 64) / 8 * 8);
   const int64_t chunks = (W.rows + chunk - 1) / chunk;
 #pragma omp parallel
   {
@@ -301,11 +309,8 @@ void dequant_tile(const PackedMatrix& W, const CodeLayout& lay, const float* xp,
   };
   load_group();
   for (int64_t blk = 0; blk < blocks; ++blk) {
-    __m512i words[R][F::W];
-    for (int r = 0; r < R; ++r) {
-      const __m512i* src = block_words<B>(rows[r], lay, blk, tail[r]);
-      for (int w = 0; w < F::W; ++w) words[r][w] = _mm512_load_si512(src + w);
-    }
+    const __m512i* words[R];
+    for (int r = 0; r < R; ++r) words[r] = block_words<B>(rows[r], lay, blk, tail[r]);
     const float* xb = xp + m0 * xstride + blk * F::kBlockCodes;
     for_positions<F::L>([&](auto pc) {
       constexpr int P = decltype(pc)::value;
