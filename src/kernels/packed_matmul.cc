@@ -1,12 +1,10 @@
 // packed_matmul dispatch, the portable decoder, the panel GEMM for large M, and the reference twin.
 #include "kernels/packed_matmul.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cstdlib>
-#include <memory>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <tuple>

@@ -1,11 +1,14 @@
 // Y = X · Wᵀ with W a packed low-bit matrix (quant/packed_matrix.h), fp32 in and out.
 //
-// Three regimes, each with a plain twin:
-//  - small M (GEMV, decode): the codes are decoded in registers and the packed bytes are streamed
-//    once; speed is bounded by DRAM bandwidth (bench/bench_kernels.cc measures the fraction).
-//  - large M (prefill): panels of W are dequantized to fp32 into a cache-resident buffer and a
-//    oneDNN fp32 matmul runs on each panel, so the decode cost disappears under the O(M) FMAs.
-//  - packed_matmul_reference: dequantize() + a naive triple loop in double, for tests.
+// Regimes (every fast path is checked against packed_matmul_reference in tests):
+//  - M <= 4 (decode): codes are decoded in registers and each packed byte is streamed once; scale
+//    and zero point are folded out of the inner loop (and + cvt + fma per 16 weights), so speed
+//    is bounded by DRAM bandwidth or that decode rate (bench/bench_kernels.cc measures both).
+//  - 4 < M < kPanelMinRows: weights dequantized exactly in registers, each used for 8 rows of X.
+//  - M >= kPanelMinRows (prefill): each thread dequantizes 64-row panels of W straight into the
+//    blocked layout oneDNN's fp32 matmul prefers and runs it on them; the decode cost (~3%)
+//    disappears under the M FMAs per weight.
+//  - packed_matmul_reference: dequantize() + a naive triple loop in double.
 // The AVX-512 decoders handle bits 3 and 4 with groups that are whole 16-code positions (group a
 // multiple of 16, or per-channel); everything else takes the portable decoder, which is
 // correct for every format.
