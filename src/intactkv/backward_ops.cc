@@ -1,4 +1,5 @@
 #include "intactkv/backward_ops.h"
+#include "kernels/onednn.h"
 
 #include <map>
 #include <mutex>
@@ -9,11 +10,6 @@
 
 namespace ikv::intactkv::detail {
 namespace {
-
-dnnl::engine& cpu_engine() {
-  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
-  return eng;
-}
 
 // dX[M,K] = dY[M,N] · W[N,K]: W is the plain row-major [N,K] operand here (strides K, 1), unlike
 // kernels::gemm_f32 which reads it transposed. One primitive per (N, K, accumulate) with M a
@@ -37,7 +33,7 @@ dnnl::matmul& input_grad_primitive(int64_t N, int64_t K, bool accumulate) {
     po.append_sum(1.0f);
     attr.set_post_ops(po);
   }
-  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(dy_md, w_md, dx_md), attr, cpu_engine());
+  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(dy_md, w_md, dx_md), attr, kernels::onednn_engine());
   return cache.emplace(key, dnnl::matmul(pd)).first->second;
 }
 
@@ -58,10 +54,10 @@ void linear_input_grad(const float* dY, int64_t M, int64_t N, const float* W, in
                        bool accumulate) {
   using dt = dnnl::memory::data_type;
   dnnl::matmul& mm = input_grad_primitive(N, K, accumulate);
-  dnnl::memory dy_mem({{M, N}, dt::f32, {N, 1}}, cpu_engine(), const_cast<float*>(dY));
-  dnnl::memory w_mem({{N, K}, dt::f32, {K, 1}}, cpu_engine(), const_cast<float*>(W));
-  dnnl::memory dx_mem({{M, K}, dt::f32, {K, 1}}, cpu_engine(), dX);
-  dnnl::stream s(cpu_engine());
+  dnnl::memory dy_mem({{M, N}, dt::f32, {N, 1}}, kernels::onednn_engine(), const_cast<float*>(dY));
+  dnnl::memory w_mem({{N, K}, dt::f32, {K, 1}}, kernels::onednn_engine(), const_cast<float*>(W));
+  dnnl::memory dx_mem({{M, K}, dt::f32, {K, 1}}, kernels::onednn_engine(), dX);
+  dnnl::stream s(kernels::onednn_engine());
   mm.execute(s, {{DNNL_ARG_SRC, dy_mem}, {DNNL_ARG_WEIGHTS, w_mem}, {DNNL_ARG_DST, dx_mem}});
   s.wait();
 }

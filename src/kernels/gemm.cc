@@ -7,14 +7,10 @@
 #include <vector>
 
 #include "io/dtype.h"
+#include "kernels/onednn.h"
 
 namespace ikv::kernels {
 namespace {
-
-dnnl::engine& cpu_engine() {
-  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
-  return eng;
-}
 
 // Matmul primitives are built once per shape: building JIT-compiles code, far too slow to repeat
 // per call. Large batches (prefill, perplexity windows: a few recurring lengths) get a primitive
@@ -36,22 +32,27 @@ dnnl::matmul& matmul_primitive(int64_t M, int64_t K, int64_t N, dnnl::memory::da
   // W is stored [N, K] row-major; as the [K, N] operand its strides are (1, K).
   dnnl::memory::desc w_md({K, N}, wt, {1, K});
   dnnl::memory::desc y_md({m, N}, dt::f32, {N, 1});
-  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(x_md, w_md, y_md), cpu_engine());
+  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(x_md, w_md, y_md), onednn_engine());
   return cache.emplace(key, dnnl::matmul(pd)).first->second;
 }
 
 void run_matmul(const void* X, int64_t M, int64_t K, const void* W, int64_t N, float* Y,
                 dnnl::memory::data_type wt) {
   dnnl::matmul& mm = matmul_primitive(M, K, N, wt);
-  dnnl::memory x_mem({{M, K}, wt, {K, 1}}, cpu_engine(), const_cast<void*>(X));
-  dnnl::memory w_mem({{K, N}, wt, {1, K}}, cpu_engine(), const_cast<void*>(W));
-  dnnl::memory y_mem({{M, N}, dnnl::memory::data_type::f32, {N, 1}}, cpu_engine(), Y);
-  dnnl::stream s(cpu_engine());
+  dnnl::memory x_mem({{M, K}, wt, {K, 1}}, onednn_engine(), const_cast<void*>(X));
+  dnnl::memory w_mem({{K, N}, wt, {1, K}}, onednn_engine(), const_cast<void*>(W));
+  dnnl::memory y_mem({{M, N}, dnnl::memory::data_type::f32, {N, 1}}, onednn_engine(), Y);
+  dnnl::stream s(onednn_engine());
   mm.execute(s, {{DNNL_ARG_SRC, x_mem}, {DNNL_ARG_WEIGHTS, w_mem}, {DNNL_ARG_DST, y_mem}});
   s.wait();
 }
 
 }  // namespace
+
+dnnl::engine& onednn_engine() {
+  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  return eng;
+}
 
 void gemm_f32(const float* X, int64_t M, int64_t K, const float* W, int64_t N, float* Y) {
   run_matmul(X, M, K, W, N, Y, dnnl::memory::data_type::f32);

@@ -1,5 +1,6 @@
 // packed_matmul dispatch, the portable decoder, the panel GEMM for large M, and the reference twin.
 #include "kernels/packed_matmul.h"
+#include "kernels/onednn.h"
 
 #include <algorithm>
 #include <cstdlib>
@@ -76,11 +77,6 @@ void gemv_portable(const PackedMatrix& W, const float* X, int64_t M, float* Y) {
 
 // ---- large M: dequantized panels through a oneDNN fp32 matmul ----------------------------------
 
-dnnl::engine& cpu_engine() {
-  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
-  return eng;
-}
-
 // Reads oneDNN's weight layout for a [K, np] operand into a PanelLayout, if it is one.
 bool parse_panel_layout(const dnnl::memory::desc& md, detail::PanelLayout* lay) {
   const dnnl_blocking_desc_t& b = md.data.format_desc.blocking;
@@ -121,11 +117,11 @@ const PanelMatmul& panel_matmul(int64_t M, int64_t K, int64_t np) {
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   dnnl::matmul::primitive_desc pd(
-      dnnl::matmul::desc(x_md, dnnl::memory::desc({K, np}, dt::f32, tag::any), y_md), attr, cpu_engine());
+      dnnl::matmul::desc(x_md, dnnl::memory::desc({K, np}, dt::f32, tag::any), y_md), attr, onednn_engine());
   PanelMatmul p;
   if (!parse_panel_layout(pd.weights_desc(), &p.layout)) {  // an unfamiliar layout: plain rows
     pd = dnnl::matmul::primitive_desc(
-        dnnl::matmul::desc(x_md, dnnl::memory::desc({K, np}, dt::f32, tag::ba), y_md), attr, cpu_engine());
+        dnnl::matmul::desc(x_md, dnnl::memory::desc({K, np}, dt::f32, tag::ba), y_md), attr, onednn_engine());
     parse_panel_layout(pd.weights_desc(), &p.layout);
   }
   p.matmul = dnnl::matmul(pd);
@@ -180,7 +176,7 @@ void panel_gemm(const PackedMatrix& W, const float* X, int64_t M, float* Y, bool
   using dt = dnnl::memory::data_type;
   const int64_t K = W.cols, N = W.rows, np = panel_rows(N);
   const int64_t panels = (N + np - 1) / np;
-  const dnnl::memory x_mem({{M, K}, dt::f32, tag::ab}, cpu_engine(), const_cast<float*>(X));
+  const dnnl::memory x_mem({{M, K}, dt::f32, tag::ab}, onednn_engine(), const_cast<float*>(X));
   const PanelMatmul& full = panel_matmul(M, K, np);  // built outside the parallel region
   const PanelMatmul* tail = N % np ? &panel_matmul(M, K, N % np) : nullptr;
   const size_t scratch_bytes = std::max(full.scratchpad.get_size(), tail ? tail->scratchpad.get_size() : 0);
@@ -191,16 +187,16 @@ void panel_gemm(const PackedMatrix& W, const float* X, int64_t M, float* Y, bool
     float* yp = yp_buf.get(M * np);
     float* row = row_buf.get(K);
     float* scratch = scratch_buf.get(scratch_bytes / sizeof(float) + 1);
-    const dnnl::memory scratch_full(full.scratchpad, cpu_engine(), scratch);
-    const dnnl::memory scratch_tail = tail ? dnnl::memory(tail->scratchpad, cpu_engine(), scratch) : scratch_full;
-    dnnl::stream stream(cpu_engine());
+    const dnnl::memory scratch_full(full.scratchpad, onednn_engine(), scratch);
+    const dnnl::memory scratch_tail = tail ? dnnl::memory(tail->scratchpad, onednn_engine(), scratch) : scratch_full;
+    dnnl::stream stream(onednn_engine());
 #pragma omp for schedule(dynamic)
     for (int64_t i = 0; i < panels; ++i) {
       const int64_t n0 = i * np, rows = std::min(np, N - n0);
       const PanelMatmul& pm = rows == np ? full : *tail;
       dequantize_panel(W, n0, rows, pm, panel, row, avx512);
-      const dnnl::memory p_mem(pm.weights, cpu_engine(), panel);
-      const dnnl::memory y_mem({{M, rows}, dt::f32, tag::ab}, cpu_engine(), yp);
+      const dnnl::memory p_mem(pm.weights, onednn_engine(), panel);
+      const dnnl::memory y_mem({{M, rows}, dt::f32, tag::ab}, onednn_engine(), yp);
       pm.matmul.execute(stream, {{DNNL_ARG_SRC, x_mem}, {DNNL_ARG_WEIGHTS, p_mem}, {DNNL_ARG_DST, y_mem},
                                  {DNNL_ARG_SCRATCHPAD, rows == np ? scratch_full : scratch_tail}});
       stream.wait();

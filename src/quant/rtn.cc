@@ -8,13 +8,12 @@
 
 namespace ikv::quant {
 
-GroupParams rtn_group_params(const float* w, int64_t n, int bits, bool sym, bool fp16_scale) {
+GroupParams rtn_group_params(const float* w, int64_t n, int bits, bool sym) {
   GroupParams p;
   if (sym) {
     float amax = 0;
     for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(w[i]));
     p.scale = std::max(amax, 1e-5f) / static_cast<float>((1 << (bits - 1)) - 1);
-    if (fp16_scale) p.scale = round_scale_to_fp16(p.scale);
     return p;
   }
   float lo = w[0], hi = w[0];
@@ -24,8 +23,6 @@ GroupParams rtn_group_params(const float* w, int64_t n, int bits, bool sym, bool
   }
   const float qmax = static_cast<float>((1 << bits) - 1);
   p.scale = std::max(hi - lo, 1e-5f) / qmax;
-  if (fp16_scale) p.scale = round_scale_to_fp16(p.scale);
-  if (!std::isfinite(p.scale)) return p;  // fp16 overflow: the caller reports it
   p.zero = static_cast<int>(std::clamp(-std::nearbyint(lo / p.scale), 0.0f, qmax));
   return p;
 }

@@ -13,13 +13,13 @@
 
 namespace ikv::quant {
 
-// Scale and integer zero point of one group (sym: zero = 0 and q is signed). With fp16_scale the
-// scale is rounded to fp16 before the zero point is derived from it (what the packed format holds).
+// Scale and integer zero point of one group in exact fp32 (sym: zero = 0 and q is signed); the
+// packed format stores the scale rounded to fp16 (quantize_rtn).
 struct GroupParams {
   float scale = 0;
   int zero = 0;
 };
-GroupParams rtn_group_params(const float* w, int64_t n, int bits, bool sym, bool fp16_scale = false);
+GroupParams rtn_group_params(const float* w, int64_t n, int bits, bool sym);
 // q for one value under the given params (asym: [0, 2^b - 1]; sym: signed range).
 int rtn_code(float w, const GroupParams& p, int bits, bool sym);
 
