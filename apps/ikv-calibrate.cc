@@ -8,6 +8,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "exp/report.h"
 #include "cli_common.h"
 #include "exp/variant.h"
 #include "intactkv/calibrate.h"
@@ -21,7 +22,7 @@ struct Args {
   exp::VariantSpec variant;  // model, quantizer, KV bits
   intactkv::CalibrationSpec spec;
   int64_t target_budget_mb = 4096;
-  Args() { variant.quant = {"rtn", 3, 128, false}; }  // the paper's main setting; FP needs no calibration
+  Args() { variant.quant = exp::rtn_spec(3); }  // the paper's main setting; FP needs no calibration
 };
 
 // NaN (no held-out samples) becomes JSON null.
@@ -31,7 +32,7 @@ void run(const Common& common, Args& a) {
   exp::set_threads(common.threads);
   intactkv::CalibrationSpec& s = a.spec;
   s.kv_bits = a.variant.kv_bits;
-  s.quant_label = a.variant.quant.label();
+  s.quant_label = exp::method_label(a.variant.quant.short_label(), 16);
   if (a.target_budget_mb < 0) fail("--target-budget-mb ", a.target_budget_mb, " must be >= 0");
   s.target_budget_bytes = a.target_budget_mb << 20;
   s.progress = !common.json;
@@ -43,7 +44,7 @@ void run(const Common& common, Args& a) {
 
   exp::LoadedModel fp = exp::load_model_verified(root, a.variant.model, "fp32");
   model::Weights quantized = fp.weights;
-  exp::quantize_weights(quantized, a.variant.quant);
+  exp::quantize_weights(quantized, a.variant.quant, exp::calibration_tokens(root, fp, a.variant.quant, 0));
 
   intactkv::CalibrationHooks hooks;
   hooks.on_step = [&](const intactkv::StepLog& l) {

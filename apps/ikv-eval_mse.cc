@@ -2,6 +2,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "exp/report.h"
 #include "ikv-eval_commands.h"
 #include "intactkv/mse_sweep.h"
 #include "intactkv/prefix_spec.h"
@@ -27,7 +28,7 @@ void run_sweep(const Common& common, const SweepArgs& a) {
   const std::string text_path = exp::resolve_text_dataset(root, a.data);
   exp::LoadedModel fp = exp::load_model_verified(root, a.variant.model, "fp32");
   exp::LoadedModel q = exp::load_model_verified(root, a.variant.model, "fp32");
-  exp::quantize_weights(q.weights, a.variant.quant);
+  exp::quantize_model(q, a.variant.quant, root);
   const std::vector<int32_t> prefix = intactkv::prefix_tokens(a.prefix, *fp.tokenizer, fp.weights.config.bos_id);
   // Samples: the prefix followed by consecutive chunks of the text (`len` tokens each).
   std::vector<int32_t> text = fp.tokenizer->encode(io::read_text_file(text_path));
@@ -43,7 +44,7 @@ void run_sweep(const Common& common, const SweepArgs& a) {
   const int64_t max_size = a.max_size < 0 ? static_cast<int64_t>(prefix.size()) : a.max_size;
   intactkv::MseSweepResult r = intactkv::mse_sweep(fe, qe, prefix, samples, max_size, a.variant.kv_bits);
   std::filesystem::create_directories(a.out);
-  const std::string title = a.variant.quant.label() + (a.variant.kv_bits < 16 ? " KV" + std::to_string(a.variant.kv_bits) : "") +
+  const std::string title = exp::method_label(a.variant.quant.short_label(), 16) + (a.variant.kv_bits < 16 ? " KV" + std::to_string(a.variant.kv_bits) : "") +
                             ": MSE vs IntactKV size";
   intactkv::plot_mse_sweep(r, a.out + "/mse_sweep", title);
   io::write_file_atomic(a.out + "/mse_sweep.md", "# " + title + "\n\n" + intactkv::format_mse_sweep(r));

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "exp/report.h"
 #include "eval/perplexity.h"
 #include "ikv-eval_commands.h"
 #include "io/data_root.h"
@@ -33,7 +34,7 @@ void run_ppl(const Common& common, const PplArgs& a) {
   opt.kv_bits = a.variant.kv_bits;
   opt.quantize_prefix = a.variant.quantize_prefix;
   eval::PerplexityResult r = eval::perplexity(eng, stream, opt, v.prefix_ptr());
-  const exp::QuantChoice& q = a.variant.quant;
+  const exp::QuantizerSpec& q = a.variant.quant;
   if (common.json) {
     nlohmann::json j = {{"model", a.variant.model}, {"dataset", a.dataset}, {"ctx", a.ctx}, {"dtype", a.variant.dtype},
                         {"ppl", r.ppl}, {"nll", r.nll_sum}, {"tokens_scored", r.tokens_scored},
@@ -45,7 +46,7 @@ void run_ppl(const Common& common, const PplArgs& a) {
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("%s  %s  %s  kv%d  intactkv=%s  ctx %lld  windows %lld  tokens %lld  PPL %.4f  (%.1f s, %.0f tokens/s)\n",
-                a.variant.model.c_str(), q.label().c_str(), a.dataset.c_str(), a.variant.kv_bits,
+                a.variant.model.c_str(), exp::method_label(q.short_label(), 16).c_str(), a.dataset.c_str(), a.variant.kv_bits,
                 a.variant.intactkv.c_str(), (long long)a.ctx, (long long)r.windows, (long long)r.tokens_scored, r.ppl,
                 r.seconds, r.tokens_per_second);
   }

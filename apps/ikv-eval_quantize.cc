@@ -1,6 +1,7 @@
 // ikv-eval quantize: pack a model's decoder linears once and save them for reuse (--quantized).
 #include <nlohmann/json.hpp>
 
+#include "exp/report.h"
 #include "ikv-eval_commands.h"
 #include "io/data_root.h"
 #include "io/mapped_file.h"
@@ -19,17 +20,18 @@ struct QuantizeArgs {
 void run_quantize(const Common& common, const QuantizeArgs& a) {
   exp::set_threads(common.threads);
   exp::validate_variant(a.variant);
-  if (a.variant.quant.method == "fp") fail("quantize: choose a quantizer with --quant (rtn)");
+  if (a.variant.quant.method == "fp") fail("quantize: choose a quantizer with --quant (rtn, gptq, awq)");
   const std::string root = io::find_data_root(common.data_root);
   exp::LoadedModel m = exp::load_model_verified(root, a.variant.model, "fp32");
-  exp::quantize_weights(m.weights, a.variant.quant);
-  quant::save_quantized(m.weights, a.out, {{"method", a.variant.quant.method}, {"label", a.variant.quant.label()}});
+  exp::quantize_model(m, a.variant.quant, root);
+  const std::string label = exp::method_label(a.variant.quant.short_label(), 16);
+  quant::save_quantized(m.weights, a.out, {{"method", a.variant.quant.method}, {"label", label}});
   size_t bytes = 0;
   for (auto& nl : model::named_linears(m.weights)) bytes += quant::packed_bytes(*nl.linear->packed);
   if (common.json)
-    std::printf("%s\n", nlohmann::json({{"file", a.out}, {"label", a.variant.quant.label()}, {"packed_bytes", bytes}}).dump().c_str());
+    std::printf("%s\n", nlohmann::json({{"file", a.out}, {"label", label}, {"packed_bytes", bytes}}).dump().c_str());
   else
-    std::printf("wrote %s: %s, %.1f MB of packed weights\n", a.out.c_str(), a.variant.quant.label().c_str(), bytes / 1e6);
+    std::printf("wrote %s: %s, %.1f MB of packed weights\n", a.out.c_str(), label.c_str(), bytes / 1e6);
 }
 
 }  // namespace

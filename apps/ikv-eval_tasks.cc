@@ -2,6 +2,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "exp/report.h"
 #include "eval/loglikelihood.h"
 #include "eval/progress.h"
 #include "eval/tasks.h"
@@ -56,7 +57,7 @@ void run_tasks(const Common& common, const TasksArgs& a) {
     });
     bar.finish();
     if (common.json) {
-      nlohmann::json j = {{"task", r.task}, {"model", a.variant.model}, {"quant", a.variant.quant.label()},
+      nlohmann::json j = {{"task", r.task}, {"model", a.variant.model}, {"quant", exp::method_label(a.variant.quant.short_label(), 16)},
                           {"kv_bits", a.variant.kv_bits}, {"intactkv", a.variant.intactkv}};
       for (const auto& m : r.metrics) {
         j[m.name] = m.value;

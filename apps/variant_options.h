@@ -10,10 +10,14 @@ namespace ikv::cli {
 inline void add_variant_options(CLI::App* app, exp::VariantSpec& v) {
   app->add_option("-m,--model", v.model, "HF model folder or llama2.c .bin (path or data-root name)")->required();
   app->add_option("--dtype", v.dtype, "dense compute dtype: fp32 | bf16");
-  app->add_option("--quant", v.quant.method, "weight quantizer: fp | rtn");
+  app->add_option("--quant", v.quant.method, "weight quantizer: fp | rtn | gptq | awq");
   app->add_option("--wbits", v.quant.wbits, "weight bits (2..8)");
   app->add_option("--group", v.quant.group, "quantization group size (-1 = per channel)");
   app->add_flag("--sym", v.quant.sym, "symmetric weight quantization");
+  app->add_flag("--act-order", v.quant.act_order, "gptq: quantize columns in order of decreasing Hessian diagonal");
+  app->add_option("--calib-data", v.quant.data, "gptq/awq calibration data: sharegpt | FILE.json | text FILE");
+  app->add_option("--calib-samples", v.quant.samples, "gptq/awq calibration samples (default 128)");
+  app->add_option("--calib-len", v.quant.seq_len, "gptq/awq tokens per sample (default 2048, capped at the model's max)");
   app->add_option("--quantized", v.quantized_file, "packed weights saved by `ikv-eval quantize` (instead of --quant)");
   app->add_option("--kv-bits", v.kv_bits, "KV-cache bits (2..8, 16 = off)");
   app->add_option("--intactkv", v.intactkv, "none | bos | vicuna | prompt:TEXT | auto | FILE.ikv.safetensors");

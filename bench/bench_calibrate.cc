@@ -29,7 +29,7 @@ int bench_calibrate(bool json, const std::string& data_root) {
   const int64_t measured = 8, epoch_samples = 128, max_len = 512;
   exp::LoadedModel m = exp::load_model_verified(data_root, "testbed-26M");
   model::Weights q = m.weights;
-  exp::quantize_weights(q, {"rtn", 3, 128, false});
+  exp::quantize_weights(q, exp::rtn_spec(3));
   engine::Engine fp(m.weights);
   const intactkv::Prefix prefix =
       intactkv::build_prefix(fp, intactkv::prefix_tokens("vicuna", *m.tokenizer, m.weights.config.bos_id));

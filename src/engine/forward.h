@@ -19,6 +19,15 @@ struct ForwardTaps {
   std::vector<std::vector<float>>* attention_probs = nullptr;
 };
 
+// The inputs of one decoder layer's linears for a batch of n tokens (what GPTQ's Hessians and AWQ's
+// activation statistics are computed from).
+struct LinearInputs {
+  std::vector<float> attn_in;  // rmsnorm(x) · attn_norm [n, dim]   → q, k, v
+  std::vector<float> o_in;     // attention output       [n, q_dim] → o
+  std::vector<float> ffn_in;   // rmsnorm(x) · ffn_norm  [n, dim]   → gate, up
+  std::vector<float> down_in;  // silu(gate) · up        [n, hidden] → down
+};
+
 class Engine {
  public:
   explicit Engine(const model::Weights& w);
@@ -31,7 +40,17 @@ class Engine {
   void forward(KVCache& cache, const int32_t* tokens, int64_t n, std::vector<float>* logits, int64_t logits_from = 0,
                const ForwardTaps& taps = {}) const;
 
+  // Runs decoder layer `layer` alone over x [n, dim] (in place) as positions 0..n-1 of a fresh
+  // sequence, optionally handing back its linears' inputs: the layer-by-layer pass of GPTQ and AWQ,
+  // which quantize a layer and then feed its quantized output to the next one.
+  void layer_forward(int64_t layer, float* x, int64_t n, LinearInputs* inputs = nullptr) const;
+
  private:
+  struct Scratch;
+  // One decoder layer over x [n, dim] at positions cache.len.., using cache layer `cache_layer`.
+  void run_layer(int64_t layer, KVCache& cache, int64_t cache_layer, float* x, int64_t n, Scratch& s,
+                 float* probs, LinearInputs* inputs) const;
+
   const model::Weights& w_;
   kernels::RopeTable rope_;
 };

@@ -26,15 +26,6 @@ namespace fs = std::filesystem;
 namespace ikv::exp {
 namespace {
 
-QuantChoice to_choice(const QuantizerSpec& q) {
-  QuantChoice c;
-  c.method = q.method;
-  c.wbits = q.wbits;
-  c.group = q.group;
-  c.sym = q.sym;
-  return c;
-}
-
 std::string files_digest(const std::string& path) {
   std::error_code ec;
   if (!fs::is_directory(path, ec)) return io::file_sha256_cached(path);
@@ -105,7 +96,7 @@ const model::Weights& Executor::weights_for(const Cell& cell) {
     if (auto art = store_.get_artifact(cell.quant_key); art && fs::exists(art->path)) {
       quant::load_quantized(*slot, art->path);
     } else {
-      quantize_weights(*slot, to_choice(cell.quant));
+      quantize_weights(*slot, cell.quant, calibration_tokens(data_root_, fp_model(fp32), cell.quant, cell.seed));
       fs::create_directories(results_dir_ + "/artifacts");
       quant::save_quantized(*slot, path, {{"method", cell.quant.method}, {"label", cell.quant.short_label()}});
       store_.put_artifact({cell.quant_key, "quant", path, io::file_sha256(path), ""});
@@ -155,6 +146,7 @@ const intactkv::Prefix* Executor::prefix_for(const Cell& cell) {
       cs.epochs = s.calibration.epochs;
       cs.lr = s.calibration.lr;
       cs.max_len = s.calibration.max_len;
+      cs.seed = static_cast<uint64_t>(cell.seed);
       cs.output = path;
       cs.progress = false;
       fs::create_directories(results_dir_ + "/artifacts");

@@ -228,6 +228,7 @@ Plan make_plan(const ExperimentConfig& config, const Identities& raw_ids) {
     Cell cell;
     cell.index = plan.cells.size();
     cell.model = m, cell.quant = q, cell.kv_bits = kv, cell.intactkv = v, cell.task = task;
+    cell.seed = config.seed;
     const json key = {
         {"engine", kEngineVersion},    {"seed", config.seed}, {"model", model_json(m, ids)},
         {"quant", quant_json(q, ids)}, {"kv_bits", kv},       {"intactkv", intactkv_json(v, ids)},

@@ -49,6 +49,7 @@ struct Cell {
   int kv_bits = 16;
   IntactKVSpec intactkv;  // Kind::None for mse_sweep cells (they sweep prefix sizes themselves)
   TaskUnit task;
+  int64_t seed = 0;          // the config's seed: draws calibration samples (GPTQ/AWQ, IntactKV)
   std::string key;           // content key of the result
   std::string quant_key;     // quant_artifact_key; "" for fp
   std::string intactkv_key;  // intactkv_artifact_key; "" for none

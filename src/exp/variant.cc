@@ -2,35 +2,60 @@
 
 #include <omp.h>
 
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+
 #include "engine/forward.h"
 #include "intactkv/inspect.h"
 #include "intactkv/prefix_file.h"
 #include "intactkv/prefix_spec.h"
 #include "io/error.h"
 #include "io/data_root.h"
+#include "intactkv/calibrate_data.h"
 #include "quant/artifact.h"
+#include "quant/awq.h"
+#include "quant/gptq.h"
 #include "quant/packed_matrix.h"
 #include "quant/rtn.h"
 
 namespace ikv::exp {
 
-std::string QuantChoice::label() const {
-  if (method == "fp") return "FP16";
-  std::string m = method == "rtn" ? "RTN" : method;
-  return m + " W" + std::to_string(wbits) + (group > 0 ? "g" + std::to_string(group) : "") + (sym ? " sym" : "");
-}
-
 void validate_variant(const VariantSpec& s) {
-  if (s.quant.method != "fp" && s.quant.method != "rtn")
-    fail("--quant '", s.quant.method, "' is not supported (fp, rtn)");
-  if (s.quant.method != "fp" && (s.quant.wbits < 2 || s.quant.wbits > 8))
-    fail("--wbits ", s.quant.wbits, " is out of range (2..8)");
+  const std::string& m = s.quant.method;
+  if (m != "fp" && m != "rtn" && m != "gptq" && m != "awq")
+    fail("--quant '", m, "' is not supported (fp, rtn, gptq, awq)");
+  if (m != "fp" && (s.quant.wbits < 2 || s.quant.wbits > 8)) fail("--wbits ", s.quant.wbits, " is out of range (2..8)");
   if (s.quant.group == 0 || s.quant.group < -1) fail("--group ", s.quant.group, " must be positive or -1");
+  if (s.quant.needs_calibration() && (s.quant.samples < 1 || s.quant.seq_len < 2))
+    fail("--calib-samples ", s.quant.samples, " / --calib-len ", s.quant.seq_len, " must be >= 1 / >= 2");
   if (s.kv_bits != 16 && (s.kv_bits < 2 || s.kv_bits > 8)) fail("--kv-bits ", s.kv_bits, " must be 2..8 or 16");
   if (s.intactkv_size < 0) fail("IntactKV size ", s.intactkv_size, " must be >= 0");
 }
 
-void quantize_weights(model::Weights& w, const QuantChoice& q) {
+quant::CalibrationTokens calibration_tokens(const std::string& data_root, const LoadedModel& m,
+                                            const QuantizerSpec& q, uint64_t seed) {
+  if (!q.needs_calibration()) return {};
+  // Calibrating on a test set would leak it into every number measured on it.
+  const std::string path = intactkv::resolve_calibration_data(data_root, q.data);
+  const std::string file = std::filesystem::path(path).filename().string();
+  if (q.data == "wikitext2" || q.data == "ptb" || file == "wiki.test.raw" || file == "ptb.test.txt")
+    fail("calibration data '", q.data, "' is an evaluation test set (", file,
+         "); calibrate on sharegpt or a training text");
+  const model::Config& c = m.weights.config;
+  intactkv::CalibrationDataOptions opt;
+  opt.samples = q.samples;
+  opt.heldout = 0;
+  opt.max_len = std::min<int64_t>(q.seq_len, c.max_pos);
+  opt.min_loss_tokens = 0;  // every token of a sample feeds the quantizer, not only the assistant's
+  opt.seed = seed;
+  intactkv::CalibrationData d = intactkv::load_calibration_data(path, *m.tokenizer, {c.bos_id}, c.eos_id, opt);
+  quant::CalibrationTokens out;
+  for (auto& s : d.train) out.push_back(std::move(s.tokens));
+  return out;
+}
+
+void quantize_weights(model::Weights& w, const QuantizerSpec& q, const quant::CalibrationTokens& calib) {
   if (q.method == "fp") return;
   quant::QuantSpec spec;
   spec.bits = q.wbits;
@@ -38,17 +63,43 @@ void quantize_weights(model::Weights& w, const QuantChoice& q) {
   spec.sym = q.sym;
   auto linears = model::named_linears(w);
   for (auto& nl : linears) quant::validate_spec(spec, nl.linear->in, nl.name);  // fail before any work
+  if (q.needs_calibration() && calib.empty()) fail(q.method, " needs calibration samples; none were given");
+  auto progress = [&](int64_t layer, int64_t n_layers, double seconds) {
+    std::fprintf(stderr, "%s: layer %lld/%lld quantized (%.1f s)\n", q.method.c_str(), (long long)layer + 1,
+                 (long long)n_layers, seconds);
+  };
+  if (q.method == "gptq") {
+    quant::GptqOptions opt;
+    opt.spec = spec;
+    opt.act_order = q.act_order;
+    return quant::quantize_model_gptq(w, calib, opt, progress);
+  }
+  if (q.method == "awq") {
+    quant::AwqOptions opt;
+    opt.spec = spec;
+    return quant::quantize_model_awq(w, calib, opt, progress);
+  }
+  if (q.method != "rtn") fail("quantizer '", q.method, "' is not supported");
   for (auto& nl : linears) {
     kernels::Linear& l = *nl.linear;
     std::vector<float> dense = kernels::linear_dense_weight(l);
     l.packed = std::make_shared<quant::PackedMatrix>(quant::quantize_rtn(dense.data(), l.out, l.in, spec, nl.name));
+    l.in_perm.clear();
     l.w.clear();
     l.w.shrink_to_fit();
     l.w_bf16.clear();
   }
 }
 
-PreparedVariant prepare_variant(const std::string& data_root, const VariantSpec& spec) {
+void quantize_model(LoadedModel& m, const QuantizerSpec& q, const std::string& data_root, uint64_t seed) {
+  quantize_weights(m.weights, q, calibration_tokens(data_root, m, q, seed));
+}
+
+QuantizerSpec rtn_spec(int wbits, int group, bool sym) {
+  return {.method = "rtn", .wbits = wbits, .group = group, .sym = sym};
+}
+
+PreparedVariant prepare_variant(const std::string& data_root, const VariantSpec& spec, uint64_t seed) {
   validate_variant(spec);
   PreparedVariant v;
   // Quantizers read the checkpoint at full fp32 precision, whatever the dense compute dtype.
@@ -76,7 +127,7 @@ PreparedVariant prepare_variant(const std::string& data_root, const VariantSpec&
   if (!spec.quantized_file.empty())
     quant::load_quantized(v.model.weights, io::data_file("", spec.quantized_file));
   else
-    quantize_weights(v.model.weights, spec.quant);
+    quantize_model(v.model, spec.quant, data_root, seed);
   return v;
 }
 

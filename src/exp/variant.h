@@ -6,23 +6,17 @@
 #include <optional>
 #include <string>
 
+#include "exp/config.h"
 #include "exp/model_setup.h"
 #include "intactkv/prefix.h"
+#include "quant/layerwise.h"
 
 namespace ikv::exp {
-
-struct QuantChoice {
-  std::string method = "fp";  // fp | rtn
-  int wbits = 4;
-  int group = 128;            // -1 = per output channel
-  bool sym = false;
-  std::string label() const;  // "FP16", "RTN W3g128", …
-};
 
 struct VariantSpec {
   std::string model;             // path or data-root name
   std::string dtype = "fp32";    // compute dtype of the dense path
-  QuantChoice quant;
+  QuantizerSpec quant{.method = "fp", .wbits = 4};  // the YAML quantizer settings; CLI defaults W4
   int kv_bits = 16;              // 16 = KV cache not quantized
   bool quantize_prefix = false;  // also quantize the IntactKV prefix's K/V
   std::string intactkv = "none"; // none | bos | vicuna | prompt:TEXT | auto | FILE.ikv.safetensors
@@ -38,9 +32,20 @@ struct PreparedVariant {
   const intactkv::Prefix* prefix_ptr() const { return prefix ? &*prefix : nullptr; }
 };
 
-PreparedVariant prepare_variant(const std::string& data_root, const VariantSpec& spec);
-// Quantizes every decoder linear in place (embedding and lm_head stay full precision).
-void quantize_weights(model::Weights& w, const QuantChoice& q);
+// `seed` draws the quantizer's calibration samples (GPTQ, AWQ).
+PreparedVariant prepare_variant(const std::string& data_root, const VariantSpec& spec, uint64_t seed = 0);
+// Quantizes every decoder linear in place (embedding and lm_head stay full precision). GPTQ and AWQ
+// need calibration tokens (calibration_tokens); RTN ignores them.
+void quantize_weights(model::Weights& w, const QuantizerSpec& q, const quant::CalibrationTokens& calib = {});
+// The calibration sequences of q (q.samples sequences of at most q.seq_len tokens, capped at the
+// model's max length, from q.data: sharegpt, a ShareGPT .json or a plain-text file). Refuses the
+// evaluation sets (WikiText-2 / PTB test) by name. Empty for methods that need none.
+quant::CalibrationTokens calibration_tokens(const std::string& data_root, const LoadedModel& m,
+                                            const QuantizerSpec& q, uint64_t seed);
+// quantize_weights with the calibration tokens the quantizer asks for, drawn with `seed`.
+void quantize_model(LoadedModel& m, const QuantizerSpec& q, const std::string& data_root, uint64_t seed = 0);
+// An RTN quantizer setting (tests, benchmarks).
+QuantizerSpec rtn_spec(int wbits, int group = 128, bool sym = false);
 // Checks settings before any work (bits range, method names): one-line Error.
 void validate_variant(const VariantSpec& spec);
 

@@ -9,6 +9,14 @@
 namespace ikv::kernels {
 
 void linear_forward(const Linear& layer, const float* X, int64_t M, float* Y) {
+  if (layer.packed && !layer.in_perm.empty()) {
+    const int64_t K = layer.in;
+    std::vector<float> xp(static_cast<size_t>(M * K));
+#pragma omp parallel for if (M * K > (1 << 16))
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t j = 0; j < K; ++j) xp[m * K + j] = X[m * K + layer.in_perm[j]];
+    return packed_matmul(*layer.packed, xp.data(), M, Y);
+  }
   if (layer.packed) return packed_matmul(*layer.packed, X, M, Y);
   if (!layer.w_bf16.empty())
     gemm_bf16(X, M, layer.in, layer.w_bf16.data(), layer.out, Y);
@@ -20,7 +28,11 @@ std::vector<float> linear_dense_weight(const Linear& layer) {
   if (layer.packed) {
     std::vector<float> w(static_cast<size_t>(layer.out * layer.in));
     quant::dequantize(*layer.packed, w.data());
-    return w;
+    if (layer.in_perm.empty()) return w;
+    std::vector<float> unperm(w.size());
+    for (int64_t n = 0; n < layer.out; ++n)
+      for (int64_t j = 0; j < layer.in; ++j) unperm[n * layer.in + layer.in_perm[j]] = w[n * layer.in + j];
+    return unperm;
   }
   if (!layer.w.empty()) return layer.w;
   std::vector<float> w(layer.w_bf16.size());

@@ -103,3 +103,32 @@ TEST_CASE("reference NLL of models/MANIFEST.md (stories260K 1.621112, llama2xs 2
     CHECK(count == (c.model == std::string("stories260K") ? 957 : 957));
   }
 }
+
+TEST_CASE("layer_forward, layer after layer, reproduces forward's layer outputs; its linear inputs match") {
+  if (test::data_root().empty()) return;
+  model::Weights w = model::load_model(test::model_dir("testbed-26M"));
+  engine::Engine eng(w);
+  std::vector<int32_t> ids = sample_ids("testbed-26M", 40);
+  const int64_t n = ids.size(), D = w.config.dim;
+  engine::KVCache cache = engine::make_kv_cache(w.config, n);
+  std::vector<std::vector<float>> outs;
+  eng.forward(cache, ids.data(), n, nullptr, n, {&outs, nullptr});
+  std::vector<float> x(n * D);
+  for (int64_t t = 0; t < n; ++t)
+    std::copy_n(&w.embed[int64_t(ids[t]) * D], D, &x[t * D]);
+  for (int64_t l = 0; l < w.config.n_layers; ++l) {
+    engine::LinearInputs in;
+    std::vector<float> x_in = x;
+    eng.layer_forward(l, x.data(), n, &in);
+    // Same code path, same order of operations: bitwise equal.
+    CHECK(max_abs_diff(x, outs[l]) == 0.0);
+    REQUIRE(in.attn_in.size() == size_t(n * D));
+    REQUIRE(in.down_in.size() == size_t(n * w.config.hidden));
+    // attn_in is the RMS-normed layer input: recompute one row by hand.
+    double ss = 0;
+    for (int64_t i = 0; i < D; ++i) ss += double(x_in[5 * D + i]) * x_in[5 * D + i];
+    const double r = 1.0 / std::sqrt(ss / D + w.config.norm_eps);
+    for (int64_t i = 0; i < D; i += 37)
+      CHECK(in.attn_in[5 * D + i] == doctest::Approx(x_in[5 * D + i] * r * w.layers[l].attn_norm[i]).epsilon(1e-5));
+  }
+}

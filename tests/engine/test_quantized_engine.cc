@@ -51,10 +51,7 @@ TEST_CASE("testbed-26M perplexity on packed W3 weights == fake-quant reference (
   if (test::data_root().empty()) return;
   exp::LoadedModel packed = exp::load_model_verified(test::data_root(), "testbed-26M");
   exp::LoadedModel fake = exp::load_model_verified(test::data_root(), "testbed-26M");
-  exp::QuantChoice q;
-  q.method = "rtn";
-  q.wbits = 3;
-  exp::quantize_weights(packed.weights, q);
+  exp::quantize_weights(packed.weights, exp::rtn_spec(3));
   for (auto& nl : model::named_linears(fake.weights)) {
     std::vector<float> out(nl.linear->w.size());
     quant::fake_quantize_rtn(nl.linear->w.data(), nl.linear->out, nl.linear->in, {3, 128, false}, out.data());

@@ -69,7 +69,7 @@ struct Problem {
 void make_problem(Problem& pb, const std::vector<int32_t>& prefix_tokens, const std::vector<int32_t>& tokens,
                   int wbits) {
   pb.q = pb.fp;
-  exp::quantize_weights(pb.q, {"rtn", wbits, -1, false});
+  exp::quantize_weights(pb.q, exp::rtn_spec(wbits, -1));
   engine::Engine fp(pb.fp);
   pb.prefix = intactkv::build_prefix(fp, prefix_tokens);
   pb.tokens = tokens;

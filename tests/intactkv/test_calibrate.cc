@@ -134,7 +134,7 @@ Tiny stories_w3() {
   t.fp = model::load_model(test::model_dir("stories260K"));
   t.tok = std::make_unique<model::Tokenizer>(model::tokenizer_path_for(test::model_dir("stories260K")));
   t.q = t.fp;
-  exp::quantize_weights(t.q, {"rtn", 3, -1, false});
+  exp::quantize_weights(t.q, exp::rtn_spec(3, -1));
   return t;
 }
 
