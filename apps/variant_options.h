@@ -10,6 +10,7 @@ namespace ikv::cli {
 inline void add_variant_options(CLI::App* app, exp::VariantSpec& v) {
   app->add_option("-m,--model", v.model, "HF model folder or llama2.c .bin (path or data-root name)")->required();
   app->add_option("--dtype", v.dtype, "dense compute dtype: fp32 | bf16");
+  if (v.quant.is_fp()) v.quant.wbits = 4;  // the width once --quant picks a method
   app->add_option("--quant", v.quant.method, "weight quantizer: fp | rtn | gptq | awq");
   app->add_option("--wbits", v.quant.wbits, "weight bits (2..8)");
   app->add_option("--group", v.quant.group, "quantization group size (-1 = per channel)");

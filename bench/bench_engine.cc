@@ -10,6 +10,7 @@
 #include "engine/forward.h"
 #include "eval/perplexity.h"
 #include "exp/model_setup.h"
+#include "exp/variant.h"
 #include "io/mapped_file.h"
 #include "kernels/gemm.h"
 
@@ -71,16 +72,22 @@ int bench_engine(bool json, const std::string& data_root) {
   const int64_t ctx = 512, windows = 4;
   std::printf("\nPerplexity throughput, testbed-26M, WikiText-2, ctx %lld, %lld windows\n", (long long)ctx,
               (long long)windows);
-  std::printf("%-6s %-8s %12s %10s %14s\n", "dtype", "threads", "tokens/s", "GFLOP/s", "vs GEMM peak");
+  std::printf("%-11s %-8s %12s %10s %14s %12s\n", "weights", "threads", "tokens/s", "GFLOP/s", "vs GEMM peak",
+              "vs FP32");
   std::vector<int32_t> stream;
-  for (const char* dtype : {"fp32", "bf16"}) {
-    exp::LoadedModel m = exp::load_model_verified(data_root, "testbed-26M", dtype);
+  double fp32_tps = 0;  // the FP32 engine with every thread: the packed rows' baseline
+  // Packed W4/W3 (RTN g128) run the same windows through the packed GEMM kernels.
+  for (const char* dtype : {"fp32", "bf16", "w4g128", "w3g128"}) {
+    const bool packed = dtype[0] == 'w';
+    exp::LoadedModel m = exp::load_model_verified(data_root, "testbed-26M", packed ? "fp32" : dtype);
+    if (packed) exp::quantize_weights(m.weights, exp::rtn_spec(dtype[1] - '0', 128));
     if (stream.empty())
       stream = eval::perplexity_stream(
           *m.tokenizer, io::read_text_file(exp::resolve_text_dataset(data_root, "wikitext2")).substr(0, 200000),
           m.weights.config.bos_id);
     engine::Engine eng(m.weights);
     for (int threads : {1, max_threads}) {
+      if (packed && threads != max_threads) continue;  // compared with FP32 at every thread only
       omp_set_num_threads(threads);
       eval::PerplexityOptions opt;
       opt.ctx = ctx;
@@ -91,14 +98,18 @@ int bench_engine(bool json, const std::string& data_root) {
       eval::PerplexityResult r = eval::perplexity(eng, stream, opt);
       const double gflops = r.tokens_per_second * flops_per_token(m.weights.config, ctx) / 1e9;
       // The GEMM peak was measured with every thread: compare only the all-threads rows to it.
+      if (threads == max_threads && std::string(dtype) == "fp32") fp32_tps = r.tokens_per_second;
+      const double vs_fp32 = threads == max_threads ? r.tokens_per_second / fp32_tps : 0;
       if (threads == max_threads)
-        std::printf("%-6s %-8d %12.0f %10.1f %13.2fx\n", dtype, threads, r.tokens_per_second, gflops, peak / gflops);
+        std::printf("%-11s %-8d %12.0f %10.1f %13.2fx %11.2fx\n", dtype, threads, r.tokens_per_second, gflops,
+                    peak / gflops, vs_fp32);
       else
-        std::printf("%-6s %-8d %12.0f %10.1f %14s\n", dtype, threads, r.tokens_per_second, gflops, "-");
+        std::printf("%-11s %-8d %12.0f %10.1f %14s %12s\n", dtype, threads, r.tokens_per_second, gflops, "-", "-");
       if (json)
-        std::printf("%s\n", nlohmann::json({{"bench", "ppl"}, {"dtype", dtype}, {"threads", threads},
+        std::printf("%s\n", nlohmann::json({{"bench", "ppl"}, {"weights", dtype}, {"threads", threads},
                                             {"tokens_per_second", r.tokens_per_second}, {"gflops", gflops},
-                                            {"gemm_peak_gflops", peak}, {"peak_over_engine", peak / gflops}})
+                                            {"gemm_peak_gflops", peak}, {"peak_over_engine", peak / gflops},
+                                            {"over_fp32_engine", vs_fp32}})
                                 .dump()
                                 .c_str());
       if (threads == max_threads) break;

@@ -96,7 +96,12 @@ void quantize_model(LoadedModel& m, const QuantizerSpec& q, const std::string& d
 }
 
 QuantizerSpec rtn_spec(int wbits, int group, bool sym) {
-  return {.method = "rtn", .wbits = wbits, .group = group, .sym = sym};
+  QuantizerSpec q;
+  q.method = "rtn";
+  q.wbits = wbits;
+  q.group = group;
+  q.sym = sym;
+  return q;
 }
 
 PreparedVariant prepare_variant(const std::string& data_root, const VariantSpec& spec, uint64_t seed) {

@@ -16,7 +16,7 @@ namespace ikv::exp {
 struct VariantSpec {
   std::string model;             // path or data-root name
   std::string dtype = "fp32";    // compute dtype of the dense path
-  QuantizerSpec quant{.method = "fp", .wbits = 4};  // the YAML quantizer settings; CLI defaults W4
+  QuantizerSpec quant;           // the YAML quantizer's settings (fp: none)
   int kv_bits = 16;              // 16 = KV cache not quantized
   bool quantize_prefix = false;  // also quantize the IntactKV prefix's K/V
   std::string intactkv = "none"; // none | bos | vicuna | prompt:TEXT | auto | FILE.ikv.safetensors
