@@ -3,6 +3,7 @@
 #include "bench_calibrate.h"
 #include "bench_engine.h"
 #include "bench_kernels.h"
+#include "bench_quantize.h"
 #include "bench_tasks.h"
 #include "cli_common.h"
 #include "exp/model_setup.h"
@@ -25,6 +26,9 @@ int main(int argc, char** argv) {
   CLI::App* calibrate = app.add_subcommand("calibrate", "IntactKV calibration: time per epoch, backward/forward ratio");
   ikv::cli::add_common(calibrate, common);
   calibrate->callback([&] { setup(), bench_calibrate(common.json, ikv::io::resolve_data_root(common.data_root)); });
+  CLI::App* quantize = app.add_subcommand("quantize", "RTN/GPTQ/AWQ time on testbed-26M; GPTQ at LLaMA-7B shapes");
+  ikv::cli::add_common(quantize, common);
+  quantize->callback([&] { setup(), bench_quantize(common.json, ikv::io::resolve_data_root(common.data_root)); });
   CLI::App* all = app.add_subcommand("all", "every table");
   ikv::cli::add_common(all, common);
   all->callback([&] {
@@ -33,6 +37,7 @@ int main(int argc, char** argv) {
     bench_engine(common.json, ikv::io::resolve_data_root(common.data_root));
     bench_tasks(common.json, ikv::io::resolve_data_root(common.data_root));
     bench_calibrate(common.json, ikv::io::resolve_data_root(common.data_root));
+    bench_quantize(common.json, ikv::io::resolve_data_root(common.data_root));
   });
   return ikv::cli::run_app(app, argc, argv);
 }

@@ -14,6 +14,7 @@
 #include "intactkv/calibrate.h"
 #include "intactkv/calibrate_data.h"
 #include "io/data_root.h"
+#include "variant_options.h"
 
 namespace ikv::cli {
 namespace {
@@ -102,10 +103,11 @@ int main(int argc, char** argv) {
   cli::add_common(&app, common);
   app.add_option("-m,--model", a.variant.model, "HF model folder or llama2.c .bin (path or data-root name)")
       ->required();
-  app.add_option("--quant", a.variant.quant.method, "weight quantizer: fp | rtn");
+  cli::add_quant_method_option(&app, a.variant.quant);
   app.add_option("--wbits", a.variant.quant.wbits, "weight bits (2..8)");
   app.add_option("--group", a.variant.quant.group, "quantization group size (-1 = per channel)");
   app.add_flag("--sym", a.variant.quant.sym, "symmetric weight quantization");
+  cli::add_quarot_options(&app, a.variant.quant);
   app.add_option("--kv-bits", a.variant.kv_bits, "KV-cache bits of the new tokens (2..8, 16 = off)");
   app.add_option("--prefix", s.prefix, "starting prefix: bos | vicuna | prompt:TEXT | FILE.ikv.safetensors");
   app.add_option("--data", s.data, "sharegpt | FILE.json (ShareGPT) | FILE (plain text)");

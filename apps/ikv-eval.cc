@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   ikv::cli::add_tasks_command(app, common);
   ikv::cli::add_mse_sweep_command(app, common);
   ikv::cli::add_quantize_command(app, common);
+  ikv::cli::add_quant_error_command(app, common);
   int exit_code = 0;
   ikv::cli::add_run_commands(app, common, exit_code);
   const int rc = ikv::cli::run_app(app, argc, argv);

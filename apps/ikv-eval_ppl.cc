@@ -40,7 +40,8 @@ void run_ppl(const Common& common, const PplArgs& a) {
                         {"ppl", r.ppl}, {"nll", r.nll_sum}, {"tokens_scored", r.tokens_scored},
                         {"windows", r.windows}, {"seconds", r.seconds}, {"tokens_per_second", r.tokens_per_second},
                         {"quant", {{"method", q.method}, {"wbits", q.method == "fp" ? 16 : q.wbits},
-                                   {"group", q.group}, {"sym", q.sym}, {"kv_bits", a.variant.kv_bits}}},
+                                   {"group", q.group}, {"sym", q.sym}, {"abits", q.abits},
+                                   {"kv_bits", a.variant.kv_bits}}},
                         {"intactkv", a.variant.intactkv},
                         {"intactkv_size", v.prefix ? v.prefix->size() : 0}};
     std::printf("%s\n", j.dump().c_str());
@@ -71,7 +72,7 @@ void run_generate(const Common& common, const GenerateArgs& a) {
   engine::KVCache cache = engine::make_kv_cache(c, total + P, a.variant.kv_bits);
   int64_t m = 0;
   if (v.prefix) {
-    intactkv::install_prefix(cache, *v.prefix, a.variant.quantize_prefix);
+    intactkv::install_prefix(cache, *v.prefix, eng, a.variant.quantize_prefix);
     m = std::min<int64_t>(intactkv::matched_prefix_length(*v.prefix, ids), static_cast<int64_t>(ids.size()) - 1);
   }
   std::vector<float> logits;

@@ -20,7 +20,7 @@ struct QuantizeArgs {
 void run_quantize(const Common& common, const QuantizeArgs& a) {
   exp::set_threads(common.threads);
   exp::validate_variant(a.variant);
-  if (a.variant.quant.method == "fp") fail("quantize: choose a quantizer with --quant (rtn, gptq, awq)");
+  if (a.variant.quant.method == "fp") fail("quantize: choose a quantizer with --quant (rtn, gptq, awq, quarot)");
   const std::string root = io::find_data_root(common.data_root);
   exp::LoadedModel m = exp::load_model_verified(root, a.variant.model, "fp32");
   exp::quantize_model(m, a.variant.quant, root);

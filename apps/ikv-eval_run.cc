@@ -7,7 +7,9 @@
 
 #include "exp/compare.h"
 #include "exp/config.h"
+#include "exp/distributed.h"
 #include "exp/executor.h"
+#include "exp/mpi_runner.h"
 #include "exp/plan.h"
 #include "exp/report.h"
 #include "exp/report_plots.h"
@@ -25,6 +27,7 @@ constexpr const char* kVersion = "0.1.0";
 struct RunArgs {
   std::string config, out;
   bool dry_run = false, keep_going = false;
+  double mpi_timeout = 60, split_tokens = 1e6;
 };
 
 // Writes md/html/csv/json reports of a run next to the store, and returns the Markdown.
@@ -45,23 +48,47 @@ int run_config(const Common& common, const RunArgs& a) {
   const std::string root =
       io::resolve_data_root(!common.data_root.empty() ? common.data_root : cfg.data_root);
   exp::check_paths_exist(cfg, root);
-  exp::set_threads(common.threads ? common.threads : cfg.threads);
+  const int threads = common.threads ? common.threads : cfg.threads;
+  exp::set_threads(threads);
   const std::string out = !a.out.empty() ? a.out : (!cfg.results_dir.empty() ? cfg.results_dir : "results");
+  exp::DistOptions dist;
+  dist.run.keep_going = a.keep_going;
+  dist.timeout = a.mpi_timeout;
+  dist.split_tokens = a.split_tokens;
+  // Under mpirun/srun with several ranks: rank 0 runs the plan below, the others only compute.
+  const exp::MpiJob job = exp::join_mpi_job();
+  if (job.rank > 0) {
+    if (a.dry_run) {
+      exp::leave_mpi_job(job, true);
+      return 0;
+    }
+    return exp::serve_mpi(job, [&] { return std::make_unique<exp::WorkerContext>(cfg, root, out, threads); }, dist);
+  }
   exp::Store store(exp::store_path(out));
   exp::Executor executor(root, out, store);
   exp::Plan plan = exp::make_plan(cfg, executor.identities());
   if (a.dry_run) {
     std::printf("%s", exp::render_plan(plan, exp::estimate_tokens, [&](const std::string& k) { return store.has_cell(k); })
                           .c_str());
+    exp::leave_mpi_job(job, true);
     return 0;
   }
-  exp::RunOptions ro;
-  ro.keep_going = a.keep_going;
-  exp::RunSummary s = exp::run_plan(plan, store, [&](const exp::Cell& c) { return executor.run(c); }, ro);
+  exp::RunSummary s;
+  bool clean = true;
+  if (job.distributed()) {
+    exp::DistSummary d = exp::run_plan_mpi(
+        job, plan, store, [&] { return std::make_unique<exp::WorkerContext>(plan, root, out, threads); }, dist);
+    s = d.run;
+    clean = d.clean();
+  } else {
+    s = exp::run_plan(plan, store, [&](const exp::Cell& c) { return executor.run(c); }, dist.run);
+  }
   const std::string title = std::filesystem::path(a.config).stem().string();
   std::printf("%s", write_reports(store, s.run_id, out, title).c_str());
   std::fprintf(stderr, "run %lld: %zu cells, %zu reused, %zu computed, %zu failed in %.1f s; reports in %s/\n",
                (long long)s.run_id, s.total, s.reused, s.executed, s.failed, s.seconds, out.c_str());
+  std::fflush(nullptr);
+  exp::leave_mpi_job(job, clean);
   if (!s.ok()) {
     for (const auto& e : s.errors) std::fprintf(stderr, "%s\n", e.c_str());
     return 2;
@@ -138,6 +165,12 @@ void add_run_commands(CLI::App& app, Common& common, int& exit_code) {
   run->add_option("--out", r.out, "results folder (store, artifacts, reports); default: config's or results/");
   run->add_flag("--dry-run", r.dry_run, "print the plan and its cost, run nothing");
   run->add_flag("--keep-going", r.keep_going, "go on after a failed cell");
+  run->add_option("--mpi-timeout", r.mpi_timeout,
+                  "under mpirun/srun: seconds of silence after which a rank is lost and its work re-queued")
+      ->check(CLI::PositiveNumber);
+  run->add_option("--split-tokens", r.split_tokens,
+                  "under mpirun/srun: split PPL/QA/MMLU cells estimated above this many tokens over ranks")
+      ->check(CLI::NonNegativeNumber);
   run->callback([&] { exit_code = run_config(common, r); });
 
   static ReportArgs rep;

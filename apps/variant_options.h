@@ -7,16 +7,37 @@
 
 namespace ikv::cli {
 
+// --quant. QuaRot quantizes weights per output channel, so choosing it makes -1 the group (CLI11
+// runs option callbacks in the order the options were added: an explicit --group, added after
+// --quant, still wins, and validate_variant rejects anything but -1 for quarot).
+inline void add_quant_method_option(CLI::App* app, exp::QuantizerSpec& q) {
+  app->add_option_function<std::string>(
+      "--quant",
+      [&q](const std::string& m) {
+        q.method = m;
+        if (m == "quarot") q.group = -1;
+      },
+      "weight quantizer: fp | rtn | gptq | awq | quarot (rotated W/A/KV quantization)");
+}
+
+// QuaRot's activation quantization and weight quantizer.
+inline void add_quarot_options(CLI::App* app, exp::QuantizerSpec& q) {
+  app->add_option("--abits", q.abits, "quarot: activation bits, per token symmetric (2..8, 16 = off)");
+  app->add_option("--clip-ratio", q.clip_ratio, "quarot: activation clip ratio in (0, 1] (default 1)");
+  app->add_option("--weight-quant", q.weight_quant, "quarot: weight quantizer after rotation: rtn | gptq");
+}
+
 inline void add_variant_options(CLI::App* app, exp::VariantSpec& v) {
   app->add_option("-m,--model", v.model, "HF model folder or llama2.c .bin (path or data-root name)")->required();
   app->add_option("--dtype", v.dtype, "dense compute dtype: fp32 | bf16");
   if (v.quant.is_fp()) v.quant.wbits = 4;  // the width once --quant picks a method
-  app->add_option("--quant", v.quant.method, "weight quantizer: fp | rtn | gptq | awq");
+  add_quant_method_option(app, v.quant);
   app->add_option("--wbits", v.quant.wbits, "weight bits (2..8)");
   app->add_option("--group", v.quant.group, "quantization group size (-1 = per channel)");
   app->add_flag("--sym", v.quant.sym, "symmetric weight quantization");
   app->add_flag("--act-order", v.quant.act_order, "gptq: quantize columns in order of decreasing Hessian diagonal");
-  app->add_option("--calib-data", v.quant.data, "gptq/awq calibration data: sharegpt | FILE.json | text FILE");
+  add_quarot_options(app, v.quant);
+  app->add_option("--calib-data", v.quant.data, "gptq/awq/quarot-gptq calibration data: sharegpt | FILE.json | text FILE");
   app->add_option("--calib-samples", v.quant.samples, "gptq/awq calibration samples (default 128)");
   app->add_option("--calib-len", v.quant.seq_len, "gptq/awq tokens per sample (default 2048, capped at the model's max)");
   app->add_option("--quantized", v.quantized_file, "packed weights saved by `ikv-eval quantize` (instead of --quant)");

@@ -6,6 +6,9 @@
 //          also tried in the engine's plain [N,K] layout; the faster of the two is the baseline);
 //   BF16   oneDNN matmul with bf16 X and W, f32 Y, weights prepacked the same way;
 //   W4/W3  kernels::packed_matmul on RTN asym group-128 matrices.
+//   I8     (M = 512) kernels::int8_gemm, oneDNN s8 x s8 -> s32 with the scales applied after, on
+//          INT4 codes (RTN sym per-channel W, X quantized per token beforehand): GFLOP/s-equivalent
+//   W4A4   (M = 512) the same plus the per-token quantization of X: what a QuaRot linear runs
 // Shapes are LLaMA-7B's linears (K x N = 4096x4096, 4096x11008, 11008x4096) at M = 1 (decode),
 // 16 and 512 (prefill). For M <= 16 each timed run cycles through enough weight copies (>320 MB)
 // that the weights come from DRAM, not the 32 MB LLC. Times are the best of a few runs.
@@ -29,6 +32,7 @@
 #include <vector>
 
 #include "io/dtype.h"
+#include "kernels/int8_gemm.h"
 #include "kernels/packed_matmul.h"
 #include "quant/rtn.h"
 
@@ -199,6 +203,18 @@ Interleaved packed_seconds(const ikv::quant::PackedMatrix& W, const std::vector<
   return t;
 }
 
+// Seconds per Y = X·Wᵀ on INT4 codes through the int8 GEMM; with `quantize` the per-token
+// quantization of X is timed too.
+double int8_seconds(const ikv::kernels::Int8Matrix& W, const std::vector<float>& X, int64_t M, bool quantize) {
+  std::vector<int8_t> xq(M * W.cols);
+  std::vector<float> sx(M), Y(M * W.rows);
+  ikv::kernels::quantize_per_token(X.data(), M, W.cols, 4, 1.0f, xq.data(), sx.data());
+  return best_seconds([&] {
+    if (quantize) ikv::kernels::quantize_per_token(X.data(), M, W.cols, 4, 1.0f, xq.data(), sx.data());
+    ikv::kernels::int8_gemm(xq.data(), sx.data(), M, W, Y.data());
+  });
+}
+
 struct Row {
   std::string kernel;
   int64_t M, K, N;
@@ -229,6 +245,8 @@ int bench_kernels(bool json) {
     fill_uniform(W.data(), K * N, 0.05f, 1);
     const ikv::quant::PackedMatrix w4 = ikv::quant::quantize_rtn(W.data(), N, K, {4, 128, false}, "bench.w4");
     const ikv::quant::PackedMatrix w3 = ikv::quant::quantize_rtn(W.data(), N, K, {3, 128, false}, "bench.w3");
+    const ikv::kernels::Int8Matrix i8 =
+        ikv::kernels::int8_from_packed(ikv::quant::quantize_rtn(W.data(), N, K, {4, -1, true}, "bench.i8"));
     for (int64_t M : Ms) {
       std::vector<float> X(M * K);
       fill_uniform(X.data(), M * K, 1.0f, 2 + M);
@@ -238,6 +256,10 @@ int bench_kernels(bool json) {
       add("BF16", M, K, N, dense_seconds(W, X, M, K, N, dt::bf16, true, probe), 2.0 * K * N);
       add("W4", M, K, N, packed_seconds(w4, X, M, probe), static_cast<double>(ikv::quant::packed_bytes(w4)));
       add("W3", M, K, N, packed_seconds(w3, X, M, probe), static_cast<double>(ikv::quant::packed_bytes(w3)));
+      if (M == 512) {
+        add("I8", M, K, N, {int8_seconds(i8, X, M, false), 0}, 1.0 * K * N);
+        add("W4A4", M, K, N, {int8_seconds(i8, X, M, true), 0}, 1.0 * K * N);
+      }
     }
   }
   dram_read = std::max(dram_read, dram_read_gbps());
@@ -279,6 +301,8 @@ int bench_kernels(bool json) {
     ratios.push_back({"W3-GEMV/DRAM", K, N, w3.gbps() / w3.dram, w3.gbps() / dram_read, w3.dram});
     ratios.push_back({"W4-GEMM/FP32-GEMM (M=512)", K, N, find("W4", 512, K, N).gflops() / find("FP32", 512, K, N).gflops()});
     ratios.push_back({"W3-GEMM/FP32-GEMM (M=512)", K, N, find("W3", 512, K, N).gflops() / find("FP32", 512, K, N).gflops()});
+    ratios.push_back({"I8-GEMM/FP32-GEMM (M=512)", K, N, find("I8", 512, K, N).gflops() / find("FP32", 512, K, N).gflops()});
+    ratios.push_back({"W4A4-linear/FP32-GEMM (M=512)", K, N, find("W4A4", 512, K, N).gflops() / find("FP32", 512, K, N).gflops()});
   }
 
   if (json) {
@@ -311,7 +335,7 @@ int bench_kernels(bool json) {
               "judged against the passes run between its own runs), read-only stream %.1f GB/s\n",
               threads, dram, dram_read);
   for (const Ratio& q : ratios) {
-    std::printf("%-27s %5lldx%-5lld %6.2f", q.name.c_str(), static_cast<long long>(q.K), static_cast<long long>(q.N), q.value);
+    std::printf("%-30s %5lldx%-5lld %6.2f", q.name.c_str(), static_cast<long long>(q.K), static_cast<long long>(q.N), q.value);
     if (q.dram > 0) std::printf("   (triad alongside %.1f GB/s; %.2f of the read-only stream)", q.dram, q.vs_read);
     std::printf("\n");
   }

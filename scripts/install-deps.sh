@@ -7,6 +7,7 @@ PACKAGES=(
   libeigen3-dev libdnnl-dev libcli11-dev libyaml-cpp-dev libsentencepiece-dev doctest-dev
   nlohmann-json3-dev libsqlite3-dev libssl-dev libcairo2-dev
   clang libclang-rt-14-dev
+  openmpi-bin libopenmpi-dev
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -5,6 +5,7 @@
 #include "io/error.h"
 #include "kernels/linear.h"
 #include "quant/kv_quant.h"
+#include "quant/quarot.h"
 
 namespace ikv::engine {
 
@@ -37,6 +38,7 @@ void Engine::run_layer(int64_t l, KVCache& cache, int64_t cl, float* x, int64_t 
   const int64_t D = c.dim, Q = c.q_dim(), KV = c.kv_dim(), Hd = c.head_dim, F = c.hidden;
   const int64_t p0 = cache.len;
   const model::LayerWeights& L = w_.layers[l];
+  const quant::Rotation* rot = w_.rotation.get();  // QuaRot's online rotations, when rotated
   // Attention block.
   kernels::rmsnorm(x, L.attn_norm.data(), n, D, c.norm_eps, s.xn.data());
   if (inputs) inputs->attn_in.assign(s.xn.begin(), s.xn.begin() + n * D);
@@ -47,6 +49,10 @@ void Engine::run_layer(int64_t l, KVCache& cache, int64_t cl, float* x, int64_t 
   for (int64_t t = 0; t < n; ++t) {
     kernels::rope_apply(&s.q[t * Q], c.n_heads, Hd, p0 + t, rope_);
     kernels::rope_apply(&s.k[t * KV], c.n_kv_heads, Hd, p0 + t, rope_);
+    if (rot) {  // per-head Hadamard: q·k is unchanged, the cache holds (and quantizes) rotated keys
+      quant::hadamard_rows(rot->head, &s.q[t * Q], c.n_heads);
+      quant::hadamard_rows(rot->head, &s.k[t * KV], c.n_kv_heads);
+    }
     for (int64_t h = 0; h < c.n_kv_heads; ++h) {
       float* kd = cache.k_at(cl, h, p0 + t);
       float* vd = cache.v_at(cl, h, p0 + t);
@@ -71,6 +77,7 @@ void Engine::run_layer(int64_t l, KVCache& cache, int64_t cl, float* x, int64_t 
   kernels::linear_forward(L.gate, s.xn.data(), n, s.g.data());
   kernels::linear_forward(L.up, s.xn.data(), n, s.u.data());
   kernels::swiglu(s.g.data(), s.u.data(), n * F);
+  if (rot) quant::hadamard_rows(rot->down, s.g.data(), n);  // the rotation down_proj absorbed
   if (inputs) inputs->down_in.assign(s.g.begin(), s.g.begin() + n * F);
   kernels::linear_forward(L.down, s.g.data(), n, s.xn.data());
   for (int64_t i = 0; i < n * D; ++i) x[i] += s.xn[i];

@@ -25,7 +25,7 @@ struct LinearInputs {
   std::vector<float> attn_in;  // rmsnorm(x) · attn_norm [n, dim]   → q, k, v
   std::vector<float> o_in;     // attention output       [n, q_dim] → o
   std::vector<float> ffn_in;   // rmsnorm(x) · ffn_norm  [n, dim]   → gate, up
-  std::vector<float> down_in;  // silu(gate) · up        [n, hidden] → down
+  std::vector<float> down_in;  // silu(gate) · up        [n, hidden] → down (· H_f when rotated)
 };
 
 class Engine {

@@ -30,7 +30,7 @@ KldResult kl_divergence(const engine::Engine& fp, const engine::Engine& quant, c
   if (n_windows == 0) fail("kld: the text is shorter than one window of ", ctx, " tokens");
   const int64_t P = prefix ? prefix->size() : 0;
   engine::KVCache fc = engine::make_kv_cache(c, ctx), qc = engine::make_kv_cache(c, P + ctx, opt.kv_bits);
-  if (prefix) intactkv::install_prefix(qc, *prefix);
+  if (prefix) intactkv::install_prefix(qc, *prefix, quant);
   KldResult r;
   std::vector<float> lf, lq;
   std::vector<double> pf, pq;

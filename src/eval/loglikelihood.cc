@@ -89,7 +89,7 @@ LoglikelihoodScorer::LoglikelihoodScorer(const engine::Engine& eng, const model:
   // The prefix occupies P positions (one of them standing in for <bos>).
   if (P > 1) max_ctx_ = std::max<int64_t>(2, max_ctx_ - (P - 1));
   cache_ = engine::make_kv_cache(eng.config(), max_ctx_ + P, opt.kv_bits);
-  if (prefix) intactkv::install_prefix(cache_, *prefix, opt.quantize_prefix);
+  if (prefix) intactkv::install_prefix(cache_, *prefix, eng, opt.quantize_prefix);
 }
 
 std::vector<LoglikResult> LoglikelihoodScorer::score(const std::vector<LoglikRequest>& requests) {
@@ -154,7 +154,7 @@ std::vector<LoglikResult> score_brute_force(const engine::Engine& eng, const mod
     engine::KVCache cache = engine::make_kv_cache(c, input.size() + (prefix ? prefix->size() : 0), opt.kv_bits);
     int64_t m = 0;
     if (prefix) {
-      intactkv::install_prefix(cache, *prefix, opt.quantize_prefix);
+      intactkv::install_prefix(cache, *prefix, eng, opt.quantize_prefix);
       m = intactkv::matched_prefix_length(*prefix, e.context);  // as the scorer: context tokens only
     }
     // Logits predicting continuation[0 ..]: from the last context token on.

@@ -83,16 +83,18 @@ MetricValue mean_metric(const std::string& name, const std::vector<double>& per_
   return {name, m.mean, m.stderr_, m.n};
 }
 
-void add_mmlu_groups(const std::vector<TaskDoc>& docs, TaskResult& r) {
+void add_mmlu_groups(const std::vector<std::string>& subjects, TaskResult& r) {
+  if (subjects.size() != r.per_item_acc.size())
+    fail("mmlu: ", subjects.size(), " subjects for ", r.per_item_acc.size(), " documents");
   std::map<std::string, const MmluSubject*> by_name;
   for (const MmluSubject& s : mmlu_subjects()) by_name[s.name] = &s;
   std::map<std::string, std::vector<double>> by_category;
   std::vector<std::pair<std::string, std::vector<double>>> by_subject;  // document order
-  for (size_t i = 0; i < docs.size(); ++i) {
-    auto it = by_name.find(docs[i].subject);
-    if (it == by_name.end()) fail("mmlu: document ", i, " has unknown subject \"", docs[i].subject, "\"");
+  for (size_t i = 0; i < subjects.size(); ++i) {
+    auto it = by_name.find(subjects[i]);
+    if (it == by_name.end()) fail("mmlu: document ", i, " has unknown subject \"", subjects[i], "\"");
     by_category[it->second->category].push_back(r.per_item_acc[i]);
-    if (by_subject.empty() || by_subject.back().first != docs[i].subject) by_subject.push_back({docs[i].subject, {}});
+    if (by_subject.empty() || by_subject.back().first != subjects[i]) by_subject.push_back({subjects[i], {}});
     by_subject.back().second.push_back(r.per_item_acc[i]);
   }
   for (const char* cat : {"stem", "humanities", "social_sciences", "other"})
@@ -104,6 +106,16 @@ void add_mmlu_groups(const std::vector<TaskDoc>& docs, TaskResult& r) {
 
 TaskResult score_docs(const TaskSpec& spec, const std::vector<TaskDoc>& docs, const LoglikFn& loglik,
                       int64_t docs_per_batch, const ProgressFn& progress) {
+  TaskResult r = score_items(spec, docs, loglik, docs_per_batch, progress);
+  std::vector<std::string> subjects;
+  if (spec.by_subject)
+    for (const TaskDoc& d : docs) subjects.push_back(d.subject);
+  add_task_metrics(spec, subjects, r);
+  return r;
+}
+
+TaskResult score_items(const TaskSpec& spec, const std::vector<TaskDoc>& docs, const LoglikFn& loglik,
+                       int64_t docs_per_batch, const ProgressFn& progress) {
   if (!loglik) fail(spec.name, ": no loglikelihood scorer given");
   const bool is_mc = spec.output == OutputType::kMultipleChoice;
   const size_t total = docs.size(), batch = static_cast<size_t>(std::max<int64_t>(1, docs_per_batch));
@@ -141,7 +153,13 @@ TaskResult score_docs(const TaskSpec& spec, const std::vector<TaskDoc>& docs, co
     }
     if (progress) progress(static_cast<int64_t>(end), static_cast<int64_t>(total));
   }
+  return r;
+}
 
+void add_task_metrics(const TaskSpec& spec, const std::vector<std::string>& subjects, TaskResult& r) {
+  const bool is_mc = spec.output == OutputType::kMultipleChoice;
+  r.task = spec.name;
+  r.metrics.clear();
   r.metrics.push_back(mean_metric("acc", r.per_item_acc));
   if (is_mc && spec.acc_norm) r.metrics.push_back(mean_metric("acc_norm", r.per_item_acc_norm));
   if (!is_mc) {
@@ -150,8 +168,7 @@ TaskResult score_docs(const TaskSpec& spec, const std::vector<TaskDoc>& docs, co
     double ppl = std::exp(-ll.mean);
     r.metrics.push_back({"perplexity", ppl, ppl * ll.stderr_, ll.n});
   }
-  if (spec.by_subject) add_mmlu_groups(docs, r);
-  return r;
+  if (spec.by_subject) add_mmlu_groups(subjects, r);
 }
 
 TaskResult run_task(const TaskSpec& spec, const TaskOptions& opts, const LoglikFn& loglik,

@@ -80,9 +80,17 @@ using ProgressFn = std::function<void(int64_t done_docs, int64_t total_docs)>;
 
 TaskResult run_task(const TaskSpec& spec, const TaskOptions& opts, const LoglikFn& loglik,
                     const ProgressFn& progress = nullptr);
-// Scores already-loaded documents (what run_task does after load_task_docs).
+// Scores already-loaded documents (what run_task does after load_task_docs): score_items, then
+// add_task_metrics.
 TaskResult score_docs(const TaskSpec& spec, const std::vector<TaskDoc>& docs, const LoglikFn& loglik,
                       int64_t docs_per_batch = 64, const ProgressFn& progress = nullptr);
+// The per-document outcomes alone (no metrics). A document's outcome depends on that document
+// only, so a task can be scored in document ranges anywhere and the outcomes concatenated.
+TaskResult score_items(const TaskSpec& spec, const std::vector<TaskDoc>& docs, const LoglikFn& loglik,
+                       int64_t docs_per_batch = 64, const ProgressFn& progress = nullptr);
+// Fills r.metrics from r's per-item outcomes; `subjects` (one per document, MMLU only, else
+// empty) gives the per-subject and per-category groups.
+void add_task_metrics(const TaskSpec& spec, const std::vector<std::string>& subjects, TaskResult& r);
 
 // The zero-shot QA suite of the IntactKV repo (intactkv_eval.py --tasks qa); it has no PIQA.
 const std::vector<std::string>& paper_qa_tasks();

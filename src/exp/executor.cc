@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "engine/forward.h"
 #include "eval/kld.h"
@@ -38,10 +39,25 @@ std::string files_digest(const std::string& path) {
   return io::sha256_hex(all);
 }
 
+class StoreArtifacts : public ArtifactIndex {
+ public:
+  explicit StoreArtifacts(Store& store) : store_(store) {}
+  std::optional<ArtifactRecord> get_artifact(const std::string& key) override { return store_.get_artifact(key); }
+  void put_artifact(const ArtifactRecord& a) override { store_.put_artifact(a); }
+
+ private:
+  Store& store_;
+};
+
 }  // namespace
 
 Executor::Executor(std::string data_root, std::string results_dir, Store& store)
-    : data_root_(std::move(data_root)), results_dir_(std::move(results_dir)), store_(store) {}
+    : data_root_(std::move(data_root)),
+      results_dir_(std::move(results_dir)),
+      store_index_(std::make_unique<StoreArtifacts>(store)),
+      store_(*store_index_) {}
+Executor::Executor(std::string data_root, std::string results_dir, ArtifactIndex& artifacts)
+    : data_root_(std::move(data_root)), results_dir_(std::move(results_dir)), store_(artifacts) {}
 Executor::~Executor() = default;
 
 Identities Executor::identities() const {
@@ -152,8 +168,11 @@ const intactkv::Prefix* Executor::prefix_for(const Cell& cell) {
       fs::create_directories(results_dir_ + "/artifacts");
       intactkv::CalibrationResult res =
           intactkv::calibrate_prefix(fp.weights, weights_for(cell), *fp.tokenizer, data_root_, cs);
-      for (const auto& step : res.log) calibration_loss_[cell.intactkv_key].push_back(step.loss);
       p = std::move(res.prefix);
+      // The loss curve travels in the artifact, so a cell that loads the prefix reports it too.
+      nlohmann::json loss = nlohmann::json::array();
+      for (const auto& step : res.log) loss.push_back(step.loss);
+      p.settings["calibration_loss"] = loss.dump();
       break;
     }
     case Kind::None: break;
@@ -176,71 +195,29 @@ const std::vector<int32_t>& Executor::token_stream(const ModelSpec& m, const std
 }
 
 CellRecord Executor::run(const Cell& cell) {
+  if (splittable(cell)) return merge_parts(cell, {run_part(cell, 0, 1)});
   CellRecord rec = run_task(cell);
-  // Cells with a calibrated prefix carry its loss curve (for the report's figure).
-  if (auto it = calibration_loss_.find(cell.intactkv_key); it != calibration_loss_.end() && !cell.intactkv_key.empty())
-    rec.outcomes.push_back({"calibration_loss", it->second});
+  if (auto loss = calibration_loss(cell)) rec.outcomes.push_back(*loss);
   return rec;
+}
+
+std::optional<ItemOutcomes> Executor::calibration_loss(const Cell& cell) {
+  // Cells with a calibrated prefix carry its loss curve (for the report's figure).
+  if (cell.intactkv.kind != IntactKVSpec::Kind::Calibrated) return std::nullopt;
+  const intactkv::Prefix* p = prefix_for(cell);
+  if (!p) return std::nullopt;
+  auto it = p->settings.find("calibration_loss");
+  if (it == p->settings.end()) return std::nullopt;
+  ItemOutcomes o{"calibration_loss", {}};
+  for (const auto& v : nlohmann::json::parse(it->second)) o.values.push_back(v.is_number() ? v.get<double>() : NAN);
+  return o;
 }
 
 CellRecord Executor::run_task(const Cell& cell) {
   const std::string kind = task_kind(cell.task);
-  if (kind == "ppl") return run_ppl(cell);
-  if (kind == "qa") {
-    const auto& u = std::get<QaUnit>(cell.task);
-    return run_qa(cell, u.task, u.limit);
-  }
-  if (kind == "mmlu") return run_qa(cell, "mmlu", std::get<MmluTask>(cell.task).limit);
   if (kind == "mse_sweep") return run_mse_sweep(cell);
   if (kind == "kld") return run_kld(cell);
   fail(cell.describe(), ": unknown task kind ", kind);
-}
-
-CellRecord Executor::run_ppl(const Cell& cell) {
-  const auto& u = std::get<PplUnit>(cell.task);
-  const intactkv::Prefix* prefix = prefix_for(cell);
-  engine::Engine eng(weights_for(cell));
-  eval::PerplexityOptions opt;
-  opt.ctx = u.ctx;
-  opt.windows = u.windows;
-  opt.kv_bits = cell.kv_bits;
-  opt.progress = false;
-  eval::PerplexityResult r = eval::perplexity(eng, token_stream(cell.model, u.dataset), opt, prefix);
-  CellRecord rec;
-  // Standard error of the PPL by the delta method over windows (windows are the independent units).
-  double m = r.nll_sum / r.windows, var = 0;
-  for (double w : r.window_nll) var += (w - m) * (w - m);
-  const double se_mean_nll = r.windows > 1 ? std::sqrt(var / (r.windows - 1) / r.windows) : NAN;
-  const double tokens_per_window = static_cast<double>(r.tokens_scored) / r.windows;
-  rec.metrics.push_back({"ppl", r.ppl, r.ppl * se_mean_nll / tokens_per_window, r.tokens_scored});
-  rec.outcomes.push_back({"window_nll", r.window_nll});
-  return rec;
-}
-
-CellRecord Executor::run_qa(const Cell& cell, const std::string& task, int limit) {
-  const intactkv::Prefix* prefix = prefix_for(cell);
-  const LoadedModel& fp = fp_model(cell.model);
-  engine::Engine eng(weights_for(cell));
-  eval::ScorerOptions so;
-  so.kv_bits = cell.kv_bits;
-  eval::LoglikelihoodScorer scorer(eng, *fp.tokenizer, so, prefix);
-  eval::TaskOptions to;
-  to.data_root = data_root_;
-  to.limit = limit;
-  if (task == "mmlu") {
-    const auto& m = std::get<MmluTask>(cell.task);
-    to.num_fewshot = m.shots;
-    to.subjects = m.subjects;
-  }
-  to.count_tokens = [&](const std::string& s) { return scorer.count_tokens(s); };
-  to.max_ctx_tokens = scorer.max_ctx();
-  eval::TaskResult r = eval::run_task(eval::find_task(task), to,
-                                      [&](const std::vector<eval::LoglikRequest>& q) { return scorer.score(q); });
-  CellRecord rec;
-  for (const auto& m : r.metrics) rec.metrics.push_back({m.name, m.value, m.stderr_, m.n});
-  rec.outcomes.push_back({"acc", r.per_item_acc});
-  if (!r.per_item_acc_norm.empty()) rec.outcomes.push_back({"acc_norm", r.per_item_acc_norm});
-  return rec;
 }
 
 CellRecord Executor::run_mse_sweep(const Cell& cell) {

@@ -34,13 +34,6 @@ std::string counter(size_t index, size_t total) {
   return buf;
 }
 
-std::string first_metric(const CellRecord& r) {
-  if (r.metrics.empty()) return "";
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "  %s=%.4g", r.metrics[0].name.c_str(), r.metrics[0].value);
-  return buf;
-}
-
 // The terminal progress line, redrawn in place below the per-cell lines.
 class ProgressBar {
  public:
@@ -87,37 +80,62 @@ CellRecord cell_labels(const Cell& cell) {
 
 std::string config_sha256(const ExperimentConfig& config) { return io::sha256_hex(to_yaml(config)); }
 
+std::string first_metric(const CellRecord& r) {
+  if (r.metrics.empty()) return "";
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "  %s=%.4g", r.metrics[0].name.c_str(), r.metrics[0].value);
+  return buf;
+}
+
+std::string cell_head(const Cell& cell, size_t total) { return counter(cell.index, total) + " " + cell.describe(); }
+
+std::vector<size_t> start_run(const Plan& plan, Store& store, RunSummary& summary, std::ostream& log) {
+  summary.total = plan.cells.size();
+  summary.run_id = store.begin_run(plan.config.file, config_sha256(plan.config), kEngineVersion);
+  std::vector<CellRecord> labels;
+  std::vector<size_t> todo;
+  for (const Cell& cell : plan.cells) {
+    labels.push_back(cell_labels(cell));
+    if (store.has_cell(cell.key))
+      ++summary.reused;
+    else
+      todo.push_back(cell.index);
+  }
+  store.add_run_cells(summary.run_id, labels);
+  if (summary.reused > 0)
+    log << "resuming: " << summary.reused << " of " << summary.total << " cells already in " << store.path()
+        << "\n";
+  return todo;
+}
+
+void store_cell(Store& store, const Cell& cell, CellRecord record, double seconds) {
+  const CellRecord l = cell_labels(cell);
+  record.key = l.key;
+  record.model = l.model, record.quant = l.quant, record.kv_bits = l.kv_bits;
+  record.intactkv = l.intactkv, record.task_kind = l.task_kind, record.task = l.task;
+  record.seconds = seconds;
+  record.finished_at.clear();
+  store.put_cell(record);
+}
+
 RunSummary run_plan(const Plan& plan, Store& store, const CellExecutor& exec, const RunOptions& options) {
   const auto t0 = Clock::now();
   std::ostream& log = options.log ? *options.log : std::cerr;
   const bool tty = options.progress_bar == 1 || (options.progress_bar == -1 && !options.log && isatty(2));
 
   RunSummary summary;
-  summary.total = plan.cells.size();
-  summary.run_id = store.begin_run(plan.config.file, config_sha256(plan.config), kEngineVersion);
-
-  std::vector<CellRecord> labels;
   std::vector<const Cell*> todo;
   double todo_cost = 0;
-  for (const Cell& cell : plan.cells) {
-    labels.push_back(cell_labels(cell));
-    if (store.has_cell(cell.key)) {
-      ++summary.reused;
-    } else {
-      todo.push_back(&cell);
-      todo_cost += cell.est_cost;
-    }
+  for (size_t i : start_run(plan, store, summary, log)) {
+    todo.push_back(&plan.cells[i]);
+    todo_cost += plan.cells[i].est_cost;
   }
-  store.add_run_cells(summary.run_id, labels);
-  if (summary.reused > 0)
-    log << "resuming: " << summary.reused << " of " << summary.total << " cells already in " << store.path()
-        << "\n";
 
   ProgressBar bar(log, tty, todo_cost);
   double cost_done = 0, busy = 0;
   for (size_t i = 0; i < todo.size(); ++i) {
     const Cell& cell = *todo[i];
-    const std::string head = counter(cell.index, summary.total) + " " + cell.describe();
+    const std::string head = cell_head(cell, summary.total);
     bar.draw(summary.reused + i, summary.total, cost_done, busy, cell.describe());
     const auto start = Clock::now();
     CellRecord record;
@@ -134,19 +152,14 @@ RunSummary run_plan(const Plan& plan, Store& store, const CellExecutor& exec, co
       }
       continue;
     }
-    const CellRecord& l = labels[cell.index];
-    record.key = l.key;
-    record.model = l.model, record.quant = l.quant, record.kv_bits = l.kv_bits;
-    record.intactkv = l.intactkv, record.task_kind = l.task_kind, record.task = l.task;
-    record.seconds = since(start);
-    record.finished_at.clear();
-    store.put_cell(record);
+    const double seconds = since(start);
+    store_cell(store, cell, record, seconds);
     ++summary.executed;
-    busy += record.seconds;
+    busy += seconds;
     cost_done += cell.est_cost;
     bar.clear();
     char secs[32];
-    std::snprintf(secs, sizeof secs, "  %.1fs", record.seconds);
+    std::snprintf(secs, sizeof secs, "  %.1fs", seconds);
     log << head << first_metric(record) << secs << "\n";
   }
   bar.clear();

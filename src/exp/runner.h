@@ -38,6 +38,16 @@ RunSummary run_plan(const Plan& plan, Store& store, const CellExecutor& exec, co
 
 // The labels of a cell as stored (key, model, quant, kv_bits, intactkv, task_kind, task).
 CellRecord cell_labels(const Cell& cell);
+
+// The pieces of run_plan that the distributed runner (exp/distributed.h) shares:
+// Opens a run of the plan in the store (its run row and cells, the "resuming" line); fills
+// summary's run_id, total and reused, and returns the indices of the cells still to compute.
+std::vector<size_t> start_run(const Plan& plan, Store& store, RunSummary& summary, std::ostream& log);
+// Commits a computed cell under the cell's labels, with `seconds` of compute.
+void store_cell(Store& store, const Cell& cell, CellRecord record, double seconds);
+// "[ 3/12] testbed-26M rtn-w3g128 kv16 bos wikitext2" and "  ppl=185.7", the log line's parts.
+std::string cell_head(const Cell& cell, size_t total);
+std::string first_metric(const CellRecord& r);
 // sha256 of the resolved config (to_yaml), recorded with each run.
 std::string config_sha256(const ExperimentConfig& config);
 

@@ -17,16 +17,27 @@
 #include "quant/awq.h"
 #include "quant/gptq.h"
 #include "quant/packed_matrix.h"
+#include "quant/quarot.h"
 #include "quant/rtn.h"
 
 namespace ikv::exp {
 
 void validate_variant(const VariantSpec& s) {
   const std::string& m = s.quant.method;
-  if (m != "fp" && m != "rtn" && m != "gptq" && m != "awq")
-    fail("--quant '", m, "' is not supported (fp, rtn, gptq, awq)");
+  if (m != "fp" && m != "rtn" && m != "gptq" && m != "awq" && m != "quarot")
+    fail("--quant '", m, "' is not supported (fp, rtn, gptq, awq, quarot)");
   if (m != "fp" && (s.quant.wbits < 2 || s.quant.wbits > 8)) fail("--wbits ", s.quant.wbits, " is out of range (2..8)");
   if (s.quant.group == 0 || s.quant.group < -1) fail("--group ", s.quant.group, " must be positive or -1");
+  const QuantizerSpec& q = s.quant;
+  if (m == "quarot") {
+    if (q.group != -1) fail("--quant quarot quantizes weights per output channel: --group must be -1, not ", q.group);
+    if (q.abits != 16 && (q.abits < 2 || q.abits > 8)) fail("--abits ", q.abits, " must be 2..8 or 16");
+    if (!(q.clip_ratio > 0 && q.clip_ratio <= 1)) fail("--clip-ratio ", q.clip_ratio, " must be in (0, 1]");
+    if (q.weight_quant != "rtn" && q.weight_quant != "gptq")
+      fail("--weight-quant '", q.weight_quant, "' is not supported (rtn, gptq)");
+  } else if (q.abits != 16 || q.clip_ratio != 1.0 || q.weight_quant != "rtn") {
+    fail("--abits, --clip-ratio and --weight-quant apply to --quant quarot only");
+  }
   if (s.quant.needs_calibration() && (s.quant.samples < 1 || s.quant.seq_len < 2))
     fail("--calib-samples ", s.quant.samples, " / --calib-len ", s.quant.seq_len, " must be >= 1 / >= 2");
   if (s.kv_bits != 16 && (s.kv_bits < 2 || s.kv_bits > 8)) fail("--kv-bits ", s.kv_bits, " must be 2..8 or 16");
@@ -36,10 +47,13 @@ void validate_variant(const VariantSpec& s) {
 quant::CalibrationTokens calibration_tokens(const std::string& data_root, const LoadedModel& m,
                                             const QuantizerSpec& q, uint64_t seed) {
   if (!q.needs_calibration()) return {};
-  // Calibrating on a test set would leak it into every number measured on it.
+  // Calibrating on a test set would leak it into every number measured on it. The dataset names
+  // are refused before resolving (they are not paths), files by name after.
+  if (q.data == "wikitext2" || q.data == "ptb")
+    fail("calibration data '", q.data, "' is an evaluation test set; calibrate on sharegpt or a training text");
   const std::string path = intactkv::resolve_calibration_data(data_root, q.data);
   const std::string file = std::filesystem::path(path).filename().string();
-  if (q.data == "wikitext2" || q.data == "ptb" || file == "wiki.test.raw" || file == "ptb.test.txt")
+  if (file == "wiki.test.raw" || file == "ptb.test.txt")
     fail("calibration data '", q.data, "' is an evaluation test set (", file,
          "); calibrate on sharegpt or a training text");
   const model::Config& c = m.weights.config;
@@ -55,7 +69,8 @@ quant::CalibrationTokens calibration_tokens(const std::string& data_root, const 
   return out;
 }
 
-void quantize_weights(model::Weights& w, const QuantizerSpec& q, const quant::CalibrationTokens& calib) {
+void quantize_weights(model::Weights& w, const QuantizerSpec& q, const quant::CalibrationTokens& calib,
+                      quant::AwqFold* awq_fold) {
   if (q.method == "fp") return;
   quant::QuantSpec spec;
   spec.bits = q.wbits;
@@ -64,6 +79,18 @@ void quantize_weights(model::Weights& w, const QuantizerSpec& q, const quant::Ca
   auto linears = model::named_linears(w);
   for (auto& nl : linears) quant::validate_spec(spec, nl.linear->in, nl.name);  // fail before any work
   if (q.needs_calibration() && calib.empty()) fail(q.method, " needs calibration samples; none were given");
+  if (q.method == "quarot") {
+    // Rotate, quantize the weights per output channel and symmetric (QuaRot's setting; q.sym is
+    // implied) by RTN or GPTQ with FP activations, then quantize the activations from there on.
+    QuantizerSpec wq = q;
+    wq.method = q.weight_quant;
+    wq.group = -1;
+    wq.sym = true;
+    quant::rotate_model(w);
+    quantize_weights(w, wq, calib);
+    quant::set_activation_quant(w, q.abits, static_cast<float>(q.clip_ratio));
+    return;
+  }
   auto progress = [&](int64_t layer, int64_t n_layers, double seconds) {
     std::fprintf(stderr, "%s: layer %lld/%lld quantized (%.1f s)\n", q.method.c_str(), (long long)layer + 1,
                  (long long)n_layers, seconds);
@@ -77,7 +104,7 @@ void quantize_weights(model::Weights& w, const QuantizerSpec& q, const quant::Ca
   if (q.method == "awq") {
     quant::AwqOptions opt;
     opt.spec = spec;
-    return quant::quantize_model_awq(w, calib, opt, progress);
+    return quant::quantize_model_awq(w, calib, opt, progress, awq_fold);
   }
   if (q.method != "rtn") fail("quantizer '", q.method, "' is not supported");
   for (auto& nl : linears) {

@@ -9,6 +9,7 @@
 #include "exp/config.h"
 #include "exp/model_setup.h"
 #include "intactkv/prefix.h"
+#include "quant/awq.h"
 #include "quant/layerwise.h"
 
 namespace ikv::exp {
@@ -35,8 +36,10 @@ struct PreparedVariant {
 // `seed` draws the quantizer's calibration samples (GPTQ, AWQ).
 PreparedVariant prepare_variant(const std::string& data_root, const VariantSpec& spec, uint64_t seed = 0);
 // Quantizes every decoder linear in place (embedding and lm_head stay full precision). GPTQ and AWQ
-// need calibration tokens (calibration_tokens); RTN ignores them.
-void quantize_weights(model::Weights& w, const QuantizerSpec& q, const quant::CalibrationTokens& calib = {});
+// need calibration tokens (calibration_tokens); RTN ignores them. awq_fold, when given, receives the
+// scales AWQ folded into each linear (quant::quantize_model_awq).
+void quantize_weights(model::Weights& w, const QuantizerSpec& q, const quant::CalibrationTokens& calib = {},
+                      quant::AwqFold* awq_fold = nullptr);
 // The calibration sequences of q (q.samples sequences of at most q.seq_len tokens, capped at the
 // model's max length, from q.data: sharegpt, a ShareGPT .json or a plain-text file). Refuses the
 // evaluation sets (WikiText-2 / PTB test) by name. Empty for methods that need none.

@@ -4,6 +4,7 @@
 
 #include "intactkv/backward_ops.h"
 #include "io/error.h"
+#include "kernels/int8_gemm.h"
 #include "kernels/linear.h"
 #include "quant/kv_quant.h"
 
@@ -16,6 +17,8 @@ DenseModel make_dense_model(const model::Weights& w) {
   DenseModel m;
   m.weights = &w;
   m.rope = kernels::make_rope_table(c.head_dim, c.max_pos, c.rope_theta);
+  m.rotation = w.rotation.get();
+  if (!w.layers.empty()) m.act_bits = w.layers[0].q.act_bits, m.act_clip = w.layers[0].q.act_clip;
   for (const model::LayerWeights& L : w.layers) {
     DenseLayer d;
     d.q = kernels::linear_dense_weight(L.q);
@@ -49,6 +52,20 @@ void fake_quantize(double* x, int64_t n, int bits) {
   for (int64_t i = 0; i < n; ++i) x[i] = f[i];
 }
 
+// The input a decoder linear multiplies: x, or with activation quantization (QuaRot) x quantized
+// per token and dequantized in buf, as kernels::linear_forward computes it (fp32 numerics).
+template <typename T>
+const T* linear_input(const DenseModel& m, const T* x, int64_t n, int64_t d, std::vector<T>& buf) {
+  if (m.act_bits >= 16) return x;
+  std::vector<float> xf(x, x + n * d), s(n);
+  std::vector<int8_t> q(n * d);
+  kernels::quantize_per_token(xf.data(), n, d, m.act_bits, m.act_clip, q.data(), s.data());
+  buf.resize(n * d);
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t i = 0; i < d; ++i) buf[t * d + i] = static_cast<float>(q[t * d + i]) * s[t];
+  return buf.data();
+}
+
 // What one layer computes before its down projection; recomputed from the layer input in the backward.
 template <typename T>
 struct LayerActs {
@@ -68,18 +85,22 @@ void layer_front(const DenseModel& m, int64_t l, const T* x, const AttnDims& s, 
   a.xn.resize(n * D), a.q.resize(n * Qd), a.att.resize(n * Qd), a.h.resize(n * D), a.hn.resize(n * D);
   a.g.resize(n * c.hidden), a.u.resize(n * c.hidden);
   detail::rmsnorm(x, W.attn_norm.data(), n, D, c.norm_eps, a.xn.data());
-  detail::linear(a.xn.data(), n, D, dl.q.data(), Qd, a.q.data());
+  std::vector<T> qbuf;
+  const T* xin = linear_input(m, a.xn.data(), n, D, qbuf);
+  detail::linear(xin, n, D, dl.q.data(), Qd, a.q.data());
   std::vector<T> k, v;
   if (fill_kv) {
     k.resize(n * KVd), v.resize(n * KVd);
-    detail::linear(a.xn.data(), n, D, dl.k.data(), KVd, k.data());
-    detail::linear(a.xn.data(), n, D, dl.v.data(), KVd, v.data());
+    detail::linear(xin, n, D, dl.k.data(), KVd, k.data());
+    detail::linear(xin, n, D, dl.v.data(), KVd, v.data());
   }
 #pragma omp parallel for if (n * Qd > detail::kParallelWork)
   for (int64_t t = 0; t < n; ++t) {
     detail::rope(&a.q[t * Qd], c.n_heads, Hd, P + t, m.rope, T(1));
+    if (m.rotation) quant::hadamard_rows(m.rotation->head, &a.q[t * Qd], c.n_heads);
     if (!fill_kv) continue;
     detail::rope(&k[t * KVd], c.n_kv_heads, Hd, P + t, m.rope, T(1));
+    if (m.rotation) quant::hadamard_rows(m.rotation->head, &k[t * KVd], c.n_kv_heads);
     for (int64_t g = 0; g < c.n_kv_heads; ++g) {
       T* kd = &K[(g * Tn + P + t) * Hd];
       T* vd = &V[(g * Tn + P + t) * Hd];
@@ -100,11 +121,12 @@ void layer_front(const DenseModel& m, int64_t l, const T* x, const AttnDims& s, 
   }
   if (keep_probs) a.probs.resize(c.n_heads * n * Tn);
   detail::attention_forward(s, a.q.data(), K, V, a.att.data(), keep_probs ? a.probs.data() : nullptr);
-  detail::linear(a.att.data(), n, Qd, dl.o.data(), D, a.h.data());
+  detail::linear(linear_input(m, a.att.data(), n, Qd, qbuf), n, Qd, dl.o.data(), D, a.h.data());
   for (int64_t i = 0; i < n * D; ++i) a.h[i] += x[i];
   detail::rmsnorm(a.h.data(), W.ffn_norm.data(), n, D, c.norm_eps, a.hn.data());
-  detail::linear(a.hn.data(), n, D, dl.gate.data(), c.hidden, a.g.data());
-  detail::linear(a.hn.data(), n, D, dl.up.data(), c.hidden, a.u.data());
+  xin = linear_input(m, a.hn.data(), n, D, qbuf);
+  detail::linear(xin, n, D, dl.gate.data(), c.hidden, a.g.data());
+  detail::linear(xin, n, D, dl.up.data(), c.hidden, a.u.data());
 }
 
 }  // namespace
@@ -153,7 +175,7 @@ SampleLoss prefix_loss(const DenseModel& m, const PrefixKV<T>& prefix, const int
   }
   std::vector<LayerActs<T>> kept(keep ? L : 0);
   LayerActs<T> scratch;
-  std::vector<T> act(n * F), down(n * D);
+  std::vector<T> act(n * F), down(n * D), act_q;
   for (int64_t l = 0; l < L; ++l) {
     K[l].resize(KVH * Tn * Hd), V[l].resize(KVH * Tn * Hd);
     for (int64_t g = 0; g < KVH; ++g) {
@@ -164,7 +186,8 @@ SampleLoss prefix_loss(const DenseModel& m, const PrefixKV<T>& prefix, const int
     layer_front(m, l, xs[l].data(), dims, kv_bits, /*fill_kv=*/true, /*keep_probs=*/keep, K[l].data(), V[l].data(), a,
                 kv_error);
     for (int64_t i = 0; i < n * F; ++i) act[i] = a.g[i] * detail::sigmoid(a.g[i]) * a.u[i];
-    detail::linear(act.data(), n, F, m.layers[l].down.data(), D, down.data());
+    if (m.rotation) quant::hadamard_rows(m.rotation->down, act.data(), n);
+    detail::linear(linear_input(m, act.data(), n, F, act_q), n, F, m.layers[l].down.data(), D, down.data());
     for (int64_t i = 0; i < n * D; ++i) xs[l + 1][i] = a.h[i] + down[i];
   }
 
@@ -203,6 +226,7 @@ SampleLoss prefix_loss(const DenseModel& m, const PrefixKV<T>& prefix, const int
 
     // FFN: out = h + down(silu(g) ⊙ u), silu'(g) = σ(g)(1 + g(1 − σ(g))).
     detail::linear_input_grad(dx.data(), n, D, dl.down.data(), F, dg.data(), false);
+    if (m.rotation) quant::hadamard_rows_inverse(m.rotation->down, dg.data(), n);  // VJP of a ← a H_f
 #pragma omp parallel for simd if (n * F > detail::kParallelWork)
     for (int64_t i = 0; i < n * F; ++i) {
       const T g = a.g[i], sg = detail::sigmoid(g), ds = dg[i];
@@ -226,12 +250,17 @@ SampleLoss prefix_loss(const DenseModel& m, const PrefixKV<T>& prefix, const int
     if (l == 0) break;  // nothing below layer 0 is trained
 
     // The new tokens' K/V passed the cache quantizer: straight-through estimator (identity
-    // gradient). Then the VJP of RoPE is the inverse rotation.
+    // gradient). Then the VJPs of the QuaRot head rotation and of RoPE are the inverse rotations.
+    // (The activation quantizers are straight-through too: linear_input_grad ignores them.)
 #pragma omp parallel for if (n * Qd > detail::kParallelWork)
     for (int64_t t = 0; t < n; ++t) {
       for (int64_t g = 0; g < KVH; ++g) {
         std::copy_n(&dK[(g * Tn + P + t) * Hd], Hd, &dk[t * KVd + g * Hd]);
         std::copy_n(&dV[(g * Tn + P + t) * Hd], Hd, &dv[t * KVd + g * Hd]);
+      }
+      if (m.rotation) {  // VJP of the per-head rotation after RoPE
+        quant::hadamard_rows_inverse(m.rotation->head, &dq[t * Qd], c.n_heads);
+        quant::hadamard_rows_inverse(m.rotation->head, &dk[t * KVd], KVH);
       }
       detail::rope(&dq[t * Qd], c.n_heads, Hd, P + t, m.rope, T(-1));
       detail::rope(&dk[t * KVd], KVH, Hd, P + t, m.rope, T(-1));

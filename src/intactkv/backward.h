@@ -13,6 +13,7 @@
 
 #include "kernels/ops.h"
 #include "model/weights.h"
+#include "quant/quarot.h"
 
 namespace ikv::intactkv {
 
@@ -27,6 +28,13 @@ struct DenseModel {
   const model::Weights* weights = nullptr;
   std::vector<DenseLayer> layers;
   kernels::RopeTable rope;
+  // A QuaRot model (quant/quarot.h): its online rotations (per head on q and k after RoPE, on
+  // down_proj's input) run in the forward and, transposed, in the backward; its activation
+  // quantization (the decoder linears' inputs, per token) runs in the forward and is the identity
+  // in the backward (straight-through estimator, as for the KV-cache quantizer).
+  const quant::Rotation* rotation = nullptr;
+  int act_bits = 16;
+  float act_clip = 1.0f;
   const model::Config& config() const { return weights->config; }
 };
 DenseModel make_dense_model(const model::Weights& w);

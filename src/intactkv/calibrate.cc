@@ -17,6 +17,7 @@
 #include "intactkv/prefix_spec.h"
 #include "io/error.h"
 #include "io/mapped_file.h"
+#include "quant/quarot.h"
 
 namespace fs = std::filesystem;
 
@@ -71,6 +72,19 @@ PrefixKV<float> to_kv(const Prefix& p) {
   return kv;
 }
 
+// QuaRot: a rotated model's residual stream and K/V live in its own coordinates (quant/quarot.h).
+// The FP targets and the FP prefix are mapped into them (identity for other models), and the
+// calibrated prefix is mapped back before it is saved, so every prefix file stays in the FP
+// model's coordinates and install_prefix maps it like any other.
+void prefix_to_model(const model::Weights& q, PrefixKV<float>& p, bool inverse) {
+  const int64_t Hd = q.config.head_dim;
+  for (auto* set : {&p.key, &p.value})
+    for (auto& t : *set) quant::kv_to_model(q, t.data(), static_cast<int64_t>(t.size()) / Hd, inverse);
+}
+void targets_to_model(const model::Weights& q, SampleTargets& tg) {
+  for (auto& t : tg.layers) quant::residual_to_model(q, t.data(), static_cast<int64_t>(tg.rows.size()));
+}
+
 // Mean loss over the held-out samples (their targets follow the training samples' in the store).
 double heldout_loss(const DenseModel& m, const PrefixKV<float>& p, const CalibrationData& d, const TargetStore& ts,
                     int kv_bits) {
@@ -80,6 +94,7 @@ double heldout_loss(const DenseModel& m, const PrefixKV<float>& p, const Calibra
   for (size_t i = 0; i < d.heldout.size(); ++i) {
     const CalibrationSample& s = d.heldout[i];
     ts.get(d.train.size() + i, s.loss_rows, tg);
+    targets_to_model(*m.weights, tg);
     sum += prefix_loss<float>(m, p, s.tokens.data() + p.len, s.tokens.size() - p.len, tg, kv_bits, nullptr).total;
   }
   return sum / d.heldout.size();
@@ -212,11 +227,13 @@ CalibrationResult calibrate_prefix(const model::Weights& fp, const model::Weight
 
   TrainState st;
   st.p = to_kv(start);
+  prefix_to_model(quantized, st.p, false);
   st.m = zero_prefix_kv<float>(c, P), st.v = st.m;
   st.rng.seed(spec.seed);
   if (load_checkpoint(ckpt_path, st, c, key)) r.resumed_from_epoch = st.epoch;
 
-  const PrefixKV<float> fp_kv = to_kv(start);
+  PrefixKV<float> fp_kv = to_kv(start);
+  prefix_to_model(quantized, fp_kv, false);
   r.heldout_mse_before = heldout_loss(dense, fp_kv, data, *targets, spec.kv_bits);
 
   const int64_t N = static_cast<int64_t>(data.train.size()), A = spec.grad_accum;
@@ -241,6 +258,7 @@ CalibrationResult calibrate_prefix(const model::Weights& fp, const model::Weight
       for (int64_t j = b; j < b + count; ++j) {
         const CalibrationSample& s = data.train[order[j]];
         targets->get(order[j], s.loss_rows, tg);
+        targets_to_model(quantized, tg);
         SampleLoss sl = prefix_loss<float>(dense, st.p, s.tokens.data() + P, s.tokens.size() - P, tg, spec.kv_bits, &grad);
         loss += sl.total, last += sl.per_layer.back();
         bar.update(++done);
@@ -285,7 +303,9 @@ CalibrationResult calibrate_prefix(const model::Weights& fp, const model::Weight
   r.final_loss = epoch_mean(st.log, spec.epochs - 1, N, A).first;
   r.heldout_mse_after = heldout_loss(dense, st.p, data, *targets, spec.kv_bits);
   r.prefix = start;
-  r.prefix.key = st.p.key, r.prefix.value = st.p.value;
+  PrefixKV<float> calibrated = st.p;
+  prefix_to_model(quantized, calibrated, true);
+  r.prefix.key = calibrated.key, r.prefix.value = calibrated.value;
   r.prefix.origin = "calibrated";
   r.prefix.model_fingerprint = fp.fingerprint;
   r.prefix.settings = settings;

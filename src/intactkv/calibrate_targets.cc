@@ -86,7 +86,7 @@ std::unique_ptr<TargetStore> compute_targets(const engine::Engine& fp, const Pre
     const CalibrationSample& s = *all[i];
     const int64_t n = static_cast<int64_t>(s.tokens.size()) - P;
     engine::KVCache cache = engine::make_kv_cache(c, P + n);
-    install_prefix(cache, fp_prefix);
+    install_prefix(cache, fp_prefix, fp);
     fp.forward(cache, s.tokens.data() + P, n, nullptr, n, {&outs});
     store->append(outs, s.loss_rows);
     bar.update(static_cast<int64_t>(i + 1));

@@ -6,6 +6,7 @@
 #include "exp/plot.h"
 #include "intactkv/prefix.h"
 #include "io/error.h"
+#include "quant/quarot.h"
 
 namespace ikv::intactkv {
 
@@ -31,10 +32,11 @@ MseSweepResult mse_sweep(const engine::Engine& fp, const engine::Engine& quant, 
     engine::ForwardTaps ft;
     ft.layer_outputs = &target;
     fp.forward(fc, ids.data(), n, nullptr, n, ft);
+    for (auto& t : target) ikv::quant::residual_to_model(quant.weights(), t.data(), n);  // QuaRot: its coordinates
     for (size_t si = 0; si < r.sizes.size(); ++si) {
       const int64_t s = r.sizes[si];
       engine::KVCache qc = engine::make_kv_cache(c, n, kv_bits);
-      if (s > 0) install_prefix(qc, prefixes[si]);
+      if (s > 0) install_prefix(qc, prefixes[si], quant);
       engine::ForwardTaps qt;
       qt.layer_outputs = &out;
       quant.forward(qc, ids.data() + s, n - s, nullptr, n - s, qt);

@@ -4,6 +4,7 @@
 
 #include "io/error.h"
 #include "quant/kv_quant.h"
+#include "quant/quarot.h"
 
 namespace ikv::intactkv {
 
@@ -28,7 +29,7 @@ Prefix build_prefix(const engine::Engine& fp_engine, const std::vector<int32_t>&
   return p;
 }
 
-void install_prefix(engine::KVCache& cache, const Prefix& prefix, bool quantize_prefix) {
+void install_prefix(engine::KVCache& cache, const Prefix& prefix, const engine::Engine& eng, bool quantize_prefix) {
   const int64_t P = prefix.size(), Hd = cache.head_dim;
   if (static_cast<int64_t>(prefix.key.size()) != cache.n_layers)
     fail("IntactKV prefix has ", prefix.key.size(), " layers, the model ", cache.n_layers);
@@ -42,6 +43,8 @@ void install_prefix(engine::KVCache& cache, const Prefix& prefix, bool quantize_
         float* vd = cache.v_at(l, h, t);
         std::memcpy(kd, &prefix.key[l][(h * P + t) * Hd], Hd * sizeof(float));
         std::memcpy(vd, &prefix.value[l][(h * P + t) * Hd], Hd * sizeof(float));
+        quant::kv_to_model(eng.weights(), kd, 1);
+        quant::kv_to_model(eng.weights(), vd, 1);
         if (quantize_prefix && cache.kv_bits < 16) {
           quant::fake_quantize_kv(kd, Hd, cache.kv_bits);
           quant::fake_quantize_kv(vd, Hd, cache.kv_bits);

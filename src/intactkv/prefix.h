@@ -22,9 +22,12 @@ struct Prefix {
 // Runs the (full-precision) engine on the prefix tokens and keeps every layer's keys and values.
 Prefix build_prefix(const engine::Engine& fp_engine, const std::vector<int32_t>& tokens);
 
-// Copies the prefix into positions [0, P) of the cache and marks them read-only. They are stored
-// exactly as computed unless quantize_prefix asks for the cache's KV quantizer to apply to them too.
-void install_prefix(engine::KVCache& cache, const Prefix& prefix, bool quantize_prefix = false);
+// Copies the prefix into positions [0, P) of the cache of `eng`'s model and marks them read-only.
+// They are stored exactly as computed unless quantize_prefix asks for the cache's KV quantizer to
+// apply to them too. A QuaRot-rotated model (its weights' rotation) keeps keys and values rotated
+// per head, so the FP prefix is mapped into those coordinates first (quant::kv_to_model).
+void install_prefix(engine::KVCache& cache, const Prefix& prefix, const engine::Engine& eng,
+                    bool quantize_prefix = false);
 
 // How many leading tokens of `input` equal the prefix's tokens: those are not recomputed, the
 // prefix KV stands in for them (the reference drops them from the input).

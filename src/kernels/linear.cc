@@ -3,19 +3,30 @@
 #include "io/dtype.h"
 #include "io/error.h"
 #include "kernels/gemm.h"
+#include "kernels/int8_gemm.h"
 #include "kernels/packed_matmul.h"
 #include "quant/packed_matrix.h"
 
 namespace ikv::kernels {
 
 void linear_forward(const Linear& layer, const float* X, int64_t M, float* Y) {
+  const int64_t K = layer.in;
+  std::vector<float> xp;  // the input as the weight reads it (gathered, or fake-quantized)
   if (layer.packed && !layer.in_perm.empty()) {
-    const int64_t K = layer.in;
-    std::vector<float> xp(static_cast<size_t>(M * K));
+    xp.resize(static_cast<size_t>(M * K));
 #pragma omp parallel for if (M * K > (1 << 16))
     for (int64_t m = 0; m < M; ++m)
       for (int64_t j = 0; j < K; ++j) xp[m * K + j] = X[m * K + layer.in_perm[j]];
-    return packed_matmul(*layer.packed, xp.data(), M, Y);
+    X = xp.data();
+  }
+  if (layer.act_bits < 16) {
+    std::vector<int8_t> xq(static_cast<size_t>(M * K));
+    std::vector<float> sx(M);
+    quantize_per_token(X, M, K, layer.act_bits, layer.act_clip, xq.data(), sx.data());
+    if (layer.w_int8) return int8_gemm(xq.data(), sx.data(), M, *layer.w_int8, Y);
+    xp.resize(static_cast<size_t>(M * K));
+    dequantize_per_token(xq.data(), sx.data(), M, K, xp.data());
+    X = xp.data();
   }
   if (layer.packed) return packed_matmul(*layer.packed, X, M, Y);
   if (!layer.w_bf16.empty())

@@ -11,6 +11,8 @@ struct PackedMatrix;
 
 namespace ikv::kernels {
 
+struct Int8Matrix;
+
 struct Linear {
   int64_t out = 0, in = 0;
   std::vector<float> w;                                 // dense fp32 [out, in]; empty once packed
@@ -19,6 +21,13 @@ struct Linear {
   // GPTQ act-order: packed column j multiplies input channel in_perm[j] (empty = identity). The
   // input is gathered into that order before the packed matmul; groups stay consecutive columns.
   std::vector<int32_t> in_perm;
+  // Activation quantization (QuaRot W4A4): the input is quantized per token, symmetric, to act_bits
+  // with clip ratio act_clip (kernels/int8_gemm.h) before the matmul; 16 = off. With w_int8 (the
+  // packed symmetric per-channel codes as int8) the matmul is the integer GEMM, else the dequantized
+  // input takes the weight's usual path.
+  int act_bits = 16;
+  float act_clip = 1.0f;
+  std::shared_ptr<const Int8Matrix> w_int8;
 };
 
 // Y[M, out] = X[M, in] · Wᵀ using the fastest form the layer holds.

@@ -1,11 +1,16 @@
 // A LLaMA model's weights in compute form. Norm weights and embeddings are fp32; the linears are
 // kernels::Linear so that quantizers can replace them with packed low-bit matrices in place.
 #pragma once
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "kernels/linear.h"
 #include "model/config.h"
+
+namespace ikv::quant {
+struct Rotation;
+}
 
 namespace ikv::model {
 
@@ -23,6 +28,9 @@ struct Weights {
   kernels::Linear lm_head;        // [vocab, dim]; a copy of embed when tied
   std::string source;             // folder or file it was read from
   std::string fingerprint;        // sha256 over the config and weight files' digests
+  // Set when QuaRot rotated the model (quant/quarot.h): the rotations the engine applies online,
+  // and that map FP residual streams and IntactKV prefixes into the model's coordinates.
+  std::shared_ptr<const quant::Rotation> rotation;
 };
 
 enum class ComputeType { F32, BF16 };

@@ -1,13 +1,37 @@
 #include "quant/artifact.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 
 #include "io/error.h"
 #include "io/safetensors.h"
 #include "quant/packed_matrix.h"
+#include "quant/quarot.h"
 
 namespace ikv::quant {
+namespace {
+
+// The act-order input permutation of a linear (GPTQ), or empty when the file has none.
+std::vector<int32_t> load_perm(const io::SafetensorsFile& f, const std::string& name, int64_t cols,
+                               const std::string& path) {
+  const io::TensorView* t = f.find(name);
+  if (!t) return {};
+  io::expect_shape(*t, {cols}, path);
+  if (t->dtype != io::DType::I32) fail(path, ": tensor ", name, " must be I32");
+  std::vector<int32_t> perm(cols);
+  std::memcpy(perm.data(), t->data, t->nbytes);
+  std::vector<uint8_t> seen(cols, 0);
+  for (int64_t j = 0; j < cols; ++j) {
+    const int32_t c = perm[j];
+    if (c < 0 || c >= cols || seen[c]) fail(path, ": tensor ", name, " is not a permutation of 0..", cols - 1,
+                                            " (entry ", j, " = ", c, ")");
+    seen[c] = 1;
+  }
+  return perm;
+}
+
+}  // namespace
 
 void save_quantized(model::Weights& w, const std::string& path, const std::map<std::string, std::string>& settings) {
   std::vector<io::TensorToWrite> tensors;
@@ -20,16 +44,37 @@ void save_quantized(model::Weights& w, const std::string& path, const std::map<s
     tensors.push_back({nl.name + ".codes", io::DType::U32, {p.rows, lanes / p.rows}, p.codes.data(), p.codes.size() * 64});
     tensors.push_back({nl.name + ".scales", io::DType::F16, {p.rows, p.groups_per_row()}, p.scales.data(), p.scales.size() * 2});
     if (!p.sym) tensors.push_back({nl.name + ".zeros", io::DType::U8, {static_cast<int64_t>(p.zeros.size())}, p.zeros.data(), p.zeros.size()});
+    const std::vector<int32_t>& perm = nl.linear->in_perm;
+    if (!perm.empty())
+      tensors.push_back({nl.name + ".perm", io::DType::I32, {static_cast<int64_t>(perm.size())}, perm.data(), perm.size() * 4});
     if (p.group != p.cols) group = p.group;
     bits = std::to_string(p.bits);
     sym = p.sym ? "1" : "0";
   }
+  // AWQ divides the decoder norms by its scales, so they belong to the quantized model.
+  if (auto it = settings.find("method"); it != settings.end() && it->second == "awq")
+    for (size_t l = 0; l < w.layers.size(); ++l) {
+      const std::string p = "model.layers." + std::to_string(l) + ".";
+      const int64_t dim = w.config.dim;
+      tensors.push_back({p + "input_layernorm.weight", io::DType::F32, {dim}, w.layers[l].attn_norm.data(), dim * 4ul});
+      tensors.push_back({p + "post_attention_layernorm.weight", io::DType::F32, {dim}, w.layers[l].ffn_norm.data(), dim * 4ul});
+    }
   std::map<std::string, std::string> meta = settings;
   meta["ikv_quant_format"] = "1";
   meta["bits"] = bits;
   meta["group"] = std::to_string(group);
   meta["sym"] = sym;
   meta["source_fingerprint"] = w.fingerprint;
+  if (w.rotation) {  // QuaRot: embedding, norms and lm_head are not stored; loading re-rotates them
+    meta["rotation"] = "quarot";
+    meta["rotation_seed"] = std::to_string(w.rotation->seed);
+  }
+  if (const kernels::Linear& first = *model::named_linears(w).front().linear; first.act_bits < 16) {
+    char clip[32];
+    std::snprintf(clip, sizeof clip, "%.9g", first.act_clip);
+    meta["act_bits"] = std::to_string(first.act_bits);
+    meta["act_clip"] = clip;
+  }
   io::write_safetensors(path, tensors, meta);
 }
 
@@ -53,6 +98,16 @@ std::map<std::string, std::string> load_quantized(model::Weights& w, const std::
     fail(path, ": bad bits/group metadata");
   }
   const bool sym = get("sym") == "1";
+  if (auto it = meta.find("rotation"); it != meta.end()) {
+    if (it->second != "quarot") fail(path, ": unknown rotation '", it->second, "'");
+    uint64_t seed = 0;
+    try {
+      seed = std::stoull(get("rotation_seed"));
+    } catch (const std::exception&) {
+      fail(path, ": bad rotation_seed metadata");
+    }
+    rotate_model(w, seed);  // the same rotation of the FP model the packed linears were made from
+  }
   for (auto& nl : model::named_linears(w)) {
     kernels::Linear& l = *nl.linear;
     QuantSpec spec{bits, static_cast<int>(group), sym};
@@ -87,10 +142,33 @@ std::map<std::string, std::string> load_quantized(model::Weights& w, const std::
       if (zeros.dtype != io::DType::U8) fail(path, ": tensor ", zeros.name, " must be U8");
       P->zeros.assign(zeros.data, zeros.data + zeros.nbytes);
     }
+    l.in_perm = load_perm(f, nl.name + ".perm", l.in, path);
     l.packed = std::move(P);
     l.w.clear();
     l.w.shrink_to_fit();
     l.w_bf16.clear();
+  }
+  for (size_t l = 0; l < w.layers.size(); ++l)
+    for (auto [name, norm] : {std::pair{"input_layernorm", &w.layers[l].attn_norm},
+                              std::pair{"post_attention_layernorm", &w.layers[l].ffn_norm}}) {
+      const io::TensorView* t = f.find("model.layers." + std::to_string(l) + "." + name + ".weight");
+      if (!t) continue;  // only AWQ stores its norms
+      io::expect_shape(*t, {w.config.dim}, path);
+      std::vector<float> v = io::to_f32(*t, path);
+      for (float x : v)
+        if (!std::isfinite(x)) fail(path, ": tensor ", t->name, " holds a non-finite value");
+      *norm = std::move(v);
+    }
+  if (auto it = meta.find("act_bits"); it != meta.end()) {
+    int act_bits = 16;
+    float act_clip = 1;
+    try {
+      act_bits = std::stoi(it->second);
+      act_clip = std::stof(get("act_clip"));
+    } catch (const std::exception&) {
+      fail(path, ": bad act_bits/act_clip metadata");
+    }
+    set_activation_quant(w, act_bits, act_clip);
   }
   return std::map<std::string, std::string>(meta.begin(), meta.end());
 }

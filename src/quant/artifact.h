@@ -1,9 +1,15 @@
-// A quantized model on disk (*.quant.safetensors): the packed decoder linears only; embeddings,
-// norms and lm_head stay those of the FP checkpoint it was made from.
+// A quantized model on disk (*.quant.safetensors): the packed decoder linears (and AWQ's decoder
+// norms); embeddings, the other norms and lm_head stay those of the FP checkpoint it was made from.
 //   tensors  {linear name}.codes  U32 [rows, row_words * 16]   (PackedMatrix::codes, lanes in order)
 //            {linear name}.scales F16 [rows, groups_per_row]
 //            {linear name}.zeros  U8  [packed zero bytes]       (asymmetric only)
-//   metadata ikv_quant_format "1", method, bits, group, sym, source_fingerprint
+//            {linear name}.perm   I32 [cols]                     (GPTQ act-order only: packed column j
+//                                                                 reads input channel perm[j])
+//            model.layers.{l}.input_layernorm.weight, ….post_attention_layernorm.weight  F32 [dim]
+//                                                                (AWQ only: its scales are folded in)
+//   metadata ikv_quant_format "1", method, bits, group, sym, source_fingerprint;
+//            QuaRot: rotation "quarot", rotation_seed (loading rotates the FP model with that seed
+//            first: its embedding, norms and lm_head are not stored), act_bits, act_clip
 // Loading checks every shape against the model and the layout the packed format implies, and the
 // fingerprint of the FP model it is applied to.
 #pragma once

@@ -29,7 +29,7 @@ TEST_CASE("IntactKV on the FP model leaves every logit unchanged (bos and system
     engine::KVCache plain = engine::make_kv_cache(w.config, n), ikv = engine::make_kv_cache(w.config, n);
     std::vector<float> a, b;
     eng.forward(plain, input.data(), n, &a, P);
-    intactkv::install_prefix(ikv, prefix);
+    intactkv::install_prefix(ikv, prefix, eng);
     CHECK(intactkv::matched_prefix_length(prefix, input) == P);
     eng.forward(ikv, input.data() + P, n - P, &b, 0);
     REQUIRE(a.size() == b.size());

@@ -1,0 +1,215 @@
+// QuaRot: the rotated FP model computes the original function (logits to float rounding), on a
+// toy model whose FFN size needs the random orthogonal block and on testbed-26M (Paley block);
+// an FP IntactKV prefix mapped into the rotated coordinates reproduces the FP logits; the W4A4
+// model's integer GEMMs match its fake-quant twin; the quantized artifact re-rotates on load.
+#include <omp.h>
+
+#include <cmath>
+#include <filesystem>
+#include <random>
+
+#include "engine/forward.h"
+#include "exp/model_setup.h"
+#include "exp/variant.h"
+#include "intactkv/prefix.h"
+#include "io/error.h"
+#include "kernels/int8_gemm.h"
+#include "quant/artifact.h"
+#include "quant/packed_matrix.h"
+#include "quant/quarot.h"
+#include "test_util.h"
+
+using namespace ikv;
+
+namespace {
+
+// A random LLaMA at toy size; hidden = 86 = 43 · 2 takes the random orthogonal block.
+model::Weights tiny_model(uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> N(0.f, 1.f);
+  model::Weights w;
+  model::Config& c = w.config;
+  c.dim = 32, c.hidden = 86, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 8, c.vocab = 40;
+  c.max_pos = 64;
+  auto fill = [&](int64_t n, float s, float mean = 0) {
+    std::vector<float> v(n);
+    for (auto& x : v) x = mean + s * N(rng);
+    return v;
+  };
+  auto lin = [&](int64_t out, int64_t in) {
+    kernels::Linear l;
+    l.out = out, l.in = in, l.w = fill(out * in, 1.0f / std::sqrt(float(in)));
+    return l;
+  };
+  w.embed = fill(c.vocab * c.dim, 1.0f);
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    model::LayerWeights L;
+    L.attn_norm = fill(c.dim, 0.3f, 1.0f), L.ffn_norm = fill(c.dim, 0.3f, 1.0f);
+    L.q = lin(c.q_dim(), c.dim), L.k = lin(c.kv_dim(), c.dim), L.v = lin(c.kv_dim(), c.dim), L.o = lin(c.dim, c.q_dim());
+    L.gate = lin(c.hidden, c.dim), L.up = lin(c.hidden, c.dim), L.down = lin(c.dim, c.hidden);
+    w.layers.push_back(std::move(L));
+  }
+  w.final_norm = fill(c.dim, 0.3f, 1.f);
+  w.lm_head = lin(c.vocab, c.dim);
+  w.fingerprint = "tiny-random";
+  return w;
+}
+
+std::vector<float> logits_of(const model::Weights& w, const std::vector<int32_t>& ids,
+                             const intactkv::Prefix* prefix = nullptr, int kv_bits = 16,
+                             std::vector<std::vector<float>>* layers = nullptr) {
+  engine::Engine eng(w);
+  const int64_t P = prefix ? prefix->size() : 0, n = static_cast<int64_t>(ids.size());
+  engine::KVCache cache = engine::make_kv_cache(w.config, n, kv_bits);
+  if (prefix) intactkv::install_prefix(cache, *prefix, eng);
+  std::vector<float> logits;
+  engine::ForwardTaps taps;
+  taps.layer_outputs = layers;
+  eng.forward(cache, ids.data() + P, n - P, &logits, 0, taps);
+  return logits;
+}
+
+// max |a − b| / max |b|.
+double rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  REQUIRE(a.size() == b.size());
+  double d = 0, m = 0;
+  for (size_t i = 0; i < a.size(); ++i) d = std::max(d, double(std::abs(a[i] - b[i]))), m = std::max(m, double(std::abs(b[i])));
+  return d / m;
+}
+
+std::vector<int32_t> random_tokens(int64_t n, int64_t vocab, int32_t bos, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int32_t> d(3, static_cast<int32_t>(vocab - 1));
+  std::vector<int32_t> ids(n);
+  for (auto& t : ids) t = d(rng);
+  ids[0] = bos;
+  return ids;
+}
+
+}  // namespace
+
+TEST_CASE("quarot: the rotated toy model gives the original logits (random orthogonal FFN block)") {
+  const model::Weights fp = tiny_model(5);
+  model::Weights rot = fp;
+  quant::rotate_model(rot, 3);
+  REQUIRE(rot.rotation);
+  CHECK(rot.rotation->down.construction == "random-orthogonal(43) x sylvester(2)");
+  CHECK(rot.rotation->residual.construction == "sylvester(32) with random signs (seed 3)");
+  for (float g : rot.layers[0].attn_norm) CHECK(g == 1.0f);
+  const std::vector<int32_t> ids = random_tokens(20, fp.config.vocab, fp.config.bos_id, 1);
+  std::vector<std::vector<float>> fl, rl;
+  const std::vector<float> a = logits_of(fp, ids, nullptr, 16, &fl), b = logits_of(rot, ids, nullptr, 16, &rl);
+  CHECK(rel_diff(b, a) < 1e-5);
+  // The residual stream is the FP one rotated by Q.
+  for (size_t l = 0; l < fl.size(); ++l) {
+    quant::residual_to_model(rot, fl[l].data(), static_cast<int64_t>(ids.size()));
+    CHECK(rel_diff(rl[l], fl[l]) < 1e-5);
+  }
+  // Not twice, and not after quantizing.
+  CHECK_THROWS_WITH(quant::rotate_model(rot), doctest::Contains("already rotated"));
+  model::Weights q = fp;
+  exp::quantize_weights(q, exp::rtn_spec(4, -1, true));
+  CHECK_THROWS_WITH(quant::rotate_model(q), doctest::Contains("not a dense fp32 weight"));
+}
+
+TEST_CASE("quarot: FP + rotation + IntactKV reproduces the FP logits (toy model, prefix of 3)") {
+  const model::Weights fp = tiny_model(8);
+  model::Weights rot = fp;
+  quant::rotate_model(rot);
+  const std::vector<int32_t> ids = random_tokens(24, fp.config.vocab, fp.config.bos_id, 2);
+  engine::Engine fe(fp);
+  const intactkv::Prefix prefix = intactkv::build_prefix(fe, {ids.begin(), ids.begin() + 3});
+  const std::vector<float> full = logits_of(fp, ids);
+  const std::vector<float> with = logits_of(rot, ids, &prefix);
+  // The IntactKV run scores positions 3.. only.
+  const std::vector<float> tail(full.begin() + 3 * fp.config.vocab, full.end());
+  CHECK(rel_diff(with, tail) < 1e-5);
+  // The map matters: with another per-head rotation online (q·k does not notice) the prefix values
+  // land in coordinates that o_proj does not undo.
+  model::Weights wrong = rot;
+  auto r = std::make_shared<quant::Rotation>(*rot.rotation);
+  r->head = quant::make_hadamard(fp.config.head_dim, 99, true);
+  wrong.rotation = r;
+  CHECK(rel_diff(logits_of(wrong, ids, &prefix), tail) > 1e-3);
+}
+
+TEST_CASE("quarot on testbed-26M: rotated FP logits == FP logits; FP + rotation + IntactKV_[B] == FP") {
+  if (test::data_root().empty()) return;
+  const exp::LoadedModel m = exp::load_model_verified(test::data_root(), "testbed-26M");
+  model::Weights rot = m.weights;
+  quant::rotate_model(rot);
+  CHECK(rot.rotation->down.construction == "paley(44) x sylvester(32)");
+  CHECK(rot.rotation->head.construction == "sylvester(64)");
+  const std::vector<int32_t> ids = random_tokens(96, m.weights.config.vocab, m.weights.config.bos_id, 3);
+  const std::vector<float> a = logits_of(m.weights, ids), b = logits_of(rot, ids);
+  INFO("rotated vs FP logits, max relative difference " << rel_diff(b, a));
+  CHECK(rel_diff(b, a) < 2e-5);
+  engine::Engine fe(m.weights);
+  const intactkv::Prefix bos = intactkv::build_prefix(fe, {ids[0]});
+  const std::vector<float> with = logits_of(rot, ids, &bos);
+  const std::vector<float> tail(a.begin() + m.weights.config.vocab, a.end());
+  INFO("rotated + IntactKV vs FP logits " << rel_diff(with, tail));
+  CHECK(rel_diff(with, tail) < 2e-5);
+}
+
+TEST_CASE("quarot W4A4 on testbed-26M: integer GEMMs == fake-quant twin; artifact reloads bit-exactly") {
+  if (test::data_root().empty()) return;
+  const exp::LoadedModel m = exp::load_model_verified(test::data_root(), "testbed-26M");
+  exp::QuantizerSpec q{.method = "quarot", .wbits = 4, .group = -1, .abits = 4, .clip_ratio = 0.9};
+  model::Weights w4a4 = m.weights;
+  exp::quantize_weights(w4a4, q);
+  REQUIRE(w4a4.rotation);
+  for (auto& nl : model::named_linears(w4a4)) {
+    CHECK(nl.linear->act_bits == 4);
+    CHECK(nl.linear->act_clip == 0.9f);
+    REQUIRE(nl.linear->w_int8);
+    CHECK(nl.linear->packed->sym);
+    CHECK(nl.linear->packed->group == nl.linear->in);
+  }
+  CHECK(w4a4.lm_head.act_bits == 16);  // lm_head (and the embedding) stay full precision
+  // The twin: the same rotated model with dequantized dense weights, activations fake-quantized.
+  model::Weights twin = w4a4;
+  for (auto& nl : model::named_linears(twin)) {
+    kernels::Linear& l = *nl.linear;
+    l.w = kernels::linear_dense_weight(l);
+    l.packed.reset();
+    l.w_int8.reset();
+  }
+  // Linear by linear on the W4A4 model's own inputs, layer after layer. (Whole-model logits are no
+  // test: a last-bit difference that flips one activation's 4-bit rounding moves that value by a
+  // whole step, and such flips compound over the layers.)
+  const std::vector<int32_t> ids = random_tokens(64, m.weights.config.vocab, m.weights.config.bos_id, 4);
+  const model::Config& c = w4a4.config;
+  std::vector<float> x(64 * c.dim);
+  for (int64_t t = 0; t < 64; ++t)
+    std::copy_n(&w4a4.embed[static_cast<int64_t>(ids[t]) * c.dim], c.dim, &x[t * c.dim]);
+  engine::Engine eng(w4a4);
+  auto tw = model::named_linears(twin);
+  auto qw = model::named_linears(w4a4);
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    engine::LinearInputs in;
+    eng.layer_forward(l, x.data(), 64, &in);
+    const std::vector<float>* inputs[7] = {&in.attn_in, &in.attn_in, &in.attn_in, &in.o_in, &in.ffn_in, &in.ffn_in, &in.down_in};
+    for (int i = 0; i < 7; ++i) {
+      const kernels::Linear &A = *qw[l * 7 + i].linear, &B = *tw[l * 7 + i].linear;
+      std::vector<float> ya(64 * A.out), yb(64 * A.out);
+      kernels::linear_forward(A, inputs[i]->data(), 64, ya.data());
+      kernels::linear_forward(B, inputs[i]->data(), 64, yb.data());
+      INFO(qw[l * 7 + i].name);
+      CHECK(rel_diff(ya, yb) < 1e-5);
+    }
+  }
+  const std::vector<float> a = logits_of(w4a4, ids, nullptr, 4);
+
+  const std::string path = (std::filesystem::temp_directory_path() / "ikv-test-quarot.quant.safetensors").string();
+  quant::save_quantized(w4a4, path, {{"method", "quarot"}});
+  model::Weights loaded = m.weights;
+  const auto meta = quant::load_quantized(loaded, path);
+  std::filesystem::remove(path);
+  CHECK(meta.at("rotation") == "quarot");
+  CHECK(meta.at("act_bits") == "4");
+  REQUIRE(loaded.rotation);
+  CHECK(loaded.embed == w4a4.embed);
+  CHECK(loaded.lm_head.w == w4a4.lm_head.w);
+  CHECK(logits_of(loaded, ids, nullptr, 4) == a);
+}
