@@ -34,7 +34,7 @@ void run_ppl(const Common& common, const PplArgs& a) {
   opt.kv_bits = a.variant.kv_bits;
   opt.quantize_prefix = a.variant.quantize_prefix;
   eval::PerplexityResult r = eval::perplexity(eng, stream, opt, v.prefix_ptr());
-  const exp::QuantizerSpec& q = a.variant.quant;
+  const exp::QuantizerSpec& q = v.quant;
   if (common.json) {
     nlohmann::json j = {{"model", a.variant.model}, {"dataset", a.dataset}, {"ctx", a.ctx}, {"dtype", a.variant.dtype},
                         {"ppl", r.ppl}, {"nll", r.nll_sum}, {"tokens_scored", r.tokens_scored},

@@ -1,5 +1,6 @@
 // ikv-eval quant-error: the layer reconstruction error of each weight quantizer, per decoder linear,
 // on held-out activations of the FP model (quant/recon_error.h): the table of issue #8.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -89,9 +90,18 @@ std::string markdown(const QuantErrorArgs& a, const std::vector<std::string>& na
        "model's inputs to that linear on "
     << heldout_tokens << " held-out tokens (" << a.heldout << ", sequences of " << a.ctx
     << " tokens after <bos>) and W_eff is the quantized weight in the FP model's coordinates (dequantized, GPTQ's "
-       "act-order permutation and AWQ's folded scales undone). GPTQ and AWQ calibrate on "
-    << a.quant.data << ": " << calib_seqs << " sequences, " << calib_tokens
-    << " tokens. † marks an error not below RTN's.\n\n";
+       "act-order permutation and AWQ's folded scales undone).";
+  std::string calibrated;
+  for (const auto& m : r)
+    if (m.method != "rtn") calibrated += (calibrated.empty() ? "" : " and ") + label(m.method);
+  if (!calibrated.empty())
+    s << " Calibration (" << calibrated << "): " << a.quant.data << ", " << calib_seqs << " sequences, " << calib_tokens
+      << " tokens.";
+  s << " † marks an error not below RTN's.";
+  if (std::any_of(r.begin(), r.end(), [](const MethodResult& m) { return m.method == "awq"; }))
+    s << " AWQ chooses the q/k/v input scale on the attention block's output (llm-awq's objective), not on "
+         "each linear's: where it trades q/k error (damped by the softmax) for v error, q/k can land above RTN.";
+  s << "\n\n";
   s << "| layer | linear |";
   for (const auto& m : r) s << " " << label(m.method) << " |";
   s << "\n|---|---|";

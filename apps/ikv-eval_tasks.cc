@@ -57,7 +57,7 @@ void run_tasks(const Common& common, const TasksArgs& a) {
     });
     bar.finish();
     if (common.json) {
-      nlohmann::json j = {{"task", r.task}, {"model", a.variant.model}, {"quant", exp::method_label(a.variant.quant.short_label(), 16)},
+      nlohmann::json j = {{"task", r.task}, {"model", a.variant.model}, {"quant", exp::method_label(v.quant.short_label(), 16)},
                           {"kv_bits", a.variant.kv_bits}, {"intactkv", a.variant.intactkv}};
       for (const auto& m : r.metrics) {
         j[m.name] = m.value;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 
 #include "engine/forward.h"
 #include "intactkv/inspect.h"
@@ -156,10 +157,19 @@ PreparedVariant prepare_variant(const std::string& data_root, const VariantSpec&
     }
     v.prefix->settings["prefix"] = spec.intactkv;
   }
-  if (!spec.quantized_file.empty())
-    quant::load_quantized(v.model.weights, io::data_file("", spec.quantized_file));
-  else
+  v.quant = spec.quant;
+  if (!spec.quantized_file.empty()) {
+    // Reports describe the artifact's weights, whatever --quant says.
+    std::map<std::string, std::string> meta = quant::load_quantized(v.model.weights, io::data_file("", spec.quantized_file));
+    auto get = [&](const char* k, const std::string& dflt) { auto it = meta.find(k); return it != meta.end() ? it->second : dflt; };
+    v.quant.method = get("method", "rtn");
+    v.quant.wbits = std::stoi(get("bits", "4"));
+    v.quant.group = std::stoi(get("group", "128"));
+    v.quant.sym = get("sym", "0") == "1";
+    v.quant.abits = std::stoi(get("act_bits", "16"));
+  } else {
     quantize_model(v.model, spec.quant, data_root, seed);
+  }
   return v;
 }
 

@@ -30,6 +30,7 @@ struct PreparedVariant {
   LoadedModel model;                       // weights as evaluated (quantized when asked)
   std::optional<intactkv::Prefix> prefix;  // from the FP model
   std::string intactkv_note;               // e.g. the explanation of an `auto` size
+  QuantizerSpec quant;                     // the weights' settings (from the artifact with --quantized)
   const intactkv::Prefix* prefix_ptr() const { return prefix ? &*prefix : nullptr; }
 };
 

@@ -11,6 +11,8 @@ b=$("$EVAL" ppl -m stories260K --quantized "$TMP/s.quant.safetensors" --ctx 128 
 [[ $(echo "$a" | json_field ppl) == $(echo "$b" | json_field ppl) ]] && pass "saved weights give the same PPL" || bad "saved != in-process"
 [[ $(echo "$a" | python3 -c "import json,sys; q=json.load(sys.stdin)['quant']; print(q['method'], q['wbits'], q['group'])") == "rtn 3 4" ]] \
   && pass "--json carries the quant settings" || bad "--json quant settings"
+[[ $(echo "$b" | python3 -c "import json,sys; q=json.load(sys.stdin)['quant']; print(q['method'], q['wbits'], q['group'])") == "rtn 3 4" ]] \
+  && pass "--quantized reports the artifact's settings" || bad "--quantized quant settings: $b"
 fp=$("$EVAL" ppl -m stories260K --ctx 128 --windows 3 --json | json_field ppl)
 python3 -c "import sys; sys.exit(0 if float('$(echo "$a" | json_field ppl)') > float('$fp') else 1)" \
   && pass "W3 PPL above FP" || bad "W3 PPL not above FP"
