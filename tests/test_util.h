@@ -2,9 +2,13 @@
 #pragma once
 #include <doctest/doctest.h>
 
+#include <cmath>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "io/data_root.h"
+#include "model/weights.h"
 
 namespace ikv::test {
 
@@ -17,5 +21,48 @@ inline std::string data_root() {
 }
 
 inline std::string model_dir(const std::string& name) { return data_root() + "/models/" + name; }
+
+// n standard-normal floats from a fixed seed.
+inline std::vector<float> gaussian(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+// A random LLaMA of shape c (dim, hidden, layers, heads, vocab, max_pos) with every layer type
+// (RMSNorm, GQA attention with RoPE, SwiGLU): linears N(0, 1/in), norm weights 1 + N(0, norm_std²)
+// (the final norm's with final_norm_std), embedding and untied head random.
+inline model::Weights tiny_random_model(uint32_t seed, const model::Config& shape, float norm_std,
+                                        float final_norm_std) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> N(0.f, 1.f);
+  model::Weights w;
+  w.config = shape;
+  const model::Config& c = w.config;
+  auto fill = [&](int64_t n, float s, float mean = 0) {
+    std::vector<float> v(n);
+    for (auto& x : v) x = mean + s * N(rng);
+    return v;
+  };
+  auto lin = [&](int64_t out, int64_t in) {
+    kernels::Linear l;
+    l.out = out, l.in = in, l.w = fill(out * in, 1.0f / std::sqrt(float(in)));
+    return l;
+  };
+  w.embed = fill(c.vocab * c.dim, 1.0f);
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    model::LayerWeights L;
+    L.attn_norm = fill(c.dim, norm_std, 1.0f), L.ffn_norm = fill(c.dim, norm_std, 1.0f);
+    L.q = lin(c.q_dim(), c.dim), L.k = lin(c.kv_dim(), c.dim), L.v = lin(c.kv_dim(), c.dim), L.o = lin(c.dim, c.q_dim());
+    L.gate = lin(c.hidden, c.dim), L.up = lin(c.hidden, c.dim), L.down = lin(c.dim, c.hidden);
+    w.layers.push_back(std::move(L));
+  }
+  w.final_norm = fill(c.dim, final_norm_std, 1.f);
+  w.lm_head = lin(c.vocab, c.dim);
+  w.fingerprint = "tiny-random";
+  return w;
+}
 
 }  // namespace ikv::test

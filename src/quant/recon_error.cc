@@ -63,7 +63,8 @@ std::vector<std::vector<double>> reconstruction_errors(const model::Weights& fp,
   if (heldout.empty()) fail("reconstruction errors: no held-out tokens");
   std::vector<std::vector<float>> hidden;
   for (const auto& seq : heldout) {
-    if (seq.empty() || static_cast<int64_t>(seq.size()) > c.max_pos) fail("reconstruction errors: a held-out sequence has ", seq.size(), " tokens");
+    if (seq.empty() || static_cast<int64_t>(seq.size()) > c.max_pos)
+      fail("reconstruction errors: a held-out sequence has ", seq.size(), " tokens (1..", c.max_pos, ")");
     std::vector<float> x(seq.size() * D);
     for (size_t t = 0; t < seq.size(); ++t) {
       if (seq[t] < 0 || seq[t] >= c.vocab) fail("reconstruction errors: token id ", seq[t], " is outside the vocabulary");

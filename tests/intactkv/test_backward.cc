@@ -28,35 +28,18 @@ struct OneThread {
 };
 
 // A random LLaMA with every layer type (RMSNorm, GQA attention with RoPE, SwiGLU) at toy size.
+// QuaRot W4 (per-channel) with `abits`-bit activations.
+exp::QuantizerSpec quarot_w4(int abits, double clip_ratio) {
+  exp::QuantizerSpec q;
+  q.method = "quarot", q.wbits = 4, q.group = -1, q.abits = abits, q.clip_ratio = clip_ratio;
+  return q;
+}
+
 model::Weights tiny_model(uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> N(0.f, 1.f);
-  model::Weights w;
-  model::Config& c = w.config;
+  model::Config c;
   c.dim = 16, c.hidden = 24, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 4, c.vocab = 32;
   c.max_pos = 64;
-  auto fill = [&](int64_t n, float s, float mean = 0) {
-    std::vector<float> v(n);
-    for (auto& x : v) x = mean + s * N(rng);
-    return v;
-  };
-  auto lin = [&](int64_t out, int64_t in) {
-    kernels::Linear l;
-    l.out = out, l.in = in, l.w = fill(out * in, 1.0f / std::sqrt(float(in)));
-    return l;
-  };
-  w.embed = fill(c.vocab * c.dim, 1.0f);
-  for (int64_t l = 0; l < c.n_layers; ++l) {
-    model::LayerWeights L;
-    L.attn_norm = fill(c.dim, 0.2f, 1.0f), L.ffn_norm = fill(c.dim, 0.2f, 1.0f);
-    L.q = lin(c.q_dim(), c.dim), L.k = lin(c.kv_dim(), c.dim), L.v = lin(c.kv_dim(), c.dim), L.o = lin(c.dim, c.q_dim());
-    L.gate = lin(c.hidden, c.dim), L.up = lin(c.hidden, c.dim), L.down = lin(c.dim, c.hidden);
-    w.layers.push_back(std::move(L));
-  }
-  w.final_norm = fill(c.dim, 0.f, 1.f);
-  w.lm_head = lin(c.vocab, c.dim);
-  w.fingerprint = "tiny-random";
-  return w;
+  return test::tiny_random_model(seed, c, 0.2f, 0.f);
 }
 
 // One calibration problem: the FP model's prefix and targets, the quantized model's dense view.
@@ -295,7 +278,7 @@ TEST_CASE("calibration VJP through QuaRot's online rotations; activation quantiz
   // RoPE, the FFN rotation before down_proj, prefix and targets mapped into rotated coordinates).
   Problem pb;
   pb.fp = tiny_model(7);
-  make_problem(pb, {1, 5, 9}, tokens, exp::QuantizerSpec{.method = "quarot", .wbits = 4, .group = -1});
+  make_problem(pb, {1, 5, 9}, tokens, quarot_w4(16, 1.0));
   REQUIRE(pb.q.rotation);
   CHECK(pb.q.rotation->down.construction == "paley(12) x sylvester(2)");  // hidden 24
   for (int kv_bits : {16, 4}) {
@@ -311,7 +294,7 @@ TEST_CASE("calibration VJP through QuaRot's online rotations; activation quantiz
   Problem a4;
   a4.fp = pb.fp;
   make_problem(a4, {1, 5, 9}, tokens,
-               exp::QuantizerSpec{.method = "quarot", .wbits = 4, .group = -1, .abits = 4, .clip_ratio = 0.9});
+               quarot_w4(4, 0.9));
   const intactkv::DenseModel m = intactkv::make_dense_model(a4.q);
   CHECK(m.act_bits == 4);
   CHECK(m.act_clip == 0.9f);

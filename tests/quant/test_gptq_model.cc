@@ -25,13 +25,7 @@ using namespace ikv;
 
 namespace {
 
-std::vector<float> gaussian(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using ikv::test::gaussian;
 
 // ‖X Wᵀ − X Ŵᵀ‖² / ‖X Wᵀ‖² for one linear on inputs X [n, in].
 double relative_output_error(const kernels::Linear& fp, const kernels::Linear& q, const std::vector<float>& X) {

@@ -6,6 +6,7 @@
 #include <random>
 #include <vector>
 
+#include "test_util.h"
 #include "quant/hadamard.h"
 
 using ikv::quant::HadamardTransform;
@@ -13,13 +14,7 @@ using ikv::quant::make_hadamard;
 
 namespace {
 
-std::vector<float> gaussian(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using ikv::test::gaussian;
 
 double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
   double m = 0;

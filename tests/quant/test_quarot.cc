@@ -25,34 +25,10 @@ namespace {
 
 // A random LLaMA at toy size; hidden = 86 = 43 · 2 takes the random orthogonal block.
 model::Weights tiny_model(uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> N(0.f, 1.f);
-  model::Weights w;
-  model::Config& c = w.config;
+  model::Config c;
   c.dim = 32, c.hidden = 86, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 8, c.vocab = 40;
   c.max_pos = 64;
-  auto fill = [&](int64_t n, float s, float mean = 0) {
-    std::vector<float> v(n);
-    for (auto& x : v) x = mean + s * N(rng);
-    return v;
-  };
-  auto lin = [&](int64_t out, int64_t in) {
-    kernels::Linear l;
-    l.out = out, l.in = in, l.w = fill(out * in, 1.0f / std::sqrt(float(in)));
-    return l;
-  };
-  w.embed = fill(c.vocab * c.dim, 1.0f);
-  for (int64_t l = 0; l < c.n_layers; ++l) {
-    model::LayerWeights L;
-    L.attn_norm = fill(c.dim, 0.3f, 1.0f), L.ffn_norm = fill(c.dim, 0.3f, 1.0f);
-    L.q = lin(c.q_dim(), c.dim), L.k = lin(c.kv_dim(), c.dim), L.v = lin(c.kv_dim(), c.dim), L.o = lin(c.dim, c.q_dim());
-    L.gate = lin(c.hidden, c.dim), L.up = lin(c.hidden, c.dim), L.down = lin(c.dim, c.hidden);
-    w.layers.push_back(std::move(L));
-  }
-  w.final_norm = fill(c.dim, 0.3f, 1.f);
-  w.lm_head = lin(c.vocab, c.dim);
-  w.fingerprint = "tiny-random";
-  return w;
+  return test::tiny_random_model(seed, c, 0.3f, 0.3f);
 }
 
 std::vector<float> logits_of(const model::Weights& w, const std::vector<int32_t>& ids,
@@ -155,7 +131,8 @@ TEST_CASE("quarot on testbed-26M: rotated FP logits == FP logits; FP + rotation 
 TEST_CASE("quarot W4A4 on testbed-26M: integer GEMMs == fake-quant twin; artifact reloads bit-exactly") {
   if (test::data_root().empty()) return;
   const exp::LoadedModel m = exp::load_model_verified(test::data_root(), "testbed-26M");
-  exp::QuantizerSpec q{.method = "quarot", .wbits = 4, .group = -1, .abits = 4, .clip_ratio = 0.9};
+  exp::QuantizerSpec q;
+  q.method = "quarot", q.wbits = 4, q.group = -1, q.abits = 4, q.clip_ratio = 0.9;
   model::Weights w4a4 = m.weights;
   exp::quantize_weights(w4a4, q);
   REQUIRE(w4a4.rotation);

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "test_util.h"
 #include "io/error.h"
 #include "quant/rtn.h"
 
@@ -27,13 +28,7 @@ std::vector<float> packed_dequant(const std::vector<float>& w, int64_t rows, con
   return out;
 }
 
-std::vector<float> gaussian(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using ikv::test::gaussian;
 
 double mse(const std::vector<float>& a, const std::vector<float>& b) {
   double s = 0;
