@@ -35,7 +35,8 @@ struct AwqOptions {
   // kv head, so the scale is searched per kv channel and repeated over those heads (exact in FP).
   // Off by default: it rescales V, and an IntactKV prefix holds V as the FP model computes it, so the
   // quantized model would read the prefix in other coordinates. (llm-awq skips this fold whenever
-  // v_proj and o_proj differ in shape, i.e. for every GQA model.)
+  // v_proj and o_proj differ in shape, i.e. for every GQA model.) On testbed-26M W3g128 (16 × 512
+  // calibration tokens) it moves WikiText-2 perplexity from 137.4 to 136.0.
   bool fold_v_o = false;
 };
 
