@@ -1,6 +1,7 @@
 // Helpers shared by the exp tests: fixture paths, temporary folders, small plans and fake
 // executors (deterministic in the cell key, so a resumed run must reproduce a clean one bit for bit).
 #pragma once
+#include <doctest/doctest.h>
 #include <stdlib.h>
 
 #include <cmath>
@@ -70,5 +71,30 @@ inline CellRecord fake_result(const Cell& cell) {
 }
 
 inline bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+// Every cell of the plan is in both stores with bit-identical metrics and per-item outcomes (a
+// resumed run vs a clean one, a distributed run vs a plain one).
+inline void check_same_cells(Store& a, Store& b, const Plan& plan) {
+  for (const Cell& cell : plan.cells) {
+    CAPTURE(cell.describe());
+    const auto x = a.get_cell(cell.key), y = b.get_cell(cell.key);
+    REQUIRE(x);
+    REQUIRE(y);
+    REQUIRE(x->metrics.size() == y->metrics.size());
+    for (size_t i = 0; i < x->metrics.size(); ++i) {
+      CHECK(x->metrics[i].name == y->metrics[i].name);
+      CHECK(same_bits(x->metrics[i].value, y->metrics[i].value));
+      CHECK(same_bits(x->metrics[i].std_err, y->metrics[i].std_err));
+      CHECK(x->metrics[i].n == y->metrics[i].n);
+    }
+    REQUIRE(x->outcomes.size() == y->outcomes.size());
+    for (size_t i = 0; i < x->outcomes.size(); ++i) {
+      CHECK(x->outcomes[i].metric == y->outcomes[i].metric);
+      REQUIRE(x->outcomes[i].values.size() == y->outcomes[i].values.size());
+      CHECK(std::memcmp(x->outcomes[i].values.data(), y->outcomes[i].values.data(),
+                        x->outcomes[i].values.size() * sizeof(double)) == 0);
+    }
+  }
+}
 
 }  // namespace ikv::exp::testing

@@ -72,23 +72,6 @@ UnitResult fake_unit(const Plan& plan, const WorkUnit& u) {
   return r;
 }
 
-void check_same_cells(Store& a, Store& b, const Plan& plan) {
-  for (const Cell& cell : plan.cells) {
-    CAPTURE(cell.describe());
-    const auto x = a.get_cell(cell.key), y = b.get_cell(cell.key);
-    REQUIRE(x);
-    REQUIRE(y);
-    REQUIRE(x->metrics.size() == y->metrics.size());
-    for (size_t i = 0; i < x->metrics.size(); ++i) {
-      CHECK(x->metrics[i].name == y->metrics[i].name);
-      CHECK(same_bits(x->metrics[i].value, y->metrics[i].value));
-      CHECK(same_bits(x->metrics[i].std_err, y->metrics[i].std_err));
-      CHECK(x->metrics[i].n == y->metrics[i].n);
-    }
-    CHECK(x->outcomes == y->outcomes);
-  }
-}
-
 const Cell& first_cell_of_kind(const Plan& plan, const std::string& kind) {
   for (const Cell& c : plan.cells)
     if (task_kind(c.task) == kind) return c;

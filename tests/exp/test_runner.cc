@@ -35,25 +35,6 @@ RunOptions quiet(std::ostream& sink) {
   return o;
 }
 
-void check_same_results(Store& a, Store& b, const Plan& plan) {
-  for (const Cell& cell : plan.cells) {
-    CAPTURE(cell.describe());
-    const auto x = a.get_cell(cell.key), y = b.get_cell(cell.key);
-    REQUIRE(x);
-    REQUIRE(y);
-    REQUIRE(x->metrics.size() == y->metrics.size());
-    for (size_t i = 0; i < x->metrics.size(); ++i) {
-      CHECK(x->metrics[i].name == y->metrics[i].name);
-      CHECK(same_bits(x->metrics[i].value, y->metrics[i].value));
-      CHECK(same_bits(x->metrics[i].std_err, y->metrics[i].std_err));
-    }
-    REQUIRE(x->outcomes.size() == y->outcomes.size());
-    for (size_t i = 0; i < x->outcomes.size(); ++i)
-      CHECK(std::memcmp(x->outcomes[i].values.data(), y->outcomes[i].values.data(),
-                        x->outcomes[i].values.size() * sizeof(double)) == 0);
-  }
-}
-
 }  // namespace
 
 TEST_CASE("runner: runs every cell, logs one line each, stores them") {
@@ -245,7 +226,7 @@ TEST_CASE("runner: kill -9 mid-run leaves only whole cells; resume matches a cle
   Store clean(dir / "clean.sqlite");
   std::ostringstream clean_log;
   run_plan(plan, clean, fake_result, quiet(clean_log));
-  check_same_results(store, clean, plan);
+  check_same_cells(store, clean, plan);
   CHECK(store.cells_of_run(resumed.run_id).size() == 44);
 }
 
