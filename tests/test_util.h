@@ -22,10 +22,10 @@ inline std::string data_root() {
 
 inline std::string model_dir(const std::string& name) { return data_root() + "/models/" + name; }
 
-// n standard-normal floats from a fixed seed.
-inline std::vector<float> gaussian(size_t n, uint32_t seed) {
+// n normal floats (mean 0, standard deviation sd) from a fixed seed.
+inline std::vector<float> gaussian(size_t n, uint32_t seed, float sd = 1.0f) {
   std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::normal_distribution<float> dist(0.0f, sd);
   std::vector<float> v(n);
   for (float& x : v) x = dist(rng);
   return v;

@@ -19,6 +19,7 @@
 #include <sstream>
 #include <vector>
 
+#include "test_util.h"
 #include "kernels/cpu.h"
 #include "kernels/packed_matmul.h"
 #include "quant/packed_matrix.h"
@@ -30,13 +31,7 @@ using ikv::quant::QuantSpec;
 
 namespace {
 
-std::vector<float> gaussian(size_t n, uint32_t seed, float sigma = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, sigma);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using ikv::test::gaussian;
 
 // S[m, n] of the tolerance above.
 std::vector<double> magnitude(const PackedMatrix& W, const std::vector<float>& X, int64_t M) {

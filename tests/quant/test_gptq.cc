@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "test_util.h"
 #include "io/error.h"
 #include "kernels/gemm.h"
 #include "kernels/linear.h"
@@ -22,13 +23,7 @@ using ikv::quant::QuantSpec;
 
 namespace {
 
-std::vector<float> gaussian(size_t n, uint32_t seed, float sd = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, sd);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using ikv::test::gaussian;
 
 // Correlated activations [T, cols]: a few shared factors (one fixed mixing matrix: `seed` draws
 // tokens from the same distribution) plus small independent noise, with per-channel magnitudes
