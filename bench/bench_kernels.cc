@@ -5,7 +5,8 @@
 //   FP32   oneDNN matmul, weights reordered once into oneDNN's preferred layout (and, at M=512,
 //          also tried in the engine's plain [N,K] layout; the faster of the two is the baseline);
 //   BF16   oneDNN matmul with bf16 X and W, f32 Y, weights prepacked the same way;
-//   W4/W3  kernels::packed_matmul on RTN asym group-128 matrices.
+//   W4/W3  kernels::packed_matmul on RTN asym group-128 matrices, fp32 activations (exact);
+//   W4bf16/W3bf16 (M <= 16) the same with bf16 activations (--dtype bf16: vdpbf16ps at M = 1).
 //   I8     (M = 512) kernels::int8_gemm, oneDNN s8 x s8 -> s32 with the scales applied after, on
 //          INT4 codes (RTN sym per-channel W, X quantized per token beforehand): GFLOP/s-equivalent
 //   W4A4   (M = 512) the same plus the per-token quantization of X: what a QuaRot linear runs
@@ -191,12 +192,12 @@ Interleaved dense_seconds(const std::vector<float>& W, const std::vector<float>&
 }
 
 Interleaved packed_seconds(const ikv::quant::PackedMatrix& W, const std::vector<float>& X, int64_t M,
-                           TriadProbe& probe) {
+                           TriadProbe& probe, ikv::kernels::Activations act = ikv::kernels::Activations::kFp32) {
   const double bytes = static_cast<double>(ikv::quant::packed_bytes(W));
   std::vector<ikv::quant::PackedMatrix> copies(copies_for(bytes, M), W);
   std::vector<float> Y(M * W.rows);
   auto run = [&] {
-    for (const auto& w : copies) ikv::kernels::packed_matmul(w, X.data(), M, Y.data());
+    for (const auto& w : copies) ikv::kernels::packed_matmul(w, X.data(), M, Y.data(), ikv::kernels::Isa::kAuto, act);
   };
   Interleaved t = M <= 16 ? best_interleaved(run, probe) : Interleaved{best_seconds(run), 0};
   t.seconds /= static_cast<double>(copies.size());
@@ -256,6 +257,13 @@ int bench_kernels(bool json) {
       add("BF16", M, K, N, dense_seconds(W, X, M, K, N, dt::bf16, true, probe), 2.0 * K * N);
       add("W4", M, K, N, packed_seconds(w4, X, M, probe), static_cast<double>(ikv::quant::packed_bytes(w4)));
       add("W3", M, K, N, packed_seconds(w3, X, M, probe), static_cast<double>(ikv::quant::packed_bytes(w3)));
+      if (M <= 16) {
+        using ikv::kernels::Activations;
+        add("W4bf16", M, K, N, packed_seconds(w4, X, M, probe, Activations::kBf16),
+            static_cast<double>(ikv::quant::packed_bytes(w4)));
+        add("W3bf16", M, K, N, packed_seconds(w3, X, M, probe, Activations::kBf16),
+            static_cast<double>(ikv::quant::packed_bytes(w3)));
+      }
       if (M == 512) {
         add("I8", M, K, N, {int8_seconds(i8, X, M, false), 0}, 1.0 * K * N);
         add("W4A4", M, K, N, {int8_seconds(i8, X, M, true), 0}, 1.0 * K * N);
@@ -272,9 +280,10 @@ int bench_kernels(bool json) {
   for (Row& r : rows) {
     const double fp32 = fp32_gflops[{r.M, r.K, r.N}];
     if (r.M == 1) {
-      const double frac = r.kernel == "W4" ? 0.8 : r.kernel == "W3" ? 0.7 : 1.0;
+      const bool w4 = r.kernel.starts_with("W4"), w3 = r.kernel.starts_with("W3");
+      const double frac = w4 ? 0.8 : w3 ? 0.7 : 1.0;
       r.pct = 100.0 * r.gbps() / (frac * r.dram);
-      r.target = frac == 1.0 ? "DRAM" : (r.kernel == "W4" ? "80% DRAM" : "70% DRAM");
+      r.target = frac == 1.0 ? "DRAM" : (w4 ? "80% DRAM" : "70% DRAM");
     } else {
       const double frac = (r.M >= 64 && (r.kernel == "W4" || r.kernel == "W3")) ? 0.9 : 1.0;
       r.pct = 100.0 * r.gflops() / (frac * fp32);
@@ -296,9 +305,10 @@ int bench_kernels(bool json) {
   };
   std::vector<Ratio> ratios;
   for (auto [K, N] : shapes) {
-    const Row &w4 = find("W4", 1, K, N), &w3 = find("W3", 1, K, N);
-    ratios.push_back({"W4-GEMV/DRAM", K, N, w4.gbps() / w4.dram, w4.gbps() / dram_read, w4.dram});
-    ratios.push_back({"W3-GEMV/DRAM", K, N, w3.gbps() / w3.dram, w3.gbps() / dram_read, w3.dram});
+    for (const char* kernel : {"W4", "W3", "W4bf16", "W3bf16"}) {
+      const Row& r = find(kernel, 1, K, N);
+      ratios.push_back({std::string(kernel) + "-GEMV/DRAM", K, N, r.gbps() / r.dram, r.gbps() / dram_read, r.dram});
+    }
     ratios.push_back({"W4-GEMM/FP32-GEMM (M=512)", K, N, find("W4", 512, K, N).gflops() / find("FP32", 512, K, N).gflops()});
     ratios.push_back({"W3-GEMM/FP32-GEMM (M=512)", K, N, find("W3", 512, K, N).gflops() / find("FP32", 512, K, N).gflops()});
     ratios.push_back({"I8-GEMM/FP32-GEMM (M=512)", K, N, find("I8", 512, K, N).gflops() / find("FP32", 512, K, N).gflops()});

@@ -37,6 +37,7 @@ CpuFeatures detect() {
   f.avx512vl = zmm_state && (b & bit_AVX512VL);
   f.avx512dq = zmm_state && (b & bit_AVX512DQ);
   f.avx512vnni = zmm_state && (c & bit_AVX512VNNI);
+  f.avx512vbmi = zmm_state && (c & bit_AVX512VBMI);
   __cpuid_count(7, 1, a, b, c, d);
   f.avx512bf16 = zmm_state && (a & bit_AVX512BF16);
   return f;

@@ -8,7 +8,7 @@ namespace ikv::kernels {
 struct CpuFeatures {
   bool avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
-  bool avx512bf16 = false, avx512vnni = false;
+  bool avx512bf16 = false, avx512vnni = false, avx512vbmi = false;
 };
 const CpuFeatures& cpu_features();
 

@@ -18,6 +18,9 @@ struct Linear {
   std::vector<float> w;                                 // dense fp32 [out, in]; empty once packed
   std::vector<uint16_t> w_bf16;                         // bf16 [out, in] when compute dtype is bf16
   std::shared_ptr<const quant::PackedMatrix> packed;    // low-bit weights when quantized
+  // bf16 compute for a packed layer: its input is rounded to bf16 and the codes stay exact
+  // (kernels::Activations::kBf16), the packed counterpart of w_bf16.
+  bool bf16_activations = false;
   // GPTQ act-order: packed column j multiplies input channel in_perm[j] (empty = identity). The
   // input is gathered into that order before the packed matmul; groups stay consecutive columns.
   std::vector<int32_t> in_perm;

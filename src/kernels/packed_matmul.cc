@@ -11,6 +11,7 @@
 #include <tuple>
 #include <vector>
 
+#include "io/dtype.h"
 #include "io/error.h"
 #include "quant/packed_matrix.h"
 
@@ -205,18 +206,38 @@ void panel_gemm(const PackedMatrix& W, const float* X, int64_t M, float* Y, bool
   }
 }
 
+std::vector<float> rounded_to_bf16(const float* X, int64_t n) {
+  std::vector<float> r(n);
+#pragma omp parallel for simd if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) r[i] = io::bf16_to_fp32(io::fp32_to_bf16(X[i]));
+  return r;
+}
+
 }  // namespace
 
-void packed_matmul(const PackedMatrix& W, const float* X, int64_t M, float* Y, Isa isa) {
-  const bool avx512 = resolve_isa(isa) == Isa::kAvx512 && detail::avx512_decodes(W);
+void packed_matmul(const PackedMatrix& W, const float* X, int64_t M, float* Y, Isa isa, Activations act) {
   if (M <= 0 || W.rows <= 0) return;
-  if (M >= kPanelMinRows) return panel_gemm(W, X, M, Y, avx512);
-  if (avx512) return detail::packed_gemv_avx512(W, X, M, Y);
+  const bool avx512 = resolve_isa(isa) == Isa::kAvx512;
+  std::vector<float> rounded;
+  if (act == Activations::kBf16) {
+    if (avx512 && M <= detail::kFoldedMaxM && detail::avx512_bf16_gemv_covers(W))
+      return detail::packed_gemv_bf16_avx512(W, X, M, Y);
+    rounded = rounded_to_bf16(X, M * W.cols);  // then the fp32 kernels compute bf16(X)·Wᵀ
+    X = rounded.data();
+  }
+  const bool decodes = avx512 && detail::avx512_decodes(W);
+  if (M >= kPanelMinRows) return panel_gemm(W, X, M, Y, decodes);
+  if (decodes) return detail::packed_gemv_avx512(W, X, M, Y);
   gemv_portable(W, X, M, Y);
 }
 
-void packed_matmul_reference(const PackedMatrix& W, const float* X, int64_t M, float* Y) {
+void packed_matmul_reference(const PackedMatrix& W, const float* X, int64_t M, float* Y, Activations act) {
   const int64_t K = W.cols, N = W.rows;
+  std::vector<float> rounded;
+  if (act == Activations::kBf16) {
+    rounded = rounded_to_bf16(X, M * K);
+    X = rounded.data();
+  }
   std::vector<float> w(N * K);
   quant::dequantize(W, w.data());
   for (int64_t m = 0; m < M; ++m)

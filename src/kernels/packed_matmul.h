@@ -8,6 +8,8 @@
 //  - M >= kPanelMinRows (prefill): each thread dequantizes 64-row panels of W straight into the
 //    blocked layout oneDNN's fp32 matmul prefers and runs it on them; the decode cost (~3%)
 //    disappears under the M FMAs per weight.
+//  - M <= 4 with bf16 activations: codes become bf16 operands of vdpbf16ps (32 multiply-adds per
+//    op), a quarter of the fp32 decode's vector ops (packed_gemv_bf16_avx512.cc).
 //  - packed_matmul_reference: dequantize() + a naive triple loop in double.
 // The AVX-512 decoders handle bits 3 and 4 with groups that are whole 16-code positions (group a
 // multiple of 16, or per-channel); everything else takes the portable decoder, which is
@@ -23,23 +25,37 @@ struct PackedMatrix;
 
 namespace ikv::kernels {
 
+// What X is before the product. kFp32: as given. kBf16: rounded to bf16 (nearest even), as oneDNN's
+// bf16 matmul does, while the packed weights stay exact: Y = bf16(X)·W'ᵀ with fp32 accumulation.
+// The engine's --dtype bf16 runs packed linears this way (kernels::Linear::bf16_activations).
+enum class Activations { kFp32, kBf16 };
+
 // Y[M, rows] = X[M, cols] · Wᵀ, OpenMP-parallel over output features. isa picks the decoder
 // (kAuto: AVX-512 when cpu_has_avx512(), which IKV_NO_AVX512=1 turns off).
 void packed_matmul(const quant::PackedMatrix& W, const float* X, int64_t M, float* Y,
-                   Isa isa = Isa::kAuto);
+                   Isa isa = Isa::kAuto, Activations act = Activations::kFp32);
 
-// dequantize() then Y[m, n] = Σ_k X[m, k] · W'[n, k] accumulated in double.
-void packed_matmul_reference(const quant::PackedMatrix& W, const float* X, int64_t M, float* Y);
+// dequantize() then Y[m, n] = Σ_k X'[m, k] · W'[n, k] accumulated in double (X' = X rounded as act says).
+void packed_matmul_reference(const quant::PackedMatrix& W, const float* X, int64_t M, float* Y,
+                             Activations act = Activations::kFp32);
 
 // From this many rows of X on, packed_matmul dequantizes panels and runs a GEMM on them.
 inline constexpr int64_t kPanelMinRows = 24;
 
 namespace detail {
 
+// Up to this many rows of X the fused kernels decode each weight once and use it for every row.
+inline constexpr int64_t kFoldedMaxM = 4;
+
 // True when the AVX-512 decoders cover W's format (bits 3/4, group % 16 == 0 or per-channel).
 bool avx512_decodes(const quant::PackedMatrix& W);
 // Fused decode + FMA for M < kPanelMinRows (packed_matmul_avx512.cc).
 void packed_gemv_avx512(const quant::PackedMatrix& W, const float* X, int64_t M, float* Y);
+// True when packed_gemv_bf16_avx512 runs here and covers W's format: AVX512_BF16 + VBMI, and W4
+// groups of 128k / W3 groups of 32k columns or per-channel scales.
+bool avx512_bf16_gemv_covers(const quant::PackedMatrix& W);
+// Y = bf16(X)·Wᵀ for M <= kFoldedMaxM on vdpbf16ps (packed_gemv_bf16_avx512.cc).
+void packed_gemv_bf16_avx512(const quant::PackedMatrix& W, const float* X, int64_t M, float* Y);
 // out[(n - n0) * ld + k] = dequantized W[n, k] for n in [n0, n1), k < cols; bit-identical to
 // quant::dequantize_rows.
 void dequantize_rows_avx512(const quant::PackedMatrix& W, int64_t n0, int64_t n1, float* out,

@@ -19,56 +19,31 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <array>
 #include <limits>
-#include <numeric>
 #include <type_traits>
-#include <utility>
 #include <vector>
 
-#include "io/dtype.h"
+#include "kernels/packed_avx512.h"
+#include "kernels/packed_gemv_avx512.h"
 #include "kernels/packed_matmul.h"
-#include "quant/packed_matrix.h"
 
 namespace ikv::kernels::detail {
 namespace {
 
-using quant::CodeLayout;
-using quant::CodeWord;
-using quant::PackedMatrix;
-
-// Compile-time view of one bit width's block (see CodeLayout for the runtime one).
-template <int B>
-struct Format {
-  static constexpr int L = 32 / std::gcd(B, 32);  // positions per block
-  static constexpr int W = L * B / 32;            // 64-byte words per block
-  static constexpr int kBlockCodes = 16 * L;
-  static constexpr uint32_t kMask = (1u << B) - 1;
-  static constexpr int word(int p) { return p * B / 32; }
-  static constexpr int offset(int p) { return p * B % 32; }
-  static constexpr bool straddles(int p) { return offset(p) + B > 32; }
-  // decode_shifted leaves position p's code at bit shift(p): the float it yields is q·2^shift(p).
-  static constexpr int shift(int p) { return straddles(p) ? 0 : offset(p); }
-  static constexpr float unshift(int p) { return 1.0f / static_cast<float>(1u << shift(p)); }
-  static constexpr std::array<float, L> unshift_table() {
-    std::array<float, L> t{};
-    for (int p = 0; p < L; ++p) t[p] = unshift(p);
-    return t;
-  }
-};
-
-// Calls f(std::integral_constant<int, P>) for P = 0 .. N-1, unrolled.
-template <int N, typename Fn>
-inline void for_positions(Fn&& f) {
-  [&]<int... P>(std::integer_sequence<int, P...>) {
-    (f(std::integral_constant<int, P>{}), ...);
-  }(std::make_integer_sequence<int, N>{});
-}
+using avx512::block_words;
+using avx512::CodeLayout;
+using avx512::CodeWord;
+using avx512::for_positions;
+using avx512::Format;
+using avx512::PackedMatrix;
+using avx512::positions_per_group;
+using avx512::row_group_constants;
+using avx512::total_blocks;
 
 // q·2^shift(P) for the 16 lanes of position P, as floats. The words are read from memory (L1) at
 // each use rather than held in registers: W3's three words per row would otherwise spill.
 template <int B, int P>
-inline __m512 decode_shifted(const __m512i* words) {
+[[gnu::always_inline]] inline __m512 decode_shifted(const __m512i* words) {
   using F = Format<B>;
   constexpr int d = F::word(P), o = F::offset(P);
   if constexpr (F::straddles(P)) {
@@ -85,154 +60,28 @@ inline __m512 decode_shifted(const __m512i* words) {
   }
 }
 
-// Per-row group constants as fp32: s[g] = scale, sz[g] = scale·zero (exact), zero-padded to
-// `stride` entries so flushes past the last group read zeros.
-void row_group_constants(const PackedMatrix& W, int64_t n, float* s, float* sz, int64_t stride) {
-  const int64_t groups = W.groups_per_row();
-  const uint16_t* h = W.scales.data() + n * groups;
-  int64_t g = 0;
-  for (; g + 16 <= groups; g += 16)
-    _mm512_storeu_ps(s + g, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + g))));
-  for (; g < groups; ++g) s[g] = io::fp16_to_fp32(h[g]);
-  std::fill(s + groups, s + stride, 0.0f);
-  const int64_t f0 = n * groups;  // flat index of the row's first zero point
-  g = 0;
-  if (W.sym) {
-    const float z = static_cast<float>(1 << (W.bits - 1));
-    for (; g < groups; ++g) sz[g] = s[g] * z;
-  } else if (W.bits <= 4 && f0 % 2 == 0) {
-    // 16 bytes = 32 nibbles: low nibbles are the even groups, high the odd ones; interleave.
-    const uint8_t* zb = W.zeros.data() + f0 / 2;
-    const __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    const __m512i hi_idx = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-    for (; g + 32 <= groups; g += 32) {
-      const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(zb + g / 2)));
-      const __m512i even = _mm512_and_si512(bytes, _mm512_set1_epi32(0xF));
-      const __m512i odd = _mm512_srli_epi32(bytes, 4);
-      const __m512 z0 = _mm512_cvtepi32_ps(_mm512_permutex2var_epi32(even, lo_idx, odd));
-      const __m512 z1 = _mm512_cvtepi32_ps(_mm512_permutex2var_epi32(even, hi_idx, odd));
-      _mm512_storeu_ps(sz + g, _mm512_mul_ps(_mm512_loadu_ps(s + g), z0));
-      _mm512_storeu_ps(sz + g + 16, _mm512_mul_ps(_mm512_loadu_ps(s + g + 16), z1));
-    }
-  }
-  for (; g < groups; ++g) {
-    const int64_t f = f0 + g;
-    const int z = W.sym ? 1 << (W.bits - 1)
-                        : W.bits > 4 ? W.zeros[f] : (W.zeros[f >> 1] >> (4 * (f & 1))) & 0xF;
-    sz[g] = s[g] * static_cast<float>(z);
-  }
-  std::fill(sz + groups, sz + stride, 0.0f);
-}
+// ---- M <= 4: fold scale and zero point out of the inner loop (packed_gemv_avx512.h) -----------
 
-// Positions per group: groups are whole positions (group % 16 == 0) or one per row.
-int64_t positions_per_group(const PackedMatrix& W) {
-  return W.group == W.cols && W.group % 16 != 0 ? std::numeric_limits<int64_t>::max() : W.group / 16;
-}
-
-// Block `blk` of row `row` as 64-byte words; the short tail block is copied into `tail` (zeroed
-// past its words) so every block decodes the same way without reading past the row.
+// One position per step: q·2^o (the code where it sits, as a float) times x·2^-o, one FMA per 16
+// weights.
 template <int B>
-inline const __m512i* block_words(const CodeWord* row, const CodeLayout& lay, int64_t blk,
-                                  CodeWord* tail) {
-  const CodeWord* src = row + blk * Format<B>::W;
-  if (blk < lay.full_blocks) return reinterpret_cast<const __m512i*>(src);
-  std::fill(tail, tail + Format<B>::W, CodeWord{});
-  std::copy(src, src + lay.tail_words, tail);
-  return reinterpret_cast<const __m512i*>(tail);
-}
-
-int64_t total_blocks(const CodeLayout& lay) { return lay.full_blocks + (lay.tail_positions > 0); }
-
-// ---- M <= 4: fold scale and zero point out of the inner loop ----------------------------------
-
-// Rows of W decoded together for M = 1: each x vector loaded serves all of them, and R independent
-// FMA chains (latency 4, one FMA per cycle) keep the FMA pipe busy with one accumulator per row.
-constexpr int kGemvRows = 4;
-constexpr int kFoldedMaxM = 4;  // up to here every weight is decoded once and used M times
-
-struct FoldedInput {
-  const float* xs;  // M rows of x pre-scaled by 2^-shift(position), zero past cols
-  int64_t xstride;  // floats per row of xs: blocks * block codes
-  const float* xg;  // M rows of Σ x over each group (unscaled), `groups` per row
-  int64_t gstride;  // per-row group-constant stride (groups + slack, multiple of 16)
-};
-
-// Y[m, n0 + r] for r < R, m < MB: Σ_g s_g Σ_k (q_k 2^o)(x_k 2^-o) − Σ_g s_g z_g Σ_k x_k.
-// (MB is a template parameter so that the accumulators stay in registers.)
-template <int B, int R, int MB>
-void folded_rows(const PackedMatrix& W, const CodeLayout& lay, const FoldedInput& in, int64_t n0,
-                 float* Y, float* scratch) {
-  using F = Format<B>;
-  const int64_t blocks = total_blocks(lay), ppg = positions_per_group(W), groups = W.groups_per_row();
-  float* s = scratch;
-  float* sz = scratch + R * in.gstride;
-  const CodeWord* rows[R];
-  for (int r = 0; r < R; ++r) {
-    row_group_constants(W, n0 + r, s + r * in.gstride, sz + r * in.gstride, in.gstride);
-    rows[r] = W.codes.data() + (n0 + r) * lay.row_words;
-  }
-  CodeWord tail[R][F::W];
-  const int64_t row_set_words = R * lay.row_words;
-  const int64_t ahead_words = std::max<int64_t>(1, (int64_t{64} << 10) / (64 * row_set_words)) * row_set_words;
-  __m512 acc[R][MB], tot[R][MB];  // this group's Σ q·x, and Σ over groups of s·(that)
-  for (int r = 0; r < R; ++r)
-    for (int m = 0; m < MB; ++m) acc[r][m] = tot[r][m] = _mm512_setzero_ps();
-  int64_t left = ppg, g = 0;
-  auto flush = [&] {
-    for (int r = 0; r < R; ++r) {
-      const __m512 scale = _mm512_set1_ps(s[r * in.gstride + g]);
-      for (int m = 0; m < MB; ++m) {
-        tot[r][m] = _mm512_fmadd_ps(scale, acc[r][m], tot[r][m]);
-        acc[r][m] = _mm512_setzero_ps();
-      }
-    }
-    ++g;
-  };
-  for (int64_t blk = 0; blk < blocks; ++blk) {
-    const __m512i* words[R];
-    for (int r = 0; r < R; ++r) {
-      words[r] = block_words<B>(rows[r], lay, blk, tail[r]);
-      // Later rows follow these in memory: fetch the same block of the rows ~64 KB ahead into L2.
-      // A core streams only ~10 GB/s on its own (misses in flight / latency); prefetching far
-      // ahead into L2 (more outstanding misses than L1) raised the 2-core GEMV from ~18 to ~24 GB/s.
-      const char* ahead = reinterpret_cast<const char*>(rows[r] + ahead_words + blk * F::W);
-      for (int w = 0; w < F::W; ++w) _mm_prefetch(ahead + 64 * w, _MM_HINT_T1);
-    }
-    const float* xb = in.xs + blk * F::kBlockCodes;
-    for_positions<F::L>([&](auto pc) {
-      constexpr int P = decltype(pc)::value;
-      __m512 q[R];
-      for (int r = 0; r < R; ++r) q[r] = decode_shifted<B, P>(words[r]);
-      for (int m = 0; m < MB; ++m) {
-        const __m512 x = _mm512_loadu_ps(xb + m * in.xstride + 16 * P);
-        for (int r = 0; r < R; ++r) acc[r][m] = _mm512_fmadd_ps(q[r], x, acc[r][m]);
-      }
-      if (--left == 0) {
-        left = ppg;
-        flush();
-      }
-    });
-  }
-  flush();  // the open group (per-channel, or zeros past the last group)
-  for (int r = 0; r < R; ++r)
+struct Fp32Steps {
+  using X = float;
+  static constexpr int kBits = B, kSteps = Format<B>::L, kXPerStep = 16, kG128 = 8;
+  static constexpr float kScale = 1, kZeroOffset = 0;
+  template <int T, int R, int MB>
+  [[gnu::always_inline]] static void step(const __m512i* const (&words)[R], const float* xb, int64_t xstride, __m512 (&acc)[R][MB]) {
+    __m512 q[R];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) q[r] = decode_shifted<B, T>(words[r]);
+#pragma GCC unroll 16
     for (int m = 0; m < MB; ++m) {
-      __m512 zt = _mm512_setzero_ps();
-      for (int64_t gg = 0; gg < groups; gg += 16) {
-        const __mmask16 k = groups - gg >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (groups - gg)) - 1);
-        zt = _mm512_fmadd_ps(_mm512_loadu_ps(sz + r * in.gstride + gg),
-                             _mm512_maskz_loadu_ps(k, in.xg + m * groups + gg), zt);
-      }
-      Y[m * W.rows + n0 + r] = _mm512_reduce_add_ps(tot[r][m]) - _mm512_reduce_add_ps(zt);
+      const __m512 x = _mm512_loadu_ps(xb + m * xstride + 16 * T);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) acc[r][m] = _mm512_fmadd_ps(q[r], x, acc[r][m]);
     }
-}
-
-template <int B, int R, int MB>
-void folded_range(const PackedMatrix& W, const CodeLayout& lay, const FoldedInput& in, int64_t begin,
-                  int64_t end, float* Y, float* scratch) {
-  int64_t n = begin;
-  for (; n + R <= end; n += R) folded_rows<B, R, MB>(W, lay, in, n, Y, scratch);
-  for (; n < end; ++n) folded_rows<B, 1, MB>(W, lay, in, n, Y, scratch);
-}
+  }
+};
 
 template <int B>
 void folded_gemm(const PackedMatrix& W, const float* X, int64_t M, float* Y) {
@@ -257,25 +106,9 @@ void folded_gemm(const PackedMatrix& W, const float* X, int64_t M, float* Y) {
       xg[m * groups + g] = sum;
     }
   }
-  const FoldedInput in{xs.data(), xstride, xg.data(), (groups + F::L + 1 + 15) / 16 * 16};
-  // Chunks of rows handed out dynamically: each is a contiguous ~1 MB stretch of codes (only its
-  // start is not prefetched), and a core that loses time to another process takes fewer.
-  const int64_t chunk = std::max<int64_t>(8, (int64_t{1} << 20) / (lay.row_words * 64) / 8 * 8);
-  const int64_t chunks = (W.rows + chunk - 1) / chunk;
-#pragma omp parallel
-  {
-    std::vector<float> scratch(2 * kGemvRows * in.gstride);
-#pragma omp for schedule(dynamic) nowait
-    for (int64_t i = 0; i < chunks; ++i) {
-      const int64_t begin = i * chunk, end = std::min(W.rows, begin + chunk);
-      switch (M) {  // R * MB <= 8 keeps acc and tot in 16 registers
-        case 1: folded_range<B, kGemvRows, 1>(W, lay, in, begin, end, Y, scratch.data()); break;
-        case 2: folded_range<B, 2, 2>(W, lay, in, begin, end, Y, scratch.data()); break;
-        case 3: folded_range<B, 2, 3>(W, lay, in, begin, end, Y, scratch.data()); break;
-        default: folded_range<B, 2, 4>(W, lay, in, begin, end, Y, scratch.data()); break;
-      }
-    }
-  }
+  const int64_t group_steps = W.group == W.cols ? std::numeric_limits<int64_t>::max() : W.group / 16;
+  const avx512::GemvInput in{xs.data(), xstride, xg.data(), avx512::group_constant_stride<B>(W), group_steps};
+  avx512::gemv<Fp32Steps<B>>(W, lay, in, M, Y);
 }
 
 // ---- kFoldedMaxM < M < kPanelMinRows: dequantize in registers, use each weight for 8 rows of X --
@@ -289,17 +122,21 @@ void dequant_tile(const PackedMatrix& W, const CodeLayout& lay, const float* xp,
   float* s = scratch;
   float* sz = scratch + R * gstride;
   const CodeWord* rows[R];
+#pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
     row_group_constants(W, n0 + r, s + r * gstride, sz + r * gstride, gstride);
     rows[r] = W.codes.data() + (n0 + r) * lay.row_words;
   }
   CodeWord tail[R][F::W];
   __m512 acc[R][MB];
+#pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
     for (int m = 0; m < MB; ++m) acc[r][m] = _mm512_setzero_ps();
   __m512 scale[R], scale_zero[R];  // the current group's s and s·z, broadcast
   int64_t left = ppg, g = 0;
   auto load_group = [&] {
+#pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       scale[r] = _mm512_set1_ps(s[r * gstride + g]);
       scale_zero[r] = _mm512_set1_ps(sz[r * gstride + g]);
@@ -308,16 +145,20 @@ void dequant_tile(const PackedMatrix& W, const CodeLayout& lay, const float* xp,
   load_group();
   for (int64_t blk = 0; blk < blocks; ++blk) {
     const __m512i* words[R];
+#pragma GCC unroll 16
     for (int r = 0; r < R; ++r) words[r] = block_words<B>(rows[r], lay, blk, tail[r]);
     const float* xb = xp + m0 * xstride + blk * F::kBlockCodes;
     for_positions<F::L>([&](auto pc) {
       constexpr int P = decltype(pc)::value;
       __m512 w[R];
+#pragma GCC unroll 16
       for (int r = 0; r < R; ++r)
         w[r] = _mm512_fmsub_ps(decode_shifted<B, P>(words[r]),
                                _mm512_mul_ps(scale[r], _mm512_set1_ps(F::unshift(P))), scale_zero[r]);
+#pragma GCC unroll 16
       for (int m = 0; m < MB; ++m) {
         const __m512 x = _mm512_loadu_ps(xb + m * xstride + 16 * P);
+#pragma GCC unroll 16
         for (int r = 0; r < R; ++r) acc[r][m] = _mm512_fmadd_ps(w[r], x, acc[r][m]);
       }
       if (--left == 0) {
@@ -327,7 +168,9 @@ void dequant_tile(const PackedMatrix& W, const CodeLayout& lay, const float* xp,
       }
     });
   }
+#pragma GCC unroll 16
   for (int m = 0; m < MB; ++m)
+#pragma GCC unroll 16
     for (int r = 0; r < R; ++r) Y[(m0 + m) * W.rows + n0 + r] = _mm512_reduce_add_ps(acc[r][m]);
 }
 

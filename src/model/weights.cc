@@ -165,6 +165,7 @@ void convert_linears_to_bf16(Weights& w) {
   all.push_back(&w.lm_head);
   for (kernels::Linear* lp : all) {
     kernels::Linear& l = *lp;
+    if (l.packed) l.bf16_activations = true;
     if (l.w.empty()) continue;
     l.w_bf16.resize(l.w.size());
     for (size_t i = 0; i < l.w.size(); ++i) l.w_bf16[i] = io::fp32_to_bf16(l.w[i]);

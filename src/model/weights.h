@@ -38,7 +38,8 @@ enum class ComputeType { F32, BF16 };
 // Loads an HF folder (config.json + model.safetensors or model.safetensors.index.json shards,
 // F32/F16/BF16) or a llama2.c .bin file. Every inconsistency is an Error naming file and tensor.
 Weights load_model(const std::string& path);
-// Converts the dense linears to bf16 storage (the bf16 compute option).
+// The bf16 compute option: dense linears get bf16 weights (oneDNN rounds their inputs to bf16),
+// packed ones keep their exact codes and take bf16 inputs (kernels::Linear::bf16_activations).
 void convert_linears_to_bf16(Weights& w);
 
 // The tokenizer file that belongs to a model path (folder/tokenizer.model, or beside a .bin).

@@ -9,6 +9,7 @@
 #include "exp/variant.h"
 #include "io/mapped_file.h"
 #include "kernels/gemm.h"
+#include "kernels/linear.h"
 #include "kernels/packed_matmul.h"
 #include "quant/rtn.h"
 #include "test_util.h"
@@ -66,4 +67,38 @@ TEST_CASE("testbed-26M perplexity on packed W3 weights == fake-quant reference (
   const double a = eval::perplexity(ep, stream, opt).ppl, b = eval::perplexity(ef, stream, opt).ppl;
   MESSAGE("W3g128 packed " << a << " vs fake-quant " << b);
   CHECK(std::fabs(a - b) / b < 5e-4);
+}
+
+TEST_CASE("bf16 compute on a packed model: each packed linear computes bf16(X)·W'") {
+  if (test::data_root().empty()) return;
+  exp::LoadedModel m = exp::load_model_verified(test::data_root(), "testbed-26M");
+  exp::quantize_weights(m.weights, exp::rtn_spec(4));
+  model::convert_linears_to_bf16(m.weights);
+  CHECK(!m.weights.lm_head.w_bf16.empty());  // the dense head is bf16 too
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd;
+  auto linears = model::named_linears(m.weights);
+  for (size_t i = 0; i < 7; ++i) {
+    const kernels::Linear& l = *linears[i].linear;
+    REQUIRE(l.packed);
+    CHECK(l.bf16_activations);
+    for (int64_t M : {1, 7}) {  // the vdpbf16ps GEMV, and rounding + the fp32 kernel
+      std::vector<float> X(M * l.in), Y(M * l.out), R16(M * l.out), R32(M * l.out);
+      for (auto& x : X) x = nd(rng);
+      kernels::linear_forward(l, X.data(), M, Y.data());
+      kernels::packed_matmul_reference(*l.packed, X.data(), M, R16.data(), kernels::Activations::kBf16);
+      kernels::packed_matmul_reference(*l.packed, X.data(), M, R32.data());
+      double e16 = 0, e32 = 0, ref = 0;
+      for (size_t j = 0; j < Y.size(); ++j) {
+        e16 += (Y[j] - R16[j]) * (Y[j] - R16[j]);
+        e32 += (Y[j] - R32[j]) * (Y[j] - R32[j]);
+        ref += R16[j] * R16[j];
+      }
+      // fp32 accumulation leaves ~1e-7 against bf16(X)·W'; rounding X to bf16 moves the output by
+      // ~2^-9/sqrt(3) ≈ 1e-3 relative, so the second bound shows the input really was rounded.
+      INFO(linears[i].name << " M " << M);
+      CHECK(std::sqrt(e16 / ref) < 1e-5);
+      CHECK(std::sqrt(e32 / ref) > 1e-4);
+    }
+  }
 }

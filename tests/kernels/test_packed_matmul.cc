@@ -10,6 +10,11 @@
 //   |y - y_ref| <= 4 · sqrt(K) · u · S,   u = 2^-24,
 // which a single wrong code (error s·|x_k|, about S / (K · 2^(b-1)) on average) exceeds for the
 // K used here, so decoding mistakes cannot hide in it.
+//
+// With bf16 activations both sides see x̂ = bf16(x); the fast kernel sums (1 + q·2^-b)·x̂ and
+// subtracts (z + 2^b)·Σx̂ per group (packed_gemv_bf16_avx512.cc), so its partial sums are bounded by
+// S with q + z replaced by q + z + 2^(b+1). Not rounding X, or rounding it differently, errs by
+// ~2^-9·S, far outside the tolerance.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -25,6 +30,7 @@
 #include "quant/packed_matrix.h"
 #include "quant/rtn.h"
 
+using ikv::kernels::Activations;
 using ikv::kernels::Isa;
 using ikv::quant::PackedMatrix;
 using ikv::quant::QuantSpec;
@@ -33,8 +39,8 @@ namespace {
 
 using ikv::test::gaussian;
 
-// S[m, n] of the tolerance above.
-std::vector<double> magnitude(const PackedMatrix& W, const std::vector<float>& X, int64_t M) {
+// S[m, n] of the tolerance above (`extra` is added to every q + z).
+std::vector<double> magnitude(const PackedMatrix& W, const std::vector<float>& X, int64_t M, int extra) {
   const int64_t K = W.cols, N = W.rows;
   std::vector<int32_t> q(N * K);
   ikv::quant::unpack_codes(W, q.data());
@@ -43,7 +49,7 @@ std::vector<double> magnitude(const PackedMatrix& W, const std::vector<float>& X
   for (int64_t n = 0; n < N; ++n)
     for (int64_t k = 0; k < K; ++k) {
       const int64_t g = k / W.group;
-      const double t = ikv::quant::scale_value(W, n, g) * (q[n * K + k] + offset + ikv::quant::zero_point(W, n, g));
+      const double t = ikv::quant::scale_value(W, n, g) * (q[n * K + k] + offset + ikv::quant::zero_point(W, n, g) + extra);
       for (int64_t m = 0; m < M; ++m) S[m * N + n] += std::fabs(X[m * K + k]) * t;
     }
   return S;
@@ -52,13 +58,14 @@ std::vector<double> magnitude(const PackedMatrix& W, const std::vector<float>& X
 double g_worst_ratio = 0;  // largest err/tol seen, reported so the margin stays visible
 
 // Runs packed_matmul on the given path and checks every output against the reference.
-void check_against_reference(const PackedMatrix& W, int64_t M, Isa isa, uint32_t seed) {
+void check_against_reference(const PackedMatrix& W, int64_t M, Isa isa, uint32_t seed,
+                             Activations act = Activations::kFp32) {
   const int64_t K = W.cols, N = W.rows;
   const auto X = gaussian(M * K, seed);
   std::vector<float> y(M * N, NAN), ref(M * N);
-  ikv::kernels::packed_matmul(W, X.data(), M, y.data(), isa);
-  ikv::kernels::packed_matmul_reference(W, X.data(), M, ref.data());
-  const auto S = magnitude(W, X, M);
+  ikv::kernels::packed_matmul(W, X.data(), M, y.data(), isa, act);
+  ikv::kernels::packed_matmul_reference(W, X.data(), M, ref.data(), act);
+  const auto S = magnitude(W, X, M, act == Activations::kBf16 ? 2 << W.bits : 0);
   const double tol_factor = 4.0 * std::sqrt(static_cast<double>(K)) * std::ldexp(1.0, -24);
   int64_t bad = 0;
   double worst = 0;
@@ -72,6 +79,7 @@ void check_against_reference(const PackedMatrix& W, int64_t M, Isa isa, uint32_t
   std::ostringstream what;
   what << "bits " << W.bits << (W.sym ? " sym" : " asym") << " group " << W.group << " M " << M
        << " N " << N << " K " << K << (isa == Isa::kAvx512 ? " avx512" : " portable")
+       << (act == Activations::kBf16 ? " bf16 activations" : "")
        << ": worst err/tol " << worst;
   INFO(what.str());
   CHECK(bad == 0);
@@ -133,6 +141,26 @@ TEST_CASE("packed_matmul: every M on a fixed W4 g128 and W3 g128 matrix") {
     for (int64_t M : {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 23, 24, 25, 64, 130})
       for (Isa isa : paths()) check_against_reference(W, M, isa, static_cast<uint32_t>(M));
   }
+}
+
+TEST_CASE("packed_matmul with bf16 activations equals bf16(X)·W' on every path") {
+  // The vdpbf16ps GEMV takes W4 groups of 128k and W3 groups of 32k columns or per-channel; other
+  // formats and M > 4 round X and take the fp32 kernels. Both must give bf16(X)·W'.
+  uint32_t seed = 0;
+  for (int bits : {3, 4})
+    for (int64_t K : {128, 136, 172, 384, 512})
+      for (int group : {-1, 16, 32, 64, 128, 256}) {
+        if (group > 0 && K % group != 0) continue;
+        const PackedMatrix W = random_packed(37, K, {bits, group, ++seed % 3 == 0}, seed);
+        const bool fast = ikv::kernels::detail::avx512_bf16_gemv_covers(W);
+        if (ikv::kernels::cpu_has_avx512_bf16() && ikv::kernels::cpu_features().avx512vbmi)
+          CHECK(fast == (group == -1 || group % (bits == 4 ? 128 : 32) == 0));
+        for (int64_t M : {1, 2, 3, 4, 5, 24})
+          for (Isa isa : paths()) check_against_reference(W, M, isa, seed * 31 + M, Activations::kBf16);
+      }
+  if (!ikv::kernels::cpu_has_avx512_bf16() || !ikv::kernels::cpu_features().avx512vbmi)
+    MESSAGE("no AVX512_BF16 + VBMI on this CPU: the vdpbf16ps GEMV is not exercised");
+  MESSAGE("largest error / tolerance so far: " << g_worst_ratio);
 }
 
 TEST_CASE("packed_matmul bits 2..8 (portable decoder) matches the reference") {

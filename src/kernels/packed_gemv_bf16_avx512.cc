@@ -1,0 +1,178 @@
+// Packed W3/W4 GEMV (M <= kFoldedMaxM) with bf16 activations: Y = bf16(X)·Wᵀ on vdpbf16ps.
+//
+// Why: the exact fp32 decode (and + convert + FMA per 16 weights) costs three vector ops per 16
+// weights, which on two cores falls short of streaming the packed weights at DRAM speed. Here a
+// code becomes a bf16 operand in one or two integer ops per 32 weights, and one vdpbf16ps does 32
+// multiply-adds: a quarter of the vector ops.
+//
+// Numerics. X is rounded to bf16 once (round to nearest even, as oneDNN's bf16 matmul and torch's
+// .bfloat16() do). A code q becomes the bf16 a = 1 + q·2^-B (exponent 0, q in the top B bits of
+// the 7-bit mantissa): exact, and so is every product a·x̂ (8 × 8 significant bits). vdpbf16ps sums
+// them in fp32. Per group, Σ a·x̂ = X̂_g + 2^-B Σ q·x̂ with X̂_g = Σ x̂ over the group, so
+//   y = Σ_g (2^B s_g) A_g − Σ_g s_g (z_g + 2^B) X̂_g,
+// where 2^B s_g and s_g (z_g + 2^B) are exact in fp32 (fp16 scale times a 5-bit integer). The
+// result is bf16(X)·W' with W' the exactly dequantized weight and fp32 accumulation; the base
+// value 1 enlarges the partial sums by at most (2^B + q)/q against the fp32 path's, which the
+// tests' tolerance (tests/kernels/test_packed_matmul.cc) accounts for.
+//
+// A vdpbf16ps lane adds the products of its low and high 16-bit halves, so the two codes it pairs
+// must share a group: W4 pairs positions (t, t + 4) (a dword holds positions 0..3 in its low half
+// and 4..7 in its high half), so its groups must span 8 positions (group % 128 == 0); W3 pairs
+// (2t, 2t + 1), picked out of their dword by one vpmultishiftqb (group % 32 == 0). Per-channel
+// scales always work.
+//
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself; see
+// packed_matmul_avx512.cc.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+#include <limits>
+#include <vector>
+
+#include "kernels/cpu.h"
+#include "kernels/packed_avx512.h"
+#include "kernels/packed_gemv_avx512.h"
+#include "kernels/packed_matmul.h"
+
+namespace ikv::kernels::detail {
+namespace {
+
+using avx512::CodeLayout;
+using avx512::Format;
+using avx512::PackedMatrix;
+using avx512::total_blocks;
+
+constexpr int kOneBf16 = 0x3F80;  // bf16 1.0
+
+// (v & mask) | 1.0 in every 16-bit half: the bf16 1 + q·2^-B once q sits under `mask`.
+[[gnu::always_inline]] inline __m512i with_exponent(__m512i v, int mask) {
+  return _mm512_ternarylogic_epi32(v, _mm512_set1_epi16(static_cast<int16_t>(mask)),
+                                   _mm512_set1_epi16(kOneBf16), 0xEA);
+}
+
+// Pair t of a block: which two positions it carries (lo in each dword's low half) and their codes
+// as 32 bf16 values.
+template <int B>
+struct Pairs;
+
+// W4: one word per block; position p sits at bits 4p of each dword. A 16-bit shift moves nibble t
+// of both halves (positions t and t + 4) to bits 3..6.
+template <>
+struct Pairs<4> {
+  static constexpr int kCount = 4;
+  static constexpr int lo(int t) { return t; }
+  static constexpr int hi(int t) { return t + 4; }
+  template <int T>
+  [[gnu::always_inline]] static __m512i codes(const __m512i* words) {
+    const __m512i w = _mm512_load_si512(words);
+    return with_exponent(T == 0 ? _mm512_slli_epi16(w, 3) : _mm512_srli_epi16(w, 4 * T - 3), 0x0078);
+  }
+};
+
+// W3: three words per block; position p sits at bit 3p of a lane's 96-bit string (word 3p / 32).
+// vpmultishiftqb copies the byte starting 4 bits below each code into the low byte of its half, so
+// the code lands at bits 4..6. Positions 10 and 21 straddle two words: pairs (10, 11) and
+// (20, 21) read a dword funnelled from the two.
+template <>
+struct Pairs<3> {
+  static constexpr int kCount = 16;
+  static constexpr int lo(int t) { return 2 * t; }
+  static constexpr int hi(int t) { return 2 * t + 1; }
+  // Bit offset of position lo(t) in the dword the pair reads.
+  static constexpr int offset(int t) { return t == 5 || t == 10 ? 0 : 3 * lo(t) % 32; }
+  static constexpr uint64_t control(int t) {
+    const uint64_t a = static_cast<uint64_t>(offset(t) - 4) & 63, b = static_cast<uint64_t>(offset(t) - 1) & 63;
+    return a | b << 16 | ((a + 32) & 63) << 32 | ((b + 32) & 63) << 48;
+  }
+  template <int T>
+  [[gnu::always_inline]] static __m512i codes(const __m512i* words) {
+    __m512i src;
+    if constexpr (T == 5) {  // bits 30.. of word 0 then word 1
+      src = _mm512_or_si512(_mm512_srli_epi32(_mm512_load_si512(words), 30),
+                            _mm512_slli_epi32(_mm512_load_si512(words + 1), 2));
+    } else if constexpr (T == 10) {  // bits 28.. of word 1 then word 2
+      src = _mm512_or_si512(_mm512_srli_epi32(_mm512_load_si512(words + 1), 28),
+                            _mm512_slli_epi32(_mm512_load_si512(words + 2), 4));
+    } else {
+      src = _mm512_load_si512(words + 3 * lo(T) / 32);
+    }
+    const __m512i ctl = _mm512_set1_epi64(static_cast<long long>(control(T)));
+    return with_exponent(_mm512_multishift_epi64_epi8(ctl, src), 0x0070);
+  }
+};
+
+// One pair of positions per step: 32 codes as bf16 times 32 x̂ in one vdpbf16ps.
+template <int B>
+struct Bf16Steps {
+  using X = uint16_t;
+  static constexpr int kBits = B, kSteps = Pairs<B>::kCount, kXPerStep = 32, kG128 = 4;
+  static constexpr float kScale = 1 << B, kZeroOffset = 1 << B;  // see the header comment
+  template <int T, int R, int MB>
+  [[gnu::always_inline]] static void step(const __m512i* const (&words)[R], const uint16_t* xb, int64_t xstride,
+                   __m512 (&acc)[R][MB]) {
+    __m512i c[R];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) c[r] = Pairs<B>::template codes<T>(words[r]);
+#pragma GCC unroll 16
+    for (int m = 0; m < MB; ++m) {
+      const __m512bh x = reinterpret_cast<__m512bh>(_mm512_loadu_si512(xb + m * xstride + 32 * T));
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) acc[r][m] = _mm512_dpbf16_ps(acc[r][m], reinterpret_cast<__m512bh>(c[r]), x);
+    }
+  }
+};
+
+template <int B>
+void bf16_gemv(const PackedMatrix& W, const float* X, int64_t M, float* Y) {
+  using F = Format<B>;
+  using P = Pairs<B>;
+  const CodeLayout lay = quant::code_layout(B, W.cols);
+  const int64_t blocks = total_blocks(lay), groups = W.groups_per_row();
+  const int64_t padded = blocks * F::kBlockCodes, xstride = blocks * P::kCount * 32;
+  std::vector<float> xr(padded, 0.0f), xg(M * groups, 0.0f);
+  std::vector<uint16_t> xp(M * xstride);
+  const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+                                              23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  for (int64_t m = 0; m < M; ++m) {
+    // x̂ = bf16(x) as floats (exact), zero past cols.
+    for (int64_t k = 0; k < W.cols; k += 16) {
+      const __mmask16 live = W.cols - k >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (W.cols - k)) - 1);
+      const __m256bh h = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(live, X + m * W.cols + k));
+      _mm512_storeu_ps(xr.data() + k, _mm512_cvtpbh_ps(h));
+    }
+    for (int64_t g = 0; g < groups; ++g) {  // X̂_g (order free: only the zero-point term uses it)
+      float sum = 0;
+      for (int64_t k = g * W.group; k < (g + 1) * W.group; ++k) sum += xr[k];
+      xg[m * groups + g] = sum;
+    }
+    // Pair t of block b: lane i holds x̂ at positions lo(t), hi(t) of lane i.
+    uint16_t* dst = xp.data() + m * xstride;
+    for (int64_t b = 0; b < blocks; ++b)
+      for (int t = 0; t < P::kCount; ++t) {
+        const float* base = xr.data() + b * F::kBlockCodes;
+        const __m512bh two = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(base + 16 * P::hi(t)),
+                                                 _mm512_loadu_ps(base + 16 * P::lo(t)));
+        _mm512_storeu_si512(dst + (b * P::kCount + t) * 32,
+                            _mm512_permutexvar_epi16(interleave, reinterpret_cast<__m512i>(two)));
+      }
+  }
+  const int64_t group_pairs = W.group == W.cols ? std::numeric_limits<int64_t>::max() : W.group / 32;
+  const avx512::GemvInput in{xp.data(), xstride, xg.data(), avx512::group_constant_stride<B>(W), group_pairs};
+  avx512::gemv<Bf16Steps<B>>(W, lay, in, M, Y);
+}
+
+}  // namespace
+
+bool avx512_bf16_gemv_covers(const PackedMatrix& W) {
+  if (!cpu_has_avx512_bf16() || !cpu_features().avx512vbmi) return false;
+  if (W.group == W.cols) return W.bits == 3 || W.bits == 4;
+  return (W.bits == 4 && W.group % 128 == 0) || (W.bits == 3 && W.group % 32 == 0);
+}
+
+void packed_gemv_bf16_avx512(const PackedMatrix& W, const float* X, int64_t M, float* Y) {
+  return W.bits == 3 ? bf16_gemv<3>(W, X, M, Y) : bf16_gemv<4>(W, X, M, Y);
+}
+
+}  // namespace ikv::kernels::detail
