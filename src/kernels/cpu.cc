@@ -38,6 +38,7 @@ CpuFeatures detect() {
   f.avx512dq = zmm_state && (b & bit_AVX512DQ);
   f.avx512vnni = zmm_state && (c & bit_AVX512VNNI);
   f.avx512vbmi = zmm_state && (c & bit_AVX512VBMI);
+  f.avx512vbmi2 = zmm_state && (c & bit_AVX512VBMI2);
   __cpuid_count(7, 1, a, b, c, d);
   f.avx512bf16 = zmm_state && (a & bit_AVX512BF16);
   return f;
@@ -68,6 +69,9 @@ bool cpu_has_avx512() {
 
 bool cpu_has_avx512_bf16() { return cpu_has_avx512() && cpu_features().avx512bf16; }
 bool cpu_has_avx512_vnni() { return cpu_has_avx512() && cpu_features().avx512vnni; }
+bool cpu_has_avx512_vbmi() {
+  return cpu_has_avx512() && cpu_features().avx512vbmi && cpu_features().avx512vbmi2;
+}
 
 Isa resolve_isa(Isa requested) {
   switch (requested) {

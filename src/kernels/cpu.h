@@ -8,7 +8,7 @@ namespace ikv::kernels {
 struct CpuFeatures {
   bool avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
-  bool avx512bf16 = false, avx512vnni = false, avx512vbmi = false;
+  bool avx512bf16 = false, avx512vnni = false, avx512vbmi = false, avx512vbmi2 = false;
 };
 const CpuFeatures& cpu_features();
 
@@ -17,6 +17,7 @@ const CpuFeatures& cpu_features();
 bool cpu_has_avx512();
 bool cpu_has_avx512_bf16();  // cpu_has_avx512() and BF16
 bool cpu_has_avx512_vnni();  // cpu_has_avx512() and VNNI
+bool cpu_has_avx512_vbmi();  // cpu_has_avx512() and VBMI + VBMI2 (byte/bit shuffles)
 bool cpu_has_avx2();         // AVX2 + FMA + F16C (the build baseline)
 
 // Which code path a kernel call takes: the fastest available, or forced.

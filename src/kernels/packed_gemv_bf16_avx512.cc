@@ -90,11 +90,9 @@ struct Pairs<3> {
   [[gnu::always_inline]] static __m512i codes(const __m512i* words) {
     __m512i src;
     if constexpr (T == 5) {  // bits 30.. of word 0 then word 1
-      src = _mm512_or_si512(_mm512_srli_epi32(_mm512_load_si512(words), 30),
-                            _mm512_slli_epi32(_mm512_load_si512(words + 1), 2));
+      src = _mm512_shrdi_epi32(_mm512_load_si512(words), _mm512_load_si512(words + 1), 30);
     } else if constexpr (T == 10) {  // bits 28.. of word 1 then word 2
-      src = _mm512_or_si512(_mm512_srli_epi32(_mm512_load_si512(words + 1), 28),
-                            _mm512_slli_epi32(_mm512_load_si512(words + 2), 4));
+      src = _mm512_shrdi_epi32(_mm512_load_si512(words + 1), _mm512_load_si512(words + 2), 28);
     } else {
       src = _mm512_load_si512(words + 3 * lo(T) / 32);
     }
@@ -166,7 +164,7 @@ void bf16_gemv(const PackedMatrix& W, const float* X, int64_t M, float* Y) {
 }  // namespace
 
 bool avx512_bf16_gemv_covers(const PackedMatrix& W) {
-  if (!cpu_has_avx512_bf16() || !cpu_features().avx512vbmi) return false;
+  if (!cpu_has_avx512_bf16() || !cpu_has_avx512_vbmi()) return false;
   if (W.group == W.cols) return W.bits == 3 || W.bits == 4;
   return (W.bits == 4 && W.group % 128 == 0) || (W.bits == 3 && W.group % 32 == 0);
 }

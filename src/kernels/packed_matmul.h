@@ -51,7 +51,7 @@ inline constexpr int64_t kFoldedMaxM = 4;
 bool avx512_decodes(const quant::PackedMatrix& W);
 // Fused decode + FMA for M < kPanelMinRows (packed_matmul_avx512.cc).
 void packed_gemv_avx512(const quant::PackedMatrix& W, const float* X, int64_t M, float* Y);
-// True when packed_gemv_bf16_avx512 runs here and covers W's format: AVX512_BF16 + VBMI, and W4
+// True when packed_gemv_bf16_avx512 runs here and covers W's format: AVX512_BF16 + VBMI + VBMI2, and W4
 // groups of 128k / W3 groups of 32k columns or per-channel scales.
 bool avx512_bf16_gemv_covers(const quant::PackedMatrix& W);
 // Y = bf16(X)·Wᵀ for M <= kFoldedMaxM on vdpbf16ps (packed_gemv_bf16_avx512.cc).
