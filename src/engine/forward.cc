@@ -47,8 +47,8 @@ void Engine::run_layer(int64_t l, KVCache& cache, int64_t cl, float* x, int64_t 
   kernels::linear_forward(L.v, s.xn.data(), n, s.v.data());
 #pragma omp parallel for if (n > 8)
   for (int64_t t = 0; t < n; ++t) {
-    kernels::rope_apply(&s.q[t * Q], c.n_heads, Hd, p0 + t, rope_);
-    kernels::rope_apply(&s.k[t * KV], c.n_kv_heads, Hd, p0 + t, rope_);
+    kernels::rope_rotate(&s.q[t * Q], c.n_heads, Hd, p0 + t, rope_);
+    kernels::rope_rotate(&s.k[t * KV], c.n_kv_heads, Hd, p0 + t, rope_);
     if (rot) {  // per-head Hadamard: q·k is unchanged, the cache holds (and quantizes) rotated keys
       quant::hadamard_rows(rot->head, &s.q[t * Q], c.n_heads);
       quant::hadamard_rows(rot->head, &s.k[t * KV], c.n_kv_heads);

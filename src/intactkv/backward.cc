@@ -96,10 +96,10 @@ void layer_front(const DenseModel& m, int64_t l, const T* x, const AttnDims& s, 
   }
 #pragma omp parallel for if (n * Qd > detail::kParallelWork)
   for (int64_t t = 0; t < n; ++t) {
-    detail::rope(&a.q[t * Qd], c.n_heads, Hd, P + t, m.rope, T(1));
+    kernels::rope_rotate(&a.q[t * Qd], c.n_heads, Hd, P + t, m.rope, T(1));
     if (m.rotation) quant::hadamard_rows(m.rotation->head, &a.q[t * Qd], c.n_heads);
     if (!fill_kv) continue;
-    detail::rope(&k[t * KVd], c.n_kv_heads, Hd, P + t, m.rope, T(1));
+    kernels::rope_rotate(&k[t * KVd], c.n_kv_heads, Hd, P + t, m.rope, T(1));
     if (m.rotation) quant::hadamard_rows(m.rotation->head, &k[t * KVd], c.n_kv_heads);
     for (int64_t g = 0; g < c.n_kv_heads; ++g) {
       T* kd = &K[(g * Tn + P + t) * Hd];
@@ -262,8 +262,8 @@ SampleLoss prefix_loss(const DenseModel& m, const PrefixKV<T>& prefix, const int
         quant::hadamard_rows_inverse(m.rotation->head, &dq[t * Qd], c.n_heads);
         quant::hadamard_rows_inverse(m.rotation->head, &dk[t * KVd], KVH);
       }
-      detail::rope(&dq[t * Qd], c.n_heads, Hd, P + t, m.rope, T(-1));
-      detail::rope(&dk[t * KVd], KVH, Hd, P + t, m.rope, T(-1));
+      kernels::rope_rotate(&dq[t * Qd], c.n_heads, Hd, P + t, m.rope, T(-1));
+      kernels::rope_rotate(&dk[t * KVd], KVH, Hd, P + t, m.rope, T(-1));
     }
     detail::linear_input_grad(dq.data(), n, Qd, dl.q.data(), D, dxn.data(), false);
     detail::linear_input_grad(dk.data(), n, KVd, dl.k.data(), D, dxn.data(), true);

@@ -63,23 +63,6 @@ void rmsnorm_backward(const T* x, const float* w, const T* dy, int64_t n, int64_
   }
 }
 
-// RoPE in HF rotate_half layout at one position (sign +1); sign −1 rotates back, which is also the
-// VJP of the rotation (a rotation's transpose is its inverse).
-template <typename T>
-void rope(T* x, int64_t n_heads, int64_t head_dim, int64_t pos, const kernels::RopeTable& table, T sign) {
-  const int64_t half = head_dim / 2;
-  const float* c = &table.cos[pos * half];
-  const float* s = &table.sin[pos * half];
-  for (int64_t h = 0; h < n_heads; ++h) {
-    T* xh = x + h * head_dim;
-    for (int64_t i = 0; i < half; ++i) {
-      const T a = xh[i], b = xh[i + half], sn = sign * static_cast<T>(s[i]), cs = static_cast<T>(c[i]);
-      xh[i] = a * cs - b * sn;
-      xh[i + half] = b * cs + a * sn;
-    }
-  }
-}
-
 template <typename T>
 T sigmoid(T g) {
   return T(1) / (T(1) + std::exp(-g));

@@ -36,29 +36,6 @@ RopeTable make_rope_table(int64_t head_dim, int64_t max_pos, float theta) {
   return r;
 }
 
-static void rope_rotate(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const RopeTable& rope,
-                        float sign) {
-  const int64_t half = head_dim / 2;
-  const float* c = &rope.cos[pos * half];
-  const float* s = &rope.sin[pos * half];
-  for (int64_t h = 0; h < n_heads; ++h) {
-    float* xh = x + h * head_dim;
-    for (int64_t i = 0; i < half; ++i) {
-      const float a = xh[i], b = xh[i + half], sn = sign * s[i];
-      xh[i] = a * c[i] - b * sn;
-      xh[i + half] = b * c[i] + a * sn;
-    }
-  }
-}
-
-void rope_apply(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const RopeTable& rope) {
-  rope_rotate(x, n_heads, head_dim, pos, rope, 1.0f);
-}
-
-void rope_apply_inverse(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const RopeTable& rope) {
-  rope_rotate(x, n_heads, head_dim, pos, rope, -1.0f);
-}
-
 void swiglu(float* gate, const float* up, int64_t n) {
 #pragma omp parallel for simd if (n > 65536)
   for (int64_t i = 0; i < n; ++i) {

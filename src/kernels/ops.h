@@ -16,11 +16,23 @@ struct RopeTable {
   std::vector<float> cos, sin;
 };
 RopeTable make_rope_table(int64_t head_dim, int64_t max_pos, float theta);
-// Rotates n_heads heads of one token in place at position pos, HF rotate_half layout
-// (pairs (i, i + d/2)).
-void rope_apply(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const RopeTable& rope);
-// The transpose of rope_apply (rotation by -angle), for backward passes.
-void rope_apply_inverse(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const RopeTable& rope);
+// Rotates n_heads heads of one token in place at position pos, HF rotate_half layout (pairs
+// (i, i + d/2)). sign -1 rotates back: the transpose, so also the rotation's VJP. A template for
+// the FP64 gradient checks of intactkv/backward.
+template <typename T>
+void rope_rotate(T* x, int64_t n_heads, int64_t head_dim, int64_t pos, const RopeTable& rope, T sign = T(1)) {
+  const int64_t half = head_dim / 2;
+  const float* c = &rope.cos[pos * half];
+  const float* s = &rope.sin[pos * half];
+  for (int64_t h = 0; h < n_heads; ++h) {
+    T* xh = x + h * head_dim;
+    for (int64_t i = 0; i < half; ++i) {
+      const T a = xh[i], b = xh[i + half], sn = sign * static_cast<T>(s[i]), cs = static_cast<T>(c[i]);
+      xh[i] = a * cs - b * sn;
+      xh[i + half] = b * cs + a * sn;
+    }
+  }
+}
 
 // h[i] = silu(gate[i]) * up[i], in place into gate.
 void swiglu(float* gate, const float* up, int64_t n);

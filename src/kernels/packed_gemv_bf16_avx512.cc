@@ -108,8 +108,8 @@ struct Bf16Steps {
   static constexpr int kBits = B, kSteps = Pairs<B>::kCount, kXPerStep = 32, kG128 = 4;
   static constexpr float kScale = 1 << B, kZeroOffset = 1 << B;  // see the header comment
   template <int T, int R, int MB>
-  [[gnu::always_inline]] static void step(const __m512i* const (&words)[R], const uint16_t* xb, int64_t xstride,
-                   __m512 (&acc)[R][MB]) {
+  [[gnu::always_inline]] static void step(const __m512i* const (&words)[R], const uint16_t* xb,
+                                          int64_t xstride, __m512 (&acc)[R][MB]) {
     __m512i c[R];
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) c[r] = Pairs<B>::template codes<T>(words[r]);

@@ -70,7 +70,8 @@ struct Fp32Steps {
   static constexpr int kBits = B, kSteps = Format<B>::L, kXPerStep = 16, kG128 = 8;
   static constexpr float kScale = 1, kZeroOffset = 0;
   template <int T, int R, int MB>
-  [[gnu::always_inline]] static void step(const __m512i* const (&words)[R], const float* xb, int64_t xstride, __m512 (&acc)[R][MB]) {
+  [[gnu::always_inline]] static void step(const __m512i* const (&words)[R], const float* xb, int64_t xstride,
+                                          __m512 (&acc)[R][MB]) {
     __m512 q[R];
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) q[r] = decode_shifted<B, T>(words[r]);

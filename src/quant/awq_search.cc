@@ -99,8 +99,8 @@ void attention_block(const model::Config& c, const kernels::RopeTable& rope, con
     std::vector<float> kc(KV * len), vc(KV * len);
 #pragma omp parallel for if (len > 8)
     for (int64_t t = 0; t < len; ++t) {
-      kernels::rope_apply(&q[(t0 + t) * Q], c.n_heads, Hd, t, rope);
-      kernels::rope_apply(&k[(t0 + t) * KV], c.n_kv_heads, Hd, t, rope);
+      kernels::rope_rotate(&q[(t0 + t) * Q], c.n_heads, Hd, t, rope);
+      kernels::rope_rotate(&k[(t0 + t) * KV], c.n_kv_heads, Hd, t, rope);
       for (int64_t h = 0; h < c.n_kv_heads; ++h)
         for (int64_t d = 0; d < Hd; ++d) {
           kc[(h * len + t) * Hd + d] = k[(t0 + t) * KV + h * Hd + d];

@@ -61,13 +61,13 @@ TEST_CASE("Eigen attention against the naive reference (GQA, prefix offset, one 
 TEST_CASE("RoPE is a rotation: inverse undoes it, norms are kept, position 0 is identity") {
   auto table = kernels::make_rope_table(64, 128, 10000.f);
   auto x = randn(4 * 64, 7), y = x;
-  kernels::rope_apply(y.data(), 4, 64, 0, table);
+  kernels::rope_rotate(y.data(), 4, 64, 0, table);
   CHECK(y == x);
-  kernels::rope_apply(y.data(), 4, 64, 77, table);
+  kernels::rope_rotate(y.data(), 4, 64, 77, table);
   double nx = 0, ny = 0;
   for (size_t i = 0; i < x.size(); ++i) nx += x[i] * x[i], ny += y[i] * y[i];
   CHECK(std::fabs(nx - ny) < 1e-3);
-  kernels::rope_apply_inverse(y.data(), 4, 64, 77, table);
+  kernels::rope_rotate(y.data(), 4, 64, 77, table, -1.0f);
   for (size_t i = 0; i < x.size(); ++i) REQUIRE(std::fabs(x[i] - y[i]) < 1e-5);
 }
 
