@@ -1,8 +1,6 @@
 #include "intactkv/backward_ops.h"
 #include "kernels/onednn.h"
 
-#include <map>
-#include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <tuple>
 
@@ -15,26 +13,23 @@ namespace {
 // kernels::gemm_f32 which reads it transposed. One primitive per (N, K, accumulate) with M a
 // run-time dimension (JIT compiling per sample length would cost more than the product);
 // accumulate adds into dX through oneDNN's sum post-op.
-dnnl::matmul& input_grad_primitive(int64_t N, int64_t K, bool accumulate) {
+const dnnl::matmul& input_grad_primitive(int64_t N, int64_t K, bool accumulate) {
   using dt = dnnl::memory::data_type;
-  static std::mutex mu;
-  static std::map<std::tuple<int64_t, int64_t, bool>, dnnl::matmul> cache;
-  std::lock_guard<std::mutex> lock(mu);
-  auto key = std::make_tuple(N, K, accumulate);
-  auto it = cache.find(key);
-  if (it != cache.end()) return it->second;
-  const auto M = DNNL_RUNTIME_DIM_VAL;
-  dnnl::memory::desc dy_md({M, N}, dt::f32, {N, 1});
-  dnnl::memory::desc w_md({N, K}, dt::f32, {K, 1});
-  dnnl::memory::desc dx_md({M, K}, dt::f32, {K, 1});
-  dnnl::primitive_attr attr;
-  if (accumulate) {
-    dnnl::post_ops po;
-    po.append_sum(1.0f);
-    attr.set_post_ops(po);
-  }
-  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(dy_md, w_md, dx_md), attr, kernels::onednn_engine());
-  return cache.emplace(key, dnnl::matmul(pd)).first->second;
+  static kernels::PrimitiveCache<std::tuple<int64_t, int64_t, bool>, dnnl::matmul> cache;
+  return cache.get({N, K, accumulate}, [&] {
+    const auto M = DNNL_RUNTIME_DIM_VAL;
+    dnnl::memory::desc dy_md({M, N}, dt::f32, {N, 1});
+    dnnl::memory::desc w_md({N, K}, dt::f32, {K, 1});
+    dnnl::memory::desc dx_md({M, K}, dt::f32, {K, 1});
+    dnnl::primitive_attr attr;
+    if (accumulate) {
+      dnnl::post_ops po;
+      po.append_sum(1.0f);
+      attr.set_post_ops(po);
+    }
+    return dnnl::matmul(
+        dnnl::matmul::primitive_desc(dnnl::matmul::desc(dy_md, w_md, dx_md), attr, kernels::onednn_engine()));
+  });
 }
 
 }  // namespace
@@ -53,7 +48,7 @@ void linear(const double* X, int64_t M, int64_t K, const float* W, int64_t N, do
 void linear_input_grad(const float* dY, int64_t M, int64_t N, const float* W, int64_t K, float* dX,
                        bool accumulate) {
   using dt = dnnl::memory::data_type;
-  dnnl::matmul& mm = input_grad_primitive(N, K, accumulate);
+  const dnnl::matmul& mm = input_grad_primitive(N, K, accumulate);
   dnnl::memory dy_mem({{M, N}, dt::f32, {N, 1}}, kernels::onednn_engine(), const_cast<float*>(dY));
   dnnl::memory w_mem({{N, K}, dt::f32, {K, 1}}, kernels::onednn_engine(), const_cast<float*>(W));
   dnnl::memory dx_mem({{M, K}, dt::f32, {K, 1}}, kernels::onednn_engine(), dX);

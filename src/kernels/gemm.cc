@@ -1,7 +1,5 @@
 #include "kernels/gemm.h"
 
-#include <map>
-#include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <tuple>
 #include <vector>
@@ -19,26 +17,22 @@ namespace {
 // dimension.
 constexpr int64_t kExactMinRows = 128;
 
-dnnl::matmul& matmul_primitive(int64_t M, int64_t K, int64_t N, dnnl::memory::data_type wt) {
+const dnnl::matmul& matmul_primitive(int64_t M, int64_t K, int64_t N, dnnl::memory::data_type wt) {
   using dt = dnnl::memory::data_type;
-  static std::mutex mu;
-  static std::map<std::tuple<int64_t, int64_t, int64_t, int>, dnnl::matmul> cache;
+  static PrimitiveCache<std::tuple<int64_t, int64_t, int64_t, int>, dnnl::matmul> cache;
   const int64_t m = M >= kExactMinRows ? M : DNNL_RUNTIME_DIM_VAL;
-  std::lock_guard<std::mutex> lock(mu);
-  auto key = std::make_tuple(m, K, N, static_cast<int>(wt));
-  auto it = cache.find(key);
-  if (it != cache.end()) return it->second;
-  dnnl::memory::desc x_md({m, K}, wt, {K, 1});
-  // W is stored [N, K] row-major; as the [K, N] operand its strides are (1, K).
-  dnnl::memory::desc w_md({K, N}, wt, {1, K});
-  dnnl::memory::desc y_md({m, N}, dt::f32, {N, 1});
-  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(x_md, w_md, y_md), onednn_engine());
-  return cache.emplace(key, dnnl::matmul(pd)).first->second;
+  return cache.get({m, K, N, static_cast<int>(wt)}, [&] {
+    dnnl::memory::desc x_md({m, K}, wt, {K, 1});
+    // W is stored [N, K] row-major; as the [K, N] operand its strides are (1, K).
+    dnnl::memory::desc w_md({K, N}, wt, {1, K});
+    dnnl::memory::desc y_md({m, N}, dt::f32, {N, 1});
+    return dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(x_md, w_md, y_md), onednn_engine()));
+  });
 }
 
 void run_matmul(const void* X, int64_t M, int64_t K, const void* W, int64_t N, float* Y,
                 dnnl::memory::data_type wt) {
-  dnnl::matmul& mm = matmul_primitive(M, K, N, wt);
+  const dnnl::matmul& mm = matmul_primitive(M, K, N, wt);
   dnnl::memory x_mem({{M, K}, wt, {K, 1}}, onednn_engine(), const_cast<void*>(X));
   dnnl::memory w_mem({{K, N}, wt, {1, K}}, onednn_engine(), const_cast<void*>(W));
   dnnl::memory y_mem({{M, N}, dnnl::memory::data_type::f32, {N, 1}}, onednn_engine(), Y);

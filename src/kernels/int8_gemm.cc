@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <map>
-#include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <tuple>
 
@@ -42,16 +40,14 @@ struct Primitive {
 // repacks the weights on every call (20x slower at M = 1). Scratchpads are the caller's, so
 // threads may run the same primitive at once.
 const Primitive& primitive(int64_t M, int64_t K, int64_t N, const dnnl::memory::desc& weights) {
-  static std::mutex mu;
-  static std::map<std::tuple<int64_t, int64_t, int64_t>, Primitive> cache;
-  std::lock_guard<std::mutex> lock(mu);
-  const auto key = std::make_tuple(M, K, N);
-  if (auto it = cache.find(key); it != cache.end()) return it->second;
-  dnnl::primitive_attr attr;
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  const dnnl::memory::desc x_md({M, K}, dt::s8, tag::ab), y_md({M, N}, dt::s32, tag::ab);
-  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(x_md, weights, y_md), attr, onednn_engine());
-  return cache.emplace(key, Primitive{dnnl::matmul(pd), pd.scratchpad_desc().get_size()}).first->second;
+  static PrimitiveCache<std::tuple<int64_t, int64_t, int64_t>, Primitive> cache;
+  return cache.get({M, K, N}, [&] {
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    const dnnl::memory::desc x_md({M, K}, dt::s8, tag::ab), y_md({M, N}, dt::s32, tag::ab);
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(x_md, weights, y_md), attr, onednn_engine());
+    return Primitive{dnnl::matmul(pd), pd.scratchpad_desc().get_size()};
+  });
 }
 
 }  // namespace

@@ -4,9 +4,7 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <tuple>
 #include <vector>
@@ -107,29 +105,27 @@ struct PanelMatmul {
 const PanelMatmul& panel_matmul(int64_t M, int64_t K, int64_t np) {
   using tag = dnnl::memory::format_tag;
   using dt = dnnl::memory::data_type;
-  static std::mutex mu;
-  static std::map<std::tuple<int64_t, int64_t, int64_t>, PanelMatmul> cache;
-  std::lock_guard<std::mutex> lock(mu);
-  const auto key = std::make_tuple(M, K, np);
-  if (auto it = cache.find(key); it != cache.end()) return it->second;
-  const dnnl::memory::desc x_md({M, K}, dt::f32, tag::ab), y_md({M, np}, dt::f32, tag::ab);
-  // Threads run the same primitive at once: each passes its own scratchpad (the library-managed
-  // one is shared by all executions of a primitive and would be raced on).
-  dnnl::primitive_attr attr;
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  dnnl::matmul::primitive_desc pd(
-      dnnl::matmul::desc(x_md, dnnl::memory::desc({K, np}, dt::f32, tag::any), y_md), attr, onednn_engine());
-  PanelMatmul p;
-  if (!parse_panel_layout(pd.weights_desc(), &p.layout)) {  // an unfamiliar layout: plain rows
-    pd = dnnl::matmul::primitive_desc(
-        dnnl::matmul::desc(x_md, dnnl::memory::desc({K, np}, dt::f32, tag::ba), y_md), attr, onednn_engine());
-    parse_panel_layout(pd.weights_desc(), &p.layout);
-  }
-  p.matmul = dnnl::matmul(pd);
-  p.weights = pd.weights_desc();
-  p.scratchpad = pd.scratchpad_desc();
-  p.floats = p.weights.get_size() / sizeof(float);
-  return cache.emplace(key, std::move(p)).first->second;
+  static PrimitiveCache<std::tuple<int64_t, int64_t, int64_t>, PanelMatmul> cache;
+  return cache.get({M, K, np}, [&] {
+    const dnnl::memory::desc x_md({M, K}, dt::f32, tag::ab), y_md({M, np}, dt::f32, tag::ab);
+    // Threads run the same primitive at once: each passes its own scratchpad (the library-managed
+    // one is shared by all executions of a primitive and would be raced on).
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    dnnl::matmul::primitive_desc pd(
+        dnnl::matmul::desc(x_md, dnnl::memory::desc({K, np}, dt::f32, tag::any), y_md), attr, onednn_engine());
+    PanelMatmul p;
+    if (!parse_panel_layout(pd.weights_desc(), &p.layout)) {  // an unfamiliar layout: plain rows
+      pd = dnnl::matmul::primitive_desc(
+          dnnl::matmul::desc(x_md, dnnl::memory::desc({K, np}, dt::f32, tag::ba), y_md), attr, onednn_engine());
+      parse_panel_layout(pd.weights_desc(), &p.layout);
+    }
+    p.matmul = dnnl::matmul(pd);
+    p.weights = pd.weights_desc();
+    p.scratchpad = pd.scratchpad_desc();
+    p.floats = p.weights.get_size() / sizeof(float);
+    return p;
+  });
 }
 
 // Rows [n0, n0 + rows) of W into the panel layout, padding zeroed.
