@@ -72,32 +72,39 @@ struct Pairs<4> {
 };
 
 // W3: three words per block; position p sits at bit 3p of a lane's 96-bit string (word 3p / 32).
-// vpmultishiftqb copies the byte starting 4 bits below each code into the low byte of its half, so
-// the code lands at bits 4..6. Positions 10 and 21 straddle two words: pairs (10, 11) and
-// (20, 21) read a dword funnelled from the two.
+// Positions 4q .. 4q + 3 (pairs 2q and 2q + 1) lie in one dword: a word, or for q = 2 and 5 (they
+// hold positions 10 and 21, which straddle two words) a dword funnelled from two. One
+// vpmultishiftqb copies, into both bytes of every 16-bit half, the byte starting 4 bits below a
+// code: byte 0 of the halves gets pair 2q's codes, byte 1 pair 2q + 1's, each at bits 4..6 of its
+// byte; a 16-bit shift by 8 brings byte 1 down. vpmultishiftqb and vdpbf16ps share an execution
+// pipe on Zen 4, so one multishift per two pairs (not per pair) is what lets W3 keep up with DRAM.
 template <>
 struct Pairs<3> {
   static constexpr int kCount = 16;
   static constexpr int lo(int t) { return 2 * t; }
   static constexpr int hi(int t) { return 2 * t + 1; }
-  // Bit offset of position lo(t) in the dword the pair reads.
-  static constexpr int offset(int t) { return t == 5 || t == 10 ? 0 : 3 * lo(t) % 32; }
-  static constexpr uint64_t control(int t) {
-    const uint64_t a = static_cast<uint64_t>(offset(t) - 4) & 63, b = static_cast<uint64_t>(offset(t) - 1) & 63;
-    return a | b << 16 | ((a + 32) & 63) << 32 | ((b + 32) & 63) << 48;
+  // Bit offset of position 4q in the dword that quad q reads.
+  static constexpr int offset(int q) { return q == 2 || q == 5 ? 0 : 12 * q % 32; }
+  static constexpr uint64_t control(int q) {
+    auto field = [&](int code_offset) { return static_cast<uint64_t>(offset(q) + code_offset - 4) & 63; };
+    // Bytes 0..3 of a dword: pair 2q's lo, pair 2q+1's lo, pair 2q's hi, pair 2q+1's hi.
+    const uint64_t dword = field(0) | field(6) << 8 | field(3) << 16 | field(9) << 24;
+    return dword | ((dword + 0x20202020u) << 32 & 0x3F3F3F3F00000000ull);
   }
   template <int T>
   [[gnu::always_inline]] static __m512i codes(const __m512i* words) {
+    constexpr int q = T / 2;
     __m512i src;
-    if constexpr (T == 5) {  // bits 30.. of word 0 then word 1
-      src = _mm512_shrdi_epi32(_mm512_load_si512(words), _mm512_load_si512(words + 1), 30);
-    } else if constexpr (T == 10) {  // bits 28.. of word 1 then word 2
+    if constexpr (q == 2) {  // bits 24.. of word 0 then word 1
+      src = _mm512_shrdi_epi32(_mm512_load_si512(words), _mm512_load_si512(words + 1), 24);
+    } else if constexpr (q == 5) {  // bits 28.. of word 1 then word 2
       src = _mm512_shrdi_epi32(_mm512_load_si512(words + 1), _mm512_load_si512(words + 2), 28);
     } else {
-      src = _mm512_load_si512(words + 3 * lo(T) / 32);
+      src = _mm512_load_si512(words + 12 * q / 32);
     }
-    const __m512i ctl = _mm512_set1_epi64(static_cast<long long>(control(T)));
-    return with_exponent(_mm512_multishift_epi64_epi8(ctl, src), 0x0070);
+    // The same multishift for T = 2q and 2q + 1: GCC computes it once.
+    const __m512i both = _mm512_multishift_epi64_epi8(_mm512_set1_epi64(static_cast<long long>(control(q))), src);
+    return with_exponent(T % 2 == 0 ? both : _mm512_srli_epi16(both, 8), 0x0070);
   }
 };
 
