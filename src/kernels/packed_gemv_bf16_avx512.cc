@@ -1,9 +1,10 @@
 // Packed W3/W4 GEMV (M <= kFoldedMaxM) with bf16 activations: Y = bf16(X)·Wᵀ on vdpbf16ps.
 //
 // Why: the exact fp32 decode (and + convert + FMA per 16 weights) costs three vector ops per 16
-// weights, which on two cores falls short of streaming the packed weights at DRAM speed. Here a
-// code becomes a bf16 operand in one or two integer ops per 32 weights, and one vdpbf16ps does 32
-// multiply-adds: a quarter of the vector ops.
+// weights, which on two cores falls short of streaming the packed weights at DRAM speed. Here 32
+// codes become bf16 operands in about two integer ops (W4: a 16-bit shift and a vpternlogd; W3:
+// one vpmultishiftqb per two pairs, a shift, a vpternlogd) and one vdpbf16ps does their 32
+// multiply-adds: half the vector ops per weight.
 //
 // Numerics. X is rounded to bf16 once (round to nearest even, as oneDNN's bf16 matmul and torch's
 // .bfloat16() do). A code q becomes the bf16 a = 1 + q·2^-B (exponent 0, q in the top B bits of
@@ -12,14 +13,13 @@
 //   y = Σ_g (2^B s_g) A_g − Σ_g s_g (z_g + 2^B) X̂_g,
 // where 2^B s_g and s_g (z_g + 2^B) are exact in fp32 (fp16 scale times a 5-bit integer). The
 // result is bf16(X)·W' with W' the exactly dequantized weight and fp32 accumulation; the base
-// value 1 enlarges the partial sums by at most (2^B + q)/q against the fp32 path's, which the
-// tests' tolerance (tests/kernels/test_packed_matmul.cc) accounts for.
+// value 1 adds 2^B to every code in the size of the partial sums (and so of their rounding
+// errors), which the tests' tolerance (tests/kernels/test_packed_matmul.cc) accounts for.
 //
 // A vdpbf16ps lane adds the products of its low and high 16-bit halves, so the two codes it pairs
 // must share a group: W4 pairs positions (t, t + 4) (a dword holds positions 0..3 in its low half
 // and 4..7 in its high half), so its groups must span 8 positions (group % 128 == 0); W3 pairs
-// (2t, 2t + 1), picked out of their dword by one vpmultishiftqb (group % 32 == 0). Per-channel
-// scales always work.
+// (2t, 2t + 1) (group % 32 == 0). Per-channel scales always work.
 //
 // GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself; see
 // packed_matmul_avx512.cc.

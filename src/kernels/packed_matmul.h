@@ -9,7 +9,7 @@
 //    blocked layout oneDNN's fp32 matmul prefers and runs it on them; the decode cost (~3%)
 //    disappears under the M FMAs per weight.
 //  - M <= 4 with bf16 activations: codes become bf16 operands of vdpbf16ps (32 multiply-adds per
-//    op), a quarter of the fp32 decode's vector ops (packed_gemv_bf16_avx512.cc).
+//    op), half the fp32 decode's vector ops per weight (packed_gemv_bf16_avx512.cc).
 //  - packed_matmul_reference: dequantize() + a naive triple loop in double.
 // The AVX-512 decoders handle bits 3 and 4 with groups that are whole 16-code positions (group a
 // multiple of 16, or per-channel); everything else takes the portable decoder, which is
