@@ -163,6 +163,19 @@ TEST_CASE("packed_matmul with bf16 activations equals bf16(X)·W' on every path"
   MESSAGE("largest error / tolerance so far: " << g_worst_ratio);
 }
 
+TEST_CASE("M <= 4 GEMVs: every group-flush schedule (in-block, per block, multi-block, run-time)") {
+  // K = 3072 takes groups that end inside a block (48, 96, 128), at every block (W4 128, W3 512),
+  // every few blocks (256, 1024) or only at the row's end (-1), for both decoders of both widths.
+  uint32_t seed = 500;
+  for (int bits : {3, 4})
+    for (int group : {48, 96, 128, 256, 512, 1024, -1}) {
+      const PackedMatrix W = random_packed(13, 3072, {bits, group, false}, ++seed);
+      for (int64_t M : {1, 2, 4})
+        for (Activations act : {Activations::kFp32, Activations::kBf16})
+          check_against_reference(W, M, Isa::kAuto, seed + static_cast<uint32_t>(M), act);
+    }
+}
+
 TEST_CASE("packed_matmul bits 2..8 (portable decoder) matches the reference") {
   for (int bits = 2; bits <= 8; ++bits)
     for (bool sym : {false, true})
