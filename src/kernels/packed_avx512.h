@@ -49,42 +49,44 @@ template <int N, typename Fn>
 }
 
 
-// Per-row group constants as fp32: s[g] = scale, sz[g] = scale·zero (exact), zero-padded to
-// `stride` entries so flushes past the last group read zeros.
-inline void row_group_constants(const PackedMatrix& W, int64_t n, float* s, float* sz, int64_t stride) {
-  const int64_t groups = W.groups_per_row();
-  const uint16_t* h = W.scales.data() + n * groups;
-  int64_t g = 0;
-  for (; g + 16 <= groups; g += 16)
-    _mm512_storeu_ps(s + g, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + g))));
-  for (; g < groups; ++g) s[g] = io::fp16_to_fp32(h[g]);
-  std::fill(s + groups, s + stride, 0.0f);
-  const int64_t f0 = n * groups;  // flat index of the row's first zero point
-  g = 0;
-  if (W.sym) {
-    const float z = static_cast<float>(1 << (W.bits - 1));
-    for (; g < groups; ++g) sz[g] = s[g] * z;
-  } else if (W.bits <= 4 && f0 % 2 == 0) {
+// Group constants as fp32: s[i] = scale, sz[i] = scale·zero (exact) of the flat groups
+// f0 .. f0 + count - 1 (flat index = row · groups_per_row + group, so a run of whole rows is one
+// range).
+inline void group_constants(const PackedMatrix& W, int64_t f0, int64_t count, float* s, float* sz) {
+  const uint16_t* h = W.scales.data() + f0;
+  int64_t i = 0;
+  for (; i + 16 <= count; i += 16)
+    _mm512_storeu_ps(s + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + i))));
+  for (; i < count; ++i) s[i] = io::fp16_to_fp32(h[i]);
+  auto zero = [&](int64_t f) {
+    return W.sym ? 1 << (W.bits - 1) : W.bits > 4 ? W.zeros[f] : (W.zeros[f >> 1] >> (4 * (f & 1))) & 0xF;
+  };
+  i = 0;
+  if (!W.sym && W.bits <= 4) {
+    if (f0 % 2 != 0 && count > 0) sz[0] = s[0] * static_cast<float>(zero(f0)), i = 1;  // align to a byte
     // 16 bytes = 32 nibbles: low nibbles are the even groups, high the odd ones; interleave.
-    const uint8_t* zb = W.zeros.data() + f0 / 2;
+    const uint8_t* zb = W.zeros.data() + (f0 + i) / 2;
     const __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i hi_idx = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-    for (; g + 32 <= groups; g += 32) {
-      const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(zb + g / 2)));
+    for (; i + 32 <= count; i += 32, zb += 16) {
+      const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(zb)));
       const __m512i even = _mm512_and_si512(bytes, _mm512_set1_epi32(0xF));
       const __m512i odd = _mm512_srli_epi32(bytes, 4);
       const __m512 z0 = _mm512_cvtepi32_ps(_mm512_permutex2var_epi32(even, lo_idx, odd));
       const __m512 z1 = _mm512_cvtepi32_ps(_mm512_permutex2var_epi32(even, hi_idx, odd));
-      _mm512_storeu_ps(sz + g, _mm512_mul_ps(_mm512_loadu_ps(s + g), z0));
-      _mm512_storeu_ps(sz + g + 16, _mm512_mul_ps(_mm512_loadu_ps(s + g + 16), z1));
+      _mm512_storeu_ps(sz + i, _mm512_mul_ps(_mm512_loadu_ps(s + i), z0));
+      _mm512_storeu_ps(sz + i + 16, _mm512_mul_ps(_mm512_loadu_ps(s + i + 16), z1));
     }
   }
-  for (; g < groups; ++g) {
-    const int64_t f = f0 + g;
-    const int z = W.sym ? 1 << (W.bits - 1)
-                        : W.bits > 4 ? W.zeros[f] : (W.zeros[f >> 1] >> (4 * (f & 1))) & 0xF;
-    sz[g] = s[g] * static_cast<float>(z);
-  }
+  for (; i < count; ++i) sz[i] = s[i] * static_cast<float>(zero(f0 + i));
+}
+
+// One row's group constants, zero-padded to `stride` entries so flushes past the last group read
+// zeros.
+inline void row_group_constants(const PackedMatrix& W, int64_t n, float* s, float* sz, int64_t stride) {
+  const int64_t groups = W.groups_per_row();
+  group_constants(W, n * groups, groups, s, sz);
+  std::fill(s + groups, s + stride, 0.0f);
   std::fill(sz + groups, sz + stride, 0.0f);
 }
 

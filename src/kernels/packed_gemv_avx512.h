@@ -4,9 +4,9 @@
 // X_g = Σ_{k∈g} x_k computed once per call: scale and zero point never enter the inner loop. A
 // decoder (Steps) says how one step of a block turns codes and x into partial sums:
 //   kBits, kSteps (steps per block), kXPerStep (x elements per step, in its own layout, type X),
-//   kG128 (steps per 128-code group), kScale / kZeroOffset (its S_g is kScale·s_g-weighted and its
-//   zero points read z + kZeroOffset), and step<T, R, MB>(words, xb, xstride, acc) for step T of
-//   a block.
+//   kG128 (steps per 128-code group), kZeroOffset (its codes read q + kZeroOffset, so the zero-point
+//   term subtracts kZeroOffset·Σ_g s_g X_g too), and step<T, R, MB>(words, xb, xstride, acc) for
+//   step T of a block.
 // R rows of W are decoded together so each x vector serves all of them.
 #pragma once
 #include <immintrin.h>
@@ -24,43 +24,27 @@ struct GemvInput {
   const void* x;        // M rows of x in the decoder's layout (type Steps::X), zero past cols
   int64_t xstride;      // elements per row of x
   const float* xg;      // M rows of X_g, `groups` per row
-  int64_t gstride;      // per-row group-constant stride (groups + slack, multiple of 16)
   int64_t group_steps;  // decoder steps per group (int64 max: per-channel scales)
 };
 
-// Per-row group-constant stride: room for flushes past the last group (they read zeros).
-template <int B>
-int64_t group_constant_stride(const PackedMatrix& W) {
-  return (W.groups_per_row() + Format<B>::L + 1 + 15) / 16 * 16;
-}
 
 // Y[m, n0 + r] for r < R, m < MB. GS says when per-group sums are folded into the row totals: a
 // data-dependent branch inside the unrolled loop over a block's steps makes GCC keep every
 // accumulator in memory, so the common group sizes get compile-time flush points. GS > 0: after
 // every GS steps (GS divides kSteps); GS == 0: after whole blocks (or only at the end, per-channel);
 // GS < 0: counted at run time (any other group size). Flattened so that nothing stays a call.
+// s, sz: row n0's group constants (group_constants), the next rows' following every `groups`.
 template <class Steps, int R, int MB, int GS>
 [[gnu::flatten]] void gemv_rows(const PackedMatrix& W, const CodeLayout& lay, const GemvInput& in, int64_t n0,
-                                float* Y, float* scratch) {
+                                const float* s, const float* sz, float* Y) {
   constexpr int B = Steps::kBits;
   using F = Format<B>;
   using X = typename Steps::X;
   const int64_t blocks = total_blocks(lay), groups = W.groups_per_row();
   const int64_t group_blocks = GS == 0 ? in.group_steps / Steps::kSteps : 0;
-  float* s = scratch;
-  float* sz = scratch + R * in.gstride;
   const CodeWord* rows[R];
 #pragma GCC unroll 16
-  for (int r = 0; r < R; ++r) {
-    float* sr = s + r * in.gstride;
-    float* szr = sz + r * in.gstride;
-    row_group_constants(W, n0 + r, sr, szr, in.gstride);
-    if constexpr (Steps::kZeroOffset != 0)
-      for (int64_t g = 0; g < groups; ++g) szr[g] += sr[g] * Steps::kZeroOffset;
-    if constexpr (Steps::kScale != 1)
-      for (int64_t g = 0; g < groups; ++g) sr[g] *= Steps::kScale;
-    rows[r] = W.codes.data() + (n0 + r) * lay.row_words;
-  }
+  for (int r = 0; r < R; ++r) rows[r] = W.codes.data() + (n0 + r) * lay.row_words;
   CodeWord tail[R][F::W];
   const int64_t row_set_words = R * lay.row_words;
   const int64_t ahead_words = std::max<int64_t>(1, (int64_t{64} << 10) / (64 * row_set_words)) * row_set_words;
@@ -76,7 +60,8 @@ template <class Steps, int R, int MB, int GS>
   auto flush = [&]() __attribute__((always_inline)) {
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
-      const __m512 scale = _mm512_set1_ps(s[r * in.gstride + g]);
+      // Flushes past the last group (the tail block's padding, the final one) add zero sums.
+      const __m512 scale = _mm512_set1_ps(g < groups ? s[r * groups + g] : 0.0f);
 #pragma GCC unroll 16
       for (int m = 0; m < MB; ++m) {
         tot[r][m] = _mm512_fmadd_ps(scale, acc[r][m], tot[r][m]);
@@ -122,38 +107,51 @@ template <class Steps, int R, int MB, int GS>
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
     for (int m = 0; m < MB; ++m) {
-      __m512 zt = _mm512_setzero_ps();
+      __m512 zt = _mm512_setzero_ps(), offset = _mm512_setzero_ps();
       for (int64_t gg = 0; gg < groups; gg += 16) {
         const __mmask16 k = groups - gg >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (groups - gg)) - 1);
-        zt = _mm512_fmadd_ps(_mm512_loadu_ps(sz + r * in.gstride + gg),
-                             _mm512_maskz_loadu_ps(k, in.xg + m * groups + gg), zt);
+        const __m512 xg = _mm512_maskz_loadu_ps(k, in.xg + m * groups + gg);
+        zt = _mm512_fmadd_ps(_mm512_loadu_ps(sz + r * groups + gg), xg, zt);
+        if constexpr (Steps::kZeroOffset != 0)
+          offset = _mm512_fmadd_ps(_mm512_loadu_ps(s + r * groups + gg), xg, offset);
       }
-      Y[m * W.rows + n0 + r] = _mm512_reduce_add_ps(tot[r][m]) - _mm512_reduce_add_ps(zt);
+      float y = _mm512_reduce_add_ps(tot[r][m]) - _mm512_reduce_add_ps(zt);
+      if constexpr (Steps::kZeroOffset != 0) y -= Steps::kZeroOffset * _mm512_reduce_add_ps(offset);
+      Y[m * W.rows + n0 + r] = y;
     }
 }
 
+// Rows [begin, end), whose group constants are s, sz (groups per row, consecutive).
 template <class Steps, int GS, int R, int MB>
 void gemv_range(const PackedMatrix& W, const CodeLayout& lay, const GemvInput& in, int64_t begin, int64_t end,
-                float* Y, float* scratch) {
+                const float* s, const float* sz, float* Y) {
   int64_t n = begin;
-  for (; n + R <= end; n += R) gemv_rows<Steps, R, MB, GS>(W, lay, in, n, Y, scratch);
-  for (; n < end; ++n) gemv_rows<Steps, 1, MB, GS>(W, lay, in, n, Y, scratch);
+  for (; n + R <= end; n += R) {
+    const int64_t c = (n - begin) * W.groups_per_row();
+    gemv_rows<Steps, R, MB, GS>(W, lay, in, n, s + c, sz + c, Y);
+  }
+  for (; n < end; ++n) {
+    const int64_t c = (n - begin) * W.groups_per_row();
+    gemv_rows<Steps, 1, MB, GS>(W, lay, in, n, s + c, sz + c, Y);
+  }
 }
 
 template <class Steps, int GS>
 void gemv_range_for(int64_t M, const PackedMatrix& W, const CodeLayout& lay, const GemvInput& in,
-                    int64_t begin, int64_t end, float* Y, float* scratch) {
+                    int64_t begin, int64_t end, const float* s, const float* sz, float* Y) {
   switch (M) {  // R * MB <= 8 keeps the accumulators in registers
-    case 1: return gemv_range<Steps, GS, 4, 1>(W, lay, in, begin, end, Y, scratch);
-    case 2: return gemv_range<Steps, GS, 2, 2>(W, lay, in, begin, end, Y, scratch);
-    case 3: return gemv_range<Steps, GS, 2, 3>(W, lay, in, begin, end, Y, scratch);
-    default: return gemv_range<Steps, GS, 2, 4>(W, lay, in, begin, end, Y, scratch);
+    case 1: return gemv_range<Steps, GS, 4, 1>(W, lay, in, begin, end, s, sz, Y);
+    case 2: return gemv_range<Steps, GS, 2, 2>(W, lay, in, begin, end, s, sz, Y);
+    case 3: return gemv_range<Steps, GS, 2, 3>(W, lay, in, begin, end, s, sz, Y);
+    default: return gemv_range<Steps, GS, 2, 4>(W, lay, in, begin, end, s, sz, Y);
   }
 }
 
 // All rows of W, M <= 4 rows of x: chunks of rows handed out dynamically, each a contiguous ~1 MB
 // stretch of codes (only its start is not prefetched), so a core that loses time to another
-// process takes fewer.
+// process takes fewer. A chunk's group constants are converted up front in one pass over its rows'
+// consecutive scales and zero points: made row by row just before use they cost ~20% of the
+// GEMV's time.
 template <class Steps>
 void gemv(const PackedMatrix& W, const CodeLayout& lay, const GemvInput& in, int64_t M, float* Y) {
   constexpr int kSteps = Steps::kSteps, kG128 = Steps::kG128;
@@ -164,18 +162,20 @@ void gemv(const PackedMatrix& W, const CodeLayout& lay, const GemvInput& in, int
   const int64_t chunks = (W.rows + chunk - 1) / chunk;
 #pragma omp parallel
   {
-    std::vector<float> scratch(2 * 4 * in.gstride);
+    const int64_t groups = W.groups_per_row();
+    std::vector<float> s(chunk * groups), sz(chunk * groups);
 #pragma omp for schedule(dynamic) nowait
     for (int64_t i = 0; i < chunks; ++i) {
       const int64_t begin = i * chunk, end = std::min(W.rows, begin + chunk);
+      group_constants(W, begin * groups, (end - begin) * groups, s.data(), sz.data());
       if (schedule == kSteps) {
-        gemv_range_for<Steps, kSteps>(M, W, lay, in, begin, end, Y, scratch.data());
+        gemv_range_for<Steps, kSteps>(M, W, lay, in, begin, end, s.data(), sz.data(), Y);
       } else if (schedule == kG128) {
-        if constexpr (kG128 != kSteps) gemv_range_for<Steps, kG128>(M, W, lay, in, begin, end, Y, scratch.data());
+        if constexpr (kG128 != kSteps) gemv_range_for<Steps, kG128>(M, W, lay, in, begin, end, s.data(), sz.data(), Y);
       } else if (schedule == 0) {
-        gemv_range_for<Steps, 0>(M, W, lay, in, begin, end, Y, scratch.data());
+        gemv_range_for<Steps, 0>(M, W, lay, in, begin, end, s.data(), sz.data(), Y);
       } else {
-        gemv_range_for<Steps, -1>(M, W, lay, in, begin, end, Y, scratch.data());
+        gemv_range_for<Steps, -1>(M, W, lay, in, begin, end, s.data(), sz.data(), Y);
       }
     }
   }

@@ -9,10 +9,9 @@
 // Numerics. X is rounded to bf16 once (round to nearest even, as oneDNN's bf16 matmul and torch's
 // .bfloat16() do). A code q becomes the bf16 a = 1 + q·2^-B (exponent 0, q in the top B bits of
 // the 7-bit mantissa): exact, and so is every product a·x̂ (8 × 8 significant bits). vdpbf16ps sums
-// them in fp32. Per group, Σ a·x̂ = X̂_g + 2^-B Σ q·x̂ with X̂_g = Σ x̂ over the group, so
-//   y = Σ_g (2^B s_g) A_g − Σ_g s_g (z_g + 2^B) X̂_g,
-// where 2^B s_g and s_g (z_g + 2^B) are exact in fp32 (fp16 scale times a 5-bit integer). The
-// result is bf16(X)·W' with W' the exactly dequantized weight and fp32 accumulation; the base
+// them in fp32. x̂ is stored times 2^B (exact), so per group A_g = Σ a·2^B x̂ = Σ (q + 2^B)·x̂ and
+//   y = Σ_g s_g A_g − Σ_g s_g z_g X̂_g − 2^B Σ_g s_g X̂_g,   X̂_g = Σ x̂ over the group.
+// The result is bf16(X)·W' with W' the exactly dequantized weight and fp32 accumulation; the base
 // value 1 adds 2^B to every code in the size of the partial sums (and so of their rounding
 // errors), which the tests' tolerance (tests/kernels/test_packed_matmul.cc) accounts for.
 //
@@ -113,7 +112,7 @@ template <int B>
 struct Bf16Steps {
   using X = uint16_t;
   static constexpr int kBits = B, kSteps = Pairs<B>::kCount, kXPerStep = 32, kG128 = 4;
-  static constexpr float kScale = 1 << B, kZeroOffset = 1 << B;  // see the header comment
+  static constexpr float kZeroOffset = 1 << B;  // x̂ is stored times 2^B: see the header comment
   template <int T, int R, int MB>
   [[gnu::always_inline]] static void step(const __m512i* const (&words)[R], const uint16_t* xb,
                                           int64_t xstride, __m512 (&acc)[R][MB]) {
@@ -157,14 +156,15 @@ void bf16_gemv(const PackedMatrix& W, const float* X, int64_t M, float* Y) {
     for (int64_t b = 0; b < blocks; ++b)
       for (int t = 0; t < P::kCount; ++t) {
         const float* base = xr.data() + b * F::kBlockCodes;
-        const __m512bh two = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(base + 16 * P::hi(t)),
-                                                 _mm512_loadu_ps(base + 16 * P::lo(t)));
+        const __m512 scale = _mm512_set1_ps(1 << B);  // exact: 2^B·x̂ is a bf16 value
+        const __m512bh two = _mm512_cvtne2ps_pbh(_mm512_mul_ps(scale, _mm512_loadu_ps(base + 16 * P::hi(t))),
+                                                 _mm512_mul_ps(scale, _mm512_loadu_ps(base + 16 * P::lo(t))));
         _mm512_storeu_si512(dst + (b * P::kCount + t) * 32,
                             _mm512_permutexvar_epi16(interleave, reinterpret_cast<__m512i>(two)));
       }
   }
   const int64_t group_pairs = W.group == W.cols ? std::numeric_limits<int64_t>::max() : W.group / 32;
-  const avx512::GemvInput in{xp.data(), xstride, xg.data(), avx512::group_constant_stride<B>(W), group_pairs};
+  const avx512::GemvInput in{xp.data(), xstride, xg.data(), group_pairs};
   avx512::gemv<Bf16Steps<B>>(W, lay, in, M, Y);
 }
 
