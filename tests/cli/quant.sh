@@ -17,6 +17,15 @@ fp=$("$EVAL" ppl -m stories260K --ctx 128 --windows 3 --json | json_field ppl)
 python3 -c "import sys; sys.exit(0 if float('$(echo "$a" | json_field ppl)') > float('$fp') else 1)" \
   && pass "W3 PPL above FP" || bad "W3 PPL not above FP"
 
+# --dtype bf16 on packed weights: bf16 inputs, exact codes; close to the fp32 run but not equal.
+c=$("$EVAL" ppl -m stories260K --quantized "$TMP/s.quant.safetensors" --dtype bf16 --ctx 128 --windows 3 --json)
+python3 - "$(echo "$a" | json_field ppl)" "$(echo "$c" | json_field ppl)" "$(echo "$c" | json_field dtype)" <<'PY' \
+  && pass "bf16 compute on packed weights: PPL within 1% of fp32, not identical" || bad "bf16 packed PPL: $c"
+import sys
+fp32, bf16, dtype = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+sys.exit(0 if dtype == "bf16" and bf16 != fp32 and abs(bf16 / fp32 - 1) < 0.01 else 1)
+PY
+
 expect_error "bits out of range" "wbits 9 is out of range" -- "$EVAL" ppl -m stories260K --quant rtn --wbits 9
 expect_error "group not dividing" "down_proj.weight: group size 64 does not divide" -- \
   "$EVAL" ppl -m stories260K --quant rtn --wbits 4 --group 64
