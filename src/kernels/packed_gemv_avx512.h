@@ -27,13 +27,12 @@ struct GemvInput {
   int64_t group_steps;  // decoder steps per group (int64 max: per-channel scales)
 };
 
-
 // Y[m, n0 + r] for r < R, m < MB. GS says when per-group sums are folded into the row totals: a
 // data-dependent branch inside the unrolled loop over a block's steps makes GCC keep every
 // accumulator in memory, so the common group sizes get compile-time flush points. GS > 0: after
 // every GS steps (GS divides kSteps); GS == 0: after whole blocks (or only at the end, per-channel);
 // GS < 0: counted at run time (any other group size). Flattened so that nothing stays a call.
-// s, sz: row n0's group constants (group_constants), the next rows' following every `groups`.
+// s, sz: row n0's group constants (group_constants), each next row's `groups` floats further on.
 template <class Steps, int R, int MB, int GS>
 [[gnu::flatten]] void gemv_rows(const PackedMatrix& W, const CodeLayout& lay, const GemvInput& in, int64_t n0,
                                 const float* s, const float* sz, float* Y) {
