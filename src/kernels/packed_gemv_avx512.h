@@ -3,10 +3,10 @@
 // y[m, n] = Σ_g s_g·S_g − Σ_g s_g·z_g·X_g, with S_g = Σ_{k∈g} q_k x_k accumulated in registers and
 // X_g = Σ_{k∈g} x_k computed once per call: scale and zero point never enter the inner loop. A
 // decoder (Steps) says how one step of a block turns codes and x into partial sums:
-//   kBits, kSteps (steps per block), kXPerStep (x elements per step, in its own layout, type X),
-//   kG128 (steps per 128-code group), kZeroOffset (its codes read q + kZeroOffset, so the zero-point
-//   term subtracts kZeroOffset·Σ_g s_g X_g too), and step<T, R, MB>(words, xb, xstride, acc) for
-//   step T of a block.
+//   kBits, kSteps (steps per block), kCodesPerStep (codes per step, and so x elements per step in
+//   its own layout, type X), kZeroOffset (its codes read q + kZeroOffset, so the zero-point term
+//   subtracts kZeroOffset·Σ_g s_g X_g too), and step<T, R, MB>(words, xb, xstride, acc) for step T
+//   of a block.
 // R rows of W are decoded together so each x vector serves all of them.
 #pragma once
 #include <immintrin.h>
@@ -24,8 +24,13 @@ struct GemvInput {
   const void* x;        // M rows of x in the decoder's layout (type Steps::X), zero past cols
   int64_t xstride;      // elements per row of x
   const float* xg;      // M rows of X_g, `groups` per row
-  int64_t group_steps;  // decoder steps per group (int64 max: per-channel scales)
 };
+
+// Decoder steps per group; int64 max for per-channel scales (the row is one group).
+template <class Steps>
+int64_t group_steps(const PackedMatrix& W) {
+  return W.group == W.cols ? std::numeric_limits<int64_t>::max() : W.group / Steps::kCodesPerStep;
+}
 
 // Y[m, n0 + r] for r < R, m < MB. GS says when per-group sums are folded into the row totals: a
 // data-dependent branch inside the unrolled loop over a block's steps makes GCC keep every
@@ -40,7 +45,8 @@ template <class Steps, int R, int MB, int GS>
   using F = Format<B>;
   using X = typename Steps::X;
   const int64_t blocks = total_blocks(lay), groups = W.groups_per_row();
-  const int64_t group_blocks = GS == 0 ? in.group_steps / Steps::kSteps : 0;
+  const int64_t steps_per_group = group_steps<Steps>(W);
+  const int64_t group_blocks = GS == 0 ? steps_per_group / Steps::kSteps : 0;
   const CodeWord* rows[R];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) rows[r] = W.codes.data() + (n0 + r) * lay.row_words;
@@ -55,7 +61,7 @@ template <class Steps, int R, int MB, int GS>
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
     for (int m = 0; m < MB; ++m) acc[r][m] = tot[r][m] = _mm512_setzero_ps();
-  int64_t left = GS == 0 ? group_blocks : in.group_steps, g = 0;
+  int64_t left = GS == 0 ? group_blocks : steps_per_group, g = 0;
   auto flush = [&]() __attribute__((always_inline)) {
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
@@ -82,7 +88,7 @@ template <class Steps, int R, int MB, int GS>
       const char* ahead = reinterpret_cast<const char*>(rows[r] + ahead_words + blk * F::W);
       for (int w = 0; w < F::W; ++w) _mm_prefetch(ahead + 64 * w, _MM_HINT_T1);
     }
-    const X* xb = static_cast<const X*>(in.x) + blk * Steps::kSteps * Steps::kXPerStep;
+    const X* xb = static_cast<const X*>(in.x) + blk * Steps::kSteps * Steps::kCodesPerStep;
     for_positions<Steps::kSteps>([&](auto tc) __attribute__((always_inline)) {
       constexpr int T = decltype(tc)::value;
       Steps::template step<T, R, MB>(words, xb, in.xstride, acc);
@@ -90,7 +96,7 @@ template <class Steps, int R, int MB, int GS>
         if constexpr ((T + 1) % GS == 0) flush();
       } else if constexpr (GS < 0) {
         if (--left == 0) {
-          left = in.group_steps;
+          left = steps_per_group;
           flush();
         }
       }
@@ -154,8 +160,8 @@ void gemv_range_for(int64_t M, const PackedMatrix& W, const CodeLayout& lay, con
 // GEMV's time.
 template <class Steps>
 void gemv(const PackedMatrix& W, const CodeLayout& lay, const GemvInput& in, int64_t M, float* Y) {
-  constexpr int kSteps = Steps::kSteps, kG128 = Steps::kG128;
-  const int64_t gs = in.group_steps;
+  constexpr int kSteps = Steps::kSteps, kG128 = 128 / Steps::kCodesPerStep;  // the default group
+  const int64_t gs = group_steps<Steps>(W);
   const int schedule = gs == kG128 || gs == kSteps ? static_cast<int>(gs)
                        : gs == std::numeric_limits<int64_t>::max() || gs % kSteps == 0 ? 0 : -1;
   const int64_t chunk = std::max<int64_t>(8, (int64_t{1} << 20) / (lay.row_words * 64) / 8 * 8);

@@ -27,7 +27,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <limits>
 #include <vector>
 
 #include "kernels/cpu.h"
@@ -111,7 +110,7 @@ struct Pairs<3> {
 template <int B>
 struct Bf16Steps {
   using X = uint16_t;
-  static constexpr int kBits = B, kSteps = Pairs<B>::kCount, kXPerStep = 32, kG128 = 4;
+  static constexpr int kBits = B, kSteps = Pairs<B>::kCount, kCodesPerStep = 32;
   static constexpr float kZeroOffset = 1 << B;  // x̂ is stored times 2^B: see the header comment
   template <int T, int R, int MB>
   [[gnu::always_inline]] static void step(const __m512i* const (&words)[R], const uint16_t* xb,
@@ -163,8 +162,7 @@ void bf16_gemv(const PackedMatrix& W, const float* X, int64_t M, float* Y) {
                             _mm512_permutexvar_epi16(interleave, reinterpret_cast<__m512i>(two)));
       }
   }
-  const int64_t group_pairs = W.group == W.cols ? std::numeric_limits<int64_t>::max() : W.group / 32;
-  const avx512::GemvInput in{xp.data(), xstride, xg.data(), group_pairs};
+  const avx512::GemvInput in{xp.data(), xstride, xg.data()};
   avx512::gemv<Bf16Steps<B>>(W, lay, in, M, Y);
 }
 

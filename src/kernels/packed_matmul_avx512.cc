@@ -19,7 +19,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -67,7 +66,7 @@ template <int B, int P>
 template <int B>
 struct Fp32Steps {
   using X = float;
-  static constexpr int kBits = B, kSteps = Format<B>::L, kXPerStep = 16, kG128 = 8;
+  static constexpr int kBits = B, kSteps = Format<B>::L, kCodesPerStep = 16;
   static constexpr float kZeroOffset = 0;
   template <int T, int R, int MB>
   [[gnu::always_inline]] static void step(const __m512i* const (&words)[R], const float* xb, int64_t xstride,
@@ -107,8 +106,7 @@ void folded_gemm(const PackedMatrix& W, const float* X, int64_t M, float* Y) {
       xg[m * groups + g] = sum;
     }
   }
-  const int64_t group_steps = W.group == W.cols ? std::numeric_limits<int64_t>::max() : W.group / 16;
-  const avx512::GemvInput in{xs.data(), xstride, xg.data(), group_steps};
+  const avx512::GemvInput in{xs.data(), xstride, xg.data()};
   avx512::gemv<Fp32Steps<B>>(W, lay, in, M, Y);
 }
 
