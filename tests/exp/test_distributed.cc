@@ -323,6 +323,15 @@ WorkerHooks fake_hooks(const Plan& plan) {
   return {[&plan] { return plan_digest(plan); }, [&plan](const WorkUnit& u) { return fake_unit(plan, u); }};
 }
 
+// The reference the distributed runs are compared with: the plan run in this process.
+void run_in_one_process(const Plan& plan, Store& store) {
+  std::ostringstream log;
+  RunOptions ro;
+  ro.log = &log;
+  ro.progress_bar = 0;
+  REQUIRE(run_plan(plan, store, fake_whole, ro).ok());
+}
+
 DistOptions fast_options(std::ostream& log) {
   DistOptions opt;
   opt.run.log = &log;
@@ -337,11 +346,8 @@ TEST_CASE("coordinate: three workers store what one process stores, bit for bit"
   TempDir dir;
   const Plan plan = small_plan();
   Store plain(dir / "plain.sqlite"), dist(dir / "dist.sqlite");
-  std::ostringstream plain_log, log;
-  RunOptions ro;
-  ro.log = &plain_log;
-  ro.progress_bar = 0;
-  REQUIRE(run_plan(plan, plain, fake_whole, ro).ok());
+  run_in_one_process(plan, plain);
+  std::ostringstream log;
 
   ThreadWorkers workers(3);
   const DistOptions opt = fast_options(log);
@@ -386,11 +392,8 @@ TEST_CASE("coordinate: a worker killed mid-unit is lost, its unit re-queued, res
   TempDir dir;
   const Plan plan = small_plan();
   Store plain(dir / "plain.sqlite"), dist(dir / "dist.sqlite");
-  std::ostringstream plain_log, log;
-  RunOptions ro;
-  ro.log = &plain_log;
-  ro.progress_bar = 0;
-  REQUIRE(run_plan(plan, plain, fake_whole, ro).ok());
+  run_in_one_process(plan, plain);
+  std::ostringstream log;
 
   ThreadWorkers workers(3);
   const DistOptions opt = fast_options(log);

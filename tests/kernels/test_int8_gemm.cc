@@ -12,6 +12,7 @@
 #include "kernels/linear.h"
 #include "quant/packed_matrix.h"
 #include "quant/rtn.h"
+#include "test_util.h"
 
 using namespace ikv;
 
@@ -93,11 +94,8 @@ TEST_CASE("int8 GEMM == fake-quant reference on a sweep of shapes (M = 1 .. 300)
 }
 
 TEST_CASE("int8 weights from a packed symmetric per-channel matrix: the same values; other formats refused") {
-  std::mt19937 rng(3);
-  std::normal_distribution<float> nd;
   const int64_t N = 48, K = 160;
-  std::vector<float> w(N * K);
-  for (auto& x : w) x = nd(rng);
+  const std::vector<float> w = test::gaussian(N * K, 3);
   const quant::PackedMatrix P = quant::quantize_rtn(w.data(), N, K, {4, -1, true}, "w");
   const kernels::Int8Matrix I = kernels::int8_from_packed(P);
   std::vector<float> deq(N * K);
@@ -120,8 +118,7 @@ TEST_CASE("Linear W4A4: int8 GEMM path == fake-quantized X times dequantized W; 
   std::mt19937 rng(11);
   std::normal_distribution<float> nd;
   const int64_t N = 96, K = 256;
-  std::vector<float> w(N * K);
-  for (auto& x : w) x = nd(rng);
+  const std::vector<float> w = test::gaussian(N * K, 11);
   kernels::Linear packed;
   packed.out = N, packed.in = K;
   packed.packed = std::make_shared<quant::PackedMatrix>(quant::quantize_rtn(w.data(), N, K, {4, -1, true}, "w"));
