@@ -4,9 +4,9 @@
 // X_g = Σ_{k∈g} x_k computed once per call: scale and zero point never enter the inner loop. A
 // decoder (Steps) says how one step of a block turns codes and x into partial sums:
 //   kBits, kSteps (steps per block), kCodesPerStep (codes per step, and so x elements per step in
-//   its own layout, type X), kZeroOffset (its codes read q + kZeroOffset, so the zero-point term
-//   subtracts kZeroOffset·Σ_g s_g X_g too), and step<T, R, MB>(words, xb, xstride, acc) for step T
-//   of a block.
+//   its own layout, type X), and step<T, R, MB>(words, xb, xstride, acc) for step T of a block.
+// A decoder whose codes read q + c_k (the bf16 one) passes X^c_g = Σ_{k∈g} c_k x_k too, and the
+// driver subtracts Σ_g s_g·X^c_g.
 // R rows of W are decoded together so each x vector serves all of them.
 #pragma once
 #include <immintrin.h>
@@ -24,6 +24,7 @@ struct GemvInput {
   const void* x;        // M rows of x in the decoder's layout (type Steps::X), zero past cols
   int64_t xstride;      // elements per row of x
   const float* xg;      // M rows of X_g, `groups` per row
+  const float* xbase = nullptr;  // M rows of X^c_g when the decoded codes carry a base c_k
 };
 
 // Decoder steps per group; int64 max for per-channel scales (the row is one group).
@@ -113,17 +114,16 @@ template <class Steps, int R, int MB, int GS>
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
     for (int m = 0; m < MB; ++m) {
-      __m512 zt = _mm512_setzero_ps(), offset = _mm512_setzero_ps();
+      __m512 zt = _mm512_setzero_ps(), base = _mm512_setzero_ps();
       for (int64_t gg = 0; gg < groups; gg += 16) {
         const __mmask16 k = groups - gg >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (groups - gg)) - 1);
         const __m512 xg = _mm512_maskz_loadu_ps(k, in.xg + m * groups + gg);
-        zt = _mm512_fmadd_ps(_mm512_loadu_ps(sz + r * groups + gg), xg, zt);
-        if constexpr (Steps::kZeroOffset != 0)
-          offset = _mm512_fmadd_ps(_mm512_loadu_ps(s + r * groups + gg), xg, offset);
+        zt = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, sz + r * groups + gg), xg, zt);
+        if (in.xbase)
+          base = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, s + r * groups + gg),
+                                 _mm512_maskz_loadu_ps(k, in.xbase + m * groups + gg), base);
       }
-      float y = _mm512_reduce_add_ps(tot[r][m]) - _mm512_reduce_add_ps(zt);
-      if constexpr (Steps::kZeroOffset != 0) y -= Steps::kZeroOffset * _mm512_reduce_add_ps(offset);
-      Y[m * W.rows + n0 + r] = y;
+      Y[m * W.rows + n0 + r] = _mm512_reduce_add_ps(tot[r][m]) - _mm512_reduce_add_ps(zt) - _mm512_reduce_add_ps(base);
     }
 }
 

@@ -40,6 +40,7 @@ namespace {
 using avx512::CodeLayout;
 using avx512::Format;
 using avx512::PackedMatrix;
+using avx512::for_positions;
 using avx512::total_blocks;
 
 constexpr int kOneBf16 = 0x3F80;  // bf16 1.0
@@ -50,59 +51,65 @@ constexpr int kOneBf16 = 0x3F80;  // bf16 1.0
                                    _mm512_set1_epi16(kOneBf16), 0xEA);
 }
 
-// Pair t of a block: which two positions it carries (lo in each dword's low half) and their codes
-// as 32 bf16 values.
+// Pair t of a block: which two positions it carries (lo in each dword's low half), the base c of
+// each position (its code decodes to the bf16 1 + q/c, so x̂ is stored times c), and the pair's
+// codes as 32 bf16 values.
 template <int B>
 struct Pairs;
 
 // W4: one word per block; position p sits at bits 4p of each dword. A 16-bit shift moves nibble t
-// of both halves (positions t and t + 4) to bits 3..6.
+// of both halves (positions t and t + 4) to bits 3..6: 1 + q/16.
 template <>
 struct Pairs<4> {
   static constexpr int kCount = 4;
   static constexpr int lo(int t) { return t; }
   static constexpr int hi(int t) { return t + 4; }
+  static constexpr int base(int p) { return p % 4 == 0 ? 128 : 16; }
   template <int T>
   [[gnu::always_inline]] static __m512i codes(const __m512i* words) {
     const __m512i w = _mm512_load_si512(words);
-    return with_exponent(T == 0 ? _mm512_slli_epi16(w, 3) : _mm512_srli_epi16(w, 4 * T - 3), 0x0078);
+    return T == 0 ? with_exponent(w, 0x000F) : with_exponent(_mm512_srli_epi16(w, 4 * T - 3), 0x0078);
   }
 };
 
 // W3: three words per block; position p sits at bit 3p of a lane's 96-bit string (word 3p / 32).
-// Positions 4q .. 4q + 3 (pairs 2q and 2q + 1) lie in one dword: a word, or for q = 2 and 5 (they
-// hold positions 10 and 21, which straddle two words) a dword funnelled from two. One
-// vpmultishiftqb copies, into both bytes of every 16-bit half, the byte starting 4 bits below a
-// code: byte 0 of the halves gets pair 2q's codes, byte 1 pair 2q + 1's, each at bits 4..6 of its
-// byte; a 16-bit shift by 8 brings byte 1 down. vpmultishiftqb and vdpbf16ps share an execution
-// pipe on Zen 4, so one multishift per two pairs (not per pair) is what lets W3 keep up with DRAM.
+// Positions 8j .. 8j + 7 (pairs 4j .. 4j + 3) lie in one dword: word 0 (j = 0), word 2 (j = 3), or
+// one funnelled from two words (bits 24.. for j = 1, bits 48.. for j = 2, as positions 10 and 21
+// straddle words). One vpmultishiftqb copies into each byte of a dword the byte starting one bit
+// below an even position 8j + 2i, so it holds that code at bits 1..3 and the next one at bits 4..6:
+// bytes 0 and 2 (the dword's two low bytes) take positions 8j, 8j + 2, bytes 1 and 3 take
+// 8j + 4, 8j + 6 and are brought down by a 16-bit shift. A vpternlogd then keeps bits 1..3
+// (pair (8j + 2i, 8j + 2i + 2): 1 + q/64) or bits 4..6 (pair (8j + 2i + 1, 8j + 2i + 3): 1 + q/8).
+// Per 128 codes: one multishift, one shift, four vpternlogd. vpmultishiftqb shares an execution
+// pipe with vdpbf16ps on Zen 4, so fewer multishifts per weight is what lets W3 keep up with DRAM.
 template <>
 struct Pairs<3> {
   static constexpr int kCount = 16;
-  static constexpr int lo(int t) { return 2 * t; }
-  static constexpr int hi(int t) { return 2 * t + 1; }
-  // Bit offset of position 4q in the dword that quad q reads.
-  static constexpr int offset(int q) { return q == 2 || q == 5 ? 0 : 12 * q % 32; }
-  static constexpr uint64_t control(int q) {
-    auto field = [&](int code_offset) { return static_cast<uint64_t>(offset(q) + code_offset - 4) & 63; };
-    // Bytes 0..3 of a dword: pair 2q's lo, pair 2q+1's lo, pair 2q's hi, pair 2q+1's hi.
-    const uint64_t dword = field(0) | field(6) << 8 | field(3) << 16 | field(9) << 24;
+  static constexpr int lo(int t) { return 8 * (t / 4) + 4 * (t % 4 / 2) + t % 2; }
+  static constexpr int hi(int t) { return lo(t) + 2; }
+  static constexpr int base(int p) { return p % 2 == 0 ? 64 : 8; }
+  static constexpr uint64_t control(int j) {
+    const int first = j == 3 ? 8 : 0;  // bit of position 8j in the dword read
+    auto field = [&](int p) { return static_cast<uint64_t>(first + 3 * p - 1) & 63; };
+    // Bytes 0..3 of a dword: windows at positions 0, 4, 2, 6 (relative to 8j).
+    const uint64_t dword = field(0) | field(4) << 8 | field(2) << 16 | field(6) << 24;
     return dword | ((dword + 0x20202020u) << 32 & 0x3F3F3F3F00000000ull);
   }
   template <int T>
   [[gnu::always_inline]] static __m512i codes(const __m512i* words) {
-    constexpr int q = T / 2;
+    constexpr int j = T / 4;
     __m512i src;
-    if constexpr (q == 2) {  // bits 24.. of word 0 then word 1
+    if constexpr (j == 1) {  // bits 24.. of word 0 then word 1
       src = _mm512_shrdi_epi32(_mm512_load_si512(words), _mm512_load_si512(words + 1), 24);
-    } else if constexpr (q == 5) {  // bits 28.. of word 1 then word 2
-      src = _mm512_shrdi_epi32(_mm512_load_si512(words + 1), _mm512_load_si512(words + 2), 28);
+    } else if constexpr (j == 2) {  // bits 16.. of word 1 then word 2
+      src = _mm512_shrdi_epi32(_mm512_load_si512(words + 1), _mm512_load_si512(words + 2), 16);
     } else {
-      src = _mm512_load_si512(words + 12 * q / 32);
+      src = _mm512_load_si512(words + 2 * (j / 3));
     }
-    // The same multishift for T = 2q and 2q + 1: GCC computes it once.
-    const __m512i both = _mm512_multishift_epi64_epi8(_mm512_set1_epi64(static_cast<long long>(control(q))), src);
-    return with_exponent(T % 2 == 0 ? both : _mm512_srli_epi16(both, 8), 0x0070);
+    // The same multishift (and shift) for T = 4j .. 4j + 3: GCC computes them once.
+    const __m512i bytes = _mm512_multishift_epi64_epi8(_mm512_set1_epi64(static_cast<long long>(control(j))), src);
+    const __m512i low = T % 4 < 2 ? bytes : _mm512_srli_epi16(bytes, 8);
+    return with_exponent(low, T % 2 == 0 ? 0x000E : 0x0070);
   }
 };
 
@@ -111,7 +118,6 @@ template <int B>
 struct Bf16Steps {
   using X = uint16_t;
   static constexpr int kBits = B, kSteps = Pairs<B>::kCount, kCodesPerStep = 32;
-  static constexpr float kZeroOffset = 1 << B;  // x̂ is stored times 2^B: see the header comment
   template <int T, int R, int MB>
   [[gnu::always_inline]] static void step(const __m512i* const (&words)[R], const uint16_t* xb,
                                           int64_t xstride, __m512 (&acc)[R][MB]) {
@@ -134,7 +140,7 @@ void bf16_gemv(const PackedMatrix& W, const float* X, int64_t M, float* Y) {
   const CodeLayout lay = quant::code_layout(B, W.cols);
   const int64_t blocks = total_blocks(lay), groups = W.groups_per_row();
   const int64_t padded = blocks * F::kBlockCodes, xstride = blocks * P::kCount * 32;
-  std::vector<float> xr(padded, 0.0f), xg(M * groups, 0.0f);
+  std::vector<float> xr(padded, 0.0f), xg(M * groups, 0.0f), xc(M * groups, 0.0f);
   std::vector<uint16_t> xp(M * xstride);
   const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
                                               23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
@@ -145,24 +151,32 @@ void bf16_gemv(const PackedMatrix& W, const float* X, int64_t M, float* Y) {
       const __m256bh h = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(live, X + m * W.cols + k));
       _mm512_storeu_ps(xr.data() + k, _mm512_cvtpbh_ps(h));
     }
-    for (int64_t g = 0; g < groups; ++g) {  // X̂_g (order free: only the zero-point term uses it)
-      float sum = 0;
-      for (int64_t k = g * W.group; k < (g + 1) * W.group; ++k) sum += xr[k];
+    // X̂_g and X^c_g (order free: only the zero-point and base terms use them).
+    for (int64_t g = 0; g < groups; ++g) {
+      float sum = 0, based = 0;
+      for (int64_t k = g * W.group; k < (g + 1) * W.group; ++k) {
+        sum += xr[k];
+        based += static_cast<float>(P::base(k % F::kBlockCodes / 16)) * xr[k];
+      }
       xg[m * groups + g] = sum;
+      xc[m * groups + g] = based;
     }
-    // Pair t of block b: lane i holds x̂ at positions lo(t), hi(t) of lane i.
+    // Pair t of block b: lane i holds c·x̂ at positions lo(t), hi(t) of lane i (exact: c is a power
+    // of two and lo(t), hi(t) share it).
     uint16_t* dst = xp.data() + m * xstride;
     for (int64_t b = 0; b < blocks; ++b)
-      for (int t = 0; t < P::kCount; ++t) {
+      for_positions<P::kCount>([&](auto tc) {
+        constexpr int t = decltype(tc)::value;
+        static_assert(P::base(P::lo(t)) == P::base(P::hi(t)));
         const float* base = xr.data() + b * F::kBlockCodes;
-        const __m512 scale = _mm512_set1_ps(1 << B);  // exact: 2^B·x̂ is a bf16 value
-        const __m512bh two = _mm512_cvtne2ps_pbh(_mm512_mul_ps(scale, _mm512_loadu_ps(base + 16 * P::hi(t))),
-                                                 _mm512_mul_ps(scale, _mm512_loadu_ps(base + 16 * P::lo(t))));
+        const __m512 c = _mm512_set1_ps(static_cast<float>(P::base(P::lo(t))));
+        const __m512bh two = _mm512_cvtne2ps_pbh(_mm512_mul_ps(c, _mm512_loadu_ps(base + 16 * P::hi(t))),
+                                                 _mm512_mul_ps(c, _mm512_loadu_ps(base + 16 * P::lo(t))));
         _mm512_storeu_si512(dst + (b * P::kCount + t) * 32,
                             _mm512_permutexvar_epi16(interleave, reinterpret_cast<__m512i>(two)));
-      }
+      });
   }
-  const avx512::GemvInput in{xp.data(), xstride, xg.data()};
+  const avx512::GemvInput in{xp.data(), xstride, xg.data(), xc.data()};
   avx512::gemv<Bf16Steps<B>>(W, lay, in, M, Y);
 }
 
@@ -171,7 +185,11 @@ void bf16_gemv(const PackedMatrix& W, const float* X, int64_t M, float* Y) {
 bool avx512_bf16_gemv_covers(const PackedMatrix& W) {
   if (!cpu_has_avx512_bf16() || !cpu_has_avx512_vbmi()) return false;
   if (W.group == W.cols) return W.bits == 3 || W.bits == 4;
-  return (W.bits == 4 && W.group % 128 == 0) || (W.bits == 3 && W.group % 32 == 0);
+  return (W.bits == 4 && W.group % 128 == 0) || (W.bits == 3 && W.group % 64 == 0);
+}
+
+int bf16_gemv_code_base(int bits, int64_t k) {
+  return bits == 3 ? Pairs<3>::base(k % Format<3>::kBlockCodes / 16) : Pairs<4>::base(k % Format<4>::kBlockCodes / 16);
 }
 
 void packed_gemv_bf16_avx512(const PackedMatrix& W, const float* X, int64_t M, float* Y) {

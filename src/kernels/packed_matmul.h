@@ -52,8 +52,11 @@ bool avx512_decodes(const quant::PackedMatrix& W);
 // Fused decode + FMA for M < kPanelMinRows (packed_matmul_avx512.cc).
 void packed_gemv_avx512(const quant::PackedMatrix& W, const float* X, int64_t M, float* Y);
 // True when packed_gemv_bf16_avx512 runs here and covers W's format: AVX512_BF16 + VBMI + VBMI2, and W4
-// groups of 128k / W3 groups of 32k columns or per-channel scales.
+// groups of 128k / W3 groups of 64k columns or per-channel scales.
 bool avx512_bf16_gemv_covers(const quant::PackedMatrix& W);
+// The base c of column k in packed_gemv_bf16_avx512 (a power of two): its code q decodes to the
+// bf16 1 + q/c and its x to c·bf16(x), so the sums it accumulates carry c·x on top of q·x.
+int bf16_gemv_code_base(int bits, int64_t k);
 // Y = bf16(X)·Wᵀ for M <= kFoldedMaxM on vdpbf16ps (packed_gemv_bf16_avx512.cc).
 void packed_gemv_bf16_avx512(const quant::PackedMatrix& W, const float* X, int64_t M, float* Y);
 // out[(n - n0) * ld + k] = dequantized W[n, k] for n in [n0, n1), k < cols; bit-identical to

@@ -67,7 +67,6 @@ template <int B>
 struct Fp32Steps {
   using X = float;
   static constexpr int kBits = B, kSteps = Format<B>::L, kCodesPerStep = 16;
-  static constexpr float kZeroOffset = 0;
   template <int T, int R, int MB>
   [[gnu::always_inline]] static void step(const __m512i* const (&words)[R], const float* xb, int64_t xstride,
                                           __m512 (&acc)[R][MB]) {
