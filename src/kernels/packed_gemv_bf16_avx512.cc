@@ -2,23 +2,25 @@
 //
 // Why: the exact fp32 decode (and + convert + FMA per 16 weights) costs three vector ops per 16
 // weights, which on two cores falls short of streaming the packed weights at DRAM speed. Here 32
-// codes become bf16 operands in about two integer ops (W4: a 16-bit shift and a vpternlogd; W3:
-// one vpmultishiftqb per two pairs, a shift, a vpternlogd) and one vdpbf16ps does their 32
-// multiply-adds: half the vector ops per weight.
+// codes become bf16 operands in one or two integer ops (W4: a 16-bit shift and a vpternlogd; W3:
+// a vpternlogd, and per four pairs one vpmultishiftqb and one shift) and one vdpbf16ps does their
+// 32 multiply-adds: half the vector ops per weight.
 //
 // Numerics. X is rounded to bf16 once (round to nearest even, as oneDNN's bf16 matmul and torch's
-// .bfloat16() do). A code q becomes the bf16 a = 1 + q·2^-B (exponent 0, q in the top B bits of
-// the 7-bit mantissa): exact, and so is every product a·x̂ (8 × 8 significant bits). vdpbf16ps sums
-// them in fp32. x̂ is stored times 2^B (exact), so per group A_g = Σ a·2^B x̂ = Σ (q + 2^B)·x̂ and
-//   y = Σ_g s_g A_g − Σ_g s_g z_g X̂_g − 2^B Σ_g s_g X̂_g,   X̂_g = Σ x̂ over the group.
+// .bfloat16() do). A code q becomes the bf16 a = 1 + q/c (exponent 0, q where it already sits in
+// the 7-bit mantissa, so c = 2^(7 - its lowest bit) is a power of two fixed per position: W4 16,
+// or 128 where a nibble needs no shift; W3 8 or 64): exact, and so is every product a·x̂ (8 × 8
+// significant bits). vdpbf16ps sums them in fp32. x̂ is stored times c (exact), so per group
+// A_g = Σ a·c·x̂ = Σ (q + c)·x̂ and
+//   y = Σ_g s_g A_g − Σ_g s_g z_g X̂_g − Σ_g s_g X^c_g,   X̂_g = Σ x̂, X^c_g = Σ c·x̂ over the group.
 // The result is bf16(X)·W' with W' the exactly dequantized weight and fp32 accumulation; the base
-// value 1 adds 2^B to every code in the size of the partial sums (and so of their rounding
-// errors), which the tests' tolerance (tests/kernels/test_packed_matmul.cc) accounts for.
+// c adds to every code in the size of the partial sums (and so of their rounding errors), which
+// the tests' tolerance (tests/kernels/test_packed_matmul.cc, via bf16_gemv_code_base) accounts for.
 //
 // A vdpbf16ps lane adds the products of its low and high 16-bit halves, so the two codes it pairs
 // must share a group: W4 pairs positions (t, t + 4) (a dword holds positions 0..3 in its low half
 // and 4..7 in its high half), so its groups must span 8 positions (group % 128 == 0); W3 pairs
-// (2t, 2t + 1) (group % 32 == 0). Per-channel scales always work.
+// (p, p + 2) within four positions (group % 64 == 0). Per-channel scales always work.
 //
 // GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself; see
 // packed_matmul_avx512.cc.
@@ -45,7 +47,8 @@ using avx512::total_blocks;
 
 constexpr int kOneBf16 = 0x3F80;  // bf16 1.0
 
-// (v & mask) | 1.0 in every 16-bit half: the bf16 1 + q·2^-B once q sits under `mask`.
+// (v & mask) | 1.0 in every 16-bit half: the bf16 1 + q/c once q sits under `mask` (c = 128 >> its
+// lowest bit).
 [[gnu::always_inline]] inline __m512i with_exponent(__m512i v, int mask) {
   return _mm512_ternarylogic_epi32(v, _mm512_set1_epi16(static_cast<int16_t>(mask)),
                                    _mm512_set1_epi16(kOneBf16), 0xEA);
@@ -57,8 +60,9 @@ constexpr int kOneBf16 = 0x3F80;  // bf16 1.0
 template <int B>
 struct Pairs;
 
-// W4: one word per block; position p sits at bits 4p of each dword. A 16-bit shift moves nibble t
-// of both halves (positions t and t + 4) to bits 3..6: 1 + q/16.
+// W4: one word per block; position p sits at bits 4p of each dword. Pair t = positions (t, t + 4),
+// nibble t of both halves: nibble 0 is read where it sits, bits 0..3 (1 + q/128); a 16-bit shift
+// moves nibbles 1..3 to bits 3..6 (1 + q/16). Skipping one shift in four measured 4% faster.
 template <>
 struct Pairs<4> {
   static constexpr int kCount = 4;
