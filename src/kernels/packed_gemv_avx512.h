@@ -114,16 +114,17 @@ template <class Steps, int R, int MB, int GS>
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
     for (int m = 0; m < MB; ++m) {
-      __m512 zt = _mm512_setzero_ps(), base = _mm512_setzero_ps();
+      // y = Σ lanes of (tot − Σ_g s_g z_g X_g [− Σ_g s_g X^c_g]): one horizontal sum per row.
+      __m512 y = tot[r][m];
       for (int64_t gg = 0; gg < groups; gg += 16) {
         const __mmask16 k = groups - gg >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (groups - gg)) - 1);
-        const __m512 xg = _mm512_maskz_loadu_ps(k, in.xg + m * groups + gg);
-        zt = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, sz + r * groups + gg), xg, zt);
+        y = _mm512_fnmadd_ps(_mm512_maskz_loadu_ps(k, sz + r * groups + gg),
+                             _mm512_maskz_loadu_ps(k, in.xg + m * groups + gg), y);
         if (in.xbase)
-          base = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, s + r * groups + gg),
-                                 _mm512_maskz_loadu_ps(k, in.xbase + m * groups + gg), base);
+          y = _mm512_fnmadd_ps(_mm512_maskz_loadu_ps(k, s + r * groups + gg),
+                               _mm512_maskz_loadu_ps(k, in.xbase + m * groups + gg), y);
       }
-      Y[m * W.rows + n0 + r] = _mm512_reduce_add_ps(tot[r][m]) - _mm512_reduce_add_ps(zt) - _mm512_reduce_add_ps(base);
+      Y[m * W.rows + n0 + r] = _mm512_reduce_add_ps(y);
     }
 }
 

@@ -155,15 +155,17 @@ void bf16_gemv(const PackedMatrix& W, const float* X, int64_t M, float* Y) {
       const __m256bh h = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(live, X + m * W.cols + k));
       _mm512_storeu_ps(xr.data() + k, _mm512_cvtpbh_ps(h));
     }
-    // X̂_g and X^c_g (order free: only the zero-point and base terms use them).
+    // X̂_g and X^c_g (order free: only the zero-point and base terms use them). c is constant over
+    // 16 columns; xr is zero up to whole blocks, so a per-channel group may end mid-vector.
     for (int64_t g = 0; g < groups; ++g) {
-      float sum = 0, based = 0;
-      for (int64_t k = g * W.group; k < (g + 1) * W.group; ++k) {
-        sum += xr[k];
-        based += static_cast<float>(P::base(k % F::kBlockCodes / 16)) * xr[k];
+      __m512 sum = _mm512_setzero_ps(), based = _mm512_setzero_ps();
+      for (int64_t k = g * W.group; k < std::min((g + 1) * W.group, W.cols); k += 16) {
+        const __m512 v = _mm512_loadu_ps(xr.data() + k);
+        sum = _mm512_add_ps(sum, v);
+        based = _mm512_fmadd_ps(_mm512_set1_ps(static_cast<float>(P::base(k % F::kBlockCodes / 16))), v, based);
       }
-      xg[m * groups + g] = sum;
-      xc[m * groups + g] = based;
+      xg[m * groups + g] = _mm512_reduce_add_ps(sum);
+      xc[m * groups + g] = _mm512_reduce_add_ps(based);
     }
     // Pair t of block b: lane i holds c·x̂ at positions lo(t), hi(t) of lane i (exact: c is a power
     // of two and lo(t), hi(t) share it).
