@@ -1,7 +1,8 @@
 // Kernel throughput next to the machine's measured limits, all in one run:
 //   DRAM   STREAM triad, 2 threads, arrays 12x the LLC, counted as STREAM does (3 x 4 bytes/elem),
 //          run between the timed runs of every M <= 16 row (the bandwidth a shared machine offers
-//          drifts), each row judged against its own best; a read-only stream is shown for context;
+//          drifts), each row judged against its own best; a read-only stream, run alongside the same way,
+//          is shown for context;
 //   FP32   oneDNN matmul, weights reordered once into oneDNN's preferred layout (and, at M=512,
 //          also tried in the engine's plain [N,K] layout; the faster of the two is the baseline);
 //   BF16   oneDNN matmul with bf16 X and W, f32 Y, weights prepacked the same way;
@@ -90,38 +91,19 @@ class TriadProbe {
   double best_ = 0;
 };
 
-// Best kernel time and best triad bandwidth with the two interleaved run by run: the bandwidth
-// a shared machine offers changes from second to second, so a GEMV is judged against the DRAM of
-// its own moments. At least a second of each, so that both see the machine's quiet moments.
-struct Interleaved {
-  double seconds, dram_gbps;
-};
-Interleaved best_interleaved(const std::function<void()>& fn, TriadProbe& probe) {
-  fn();
-  double best = 1e30, dram = 0, total = 0;
-  for (int r = 0; r < 4 || (total < 1.0 && r < 100); ++r) {
-    dram = std::max(dram, probe.run_gbps());
-    const auto t0 = Clock::now();
-    fn();
-    const double t = seconds_since(t0);
-    best = std::min(best, t);
-    total += t;
-  }
-  return {best, dram};
-}
-
-// Read-only streaming over 256 MB, best of `reps`: the roofline a GEMV actually faces, printed next
-// to the triad for context. Each thread reads four far-apart stretches side by side, prefetching
-// into L2 (one sequential stream per core gets only ~2/3 of this on the development machine).
-double dram_read_gbps(int reps = 10) {
-  const int64_t n = int64_t{1} << 26, lines = n / 16;
-  std::vector<float> a(n);
-  float* pa = a.data();
+// Read-only streaming over 256 MB: the roofline a GEMV actually faces, printed next to the triad
+// for context. Each thread reads four far-apart stretches side by side, prefetching into L2 (one
+// sequential stream per core gets only ~2/3 of this on the development machine).
+class ReadProbe {
+ public:
+  ReadProbe() : a_(kN) {
+    float* pa = a_.data();
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) pa[i] = 1;
-  double best = 1e30;
-  float sink = 0;
-  for (int r = 0; r < reps; ++r) {
+    for (int64_t i = 0; i < kN; ++i) pa[i] = 1;
+  }
+  double run_gbps() {  // one pass
+    const float* pa = a_.data();
+    const int64_t lines = kN / 16;
     const auto t0 = Clock::now();
     float sum = 0;
 #pragma omp parallel reduction(+ : sum)
@@ -139,11 +121,43 @@ double dram_read_gbps(int reps = 10) {
       for (int s = 0; s < 4; ++s)
         for (int j = 0; j < 16; ++j) sum += part[s][j];
     }
-    best = std::min(best, seconds_since(t0));
-    sink += sum;
+    const double gbps = 4.0 * static_cast<double>(kN) / seconds_since(t0) / 1e9;
+    if (sum == 0.5f) std::printf(" ");  // keep the sums alive
+    best_ = std::max(best_, gbps);
+    return gbps;
   }
-  if (sink == 0.5f) std::printf(" ");  // keep the sums alive
-  return 4.0 * static_cast<double>(n) / best / 1e9;
+  double best() const { return best_; }  // over every pass so far
+
+ private:
+  static constexpr int64_t kN = int64_t{1} << 26;
+  std::vector<float> a_;
+  double best_ = 0;
+};
+
+struct Probes {
+  TriadProbe triad;
+  ReadProbe read;
+};
+
+// Best kernel time, best triad and best read-only bandwidth, the three interleaved run by run: the
+// bandwidth a shared machine offers changes from second to second, so a GEMV is judged against the
+// DRAM of its own moments. At least a second of each, so that all see the machine's quiet moments.
+struct Interleaved {
+  double seconds, dram_gbps = 0, read_gbps = 0;
+};
+Interleaved best_interleaved(const std::function<void()>& fn, Probes& probes) {
+  fn();
+  double best = 1e30, dram = 0, read = 0, total = 0;
+  for (int r = 0; r < 4 || (total < 1.0 && r < 100); ++r) {
+    dram = std::max(dram, probes.triad.run_gbps());
+    read = std::max(read, probes.read.run_gbps());
+    const auto t0 = Clock::now();
+    fn();
+    const double t = seconds_since(t0);
+    best = std::min(best, t);
+    total += t;
+  }
+  return {best, dram, read};
 }
 
 // Uniform values in [-a, a] from a hash of the index: fast, parallel, reproducible.
@@ -170,7 +184,7 @@ int64_t copies_for(double bytes, int64_t M) {
 // Seconds per Y = X·Wᵀ with oneDNN, the weights W[N,K] (fp32, plain) converted to `wt` and either
 // reordered into the primitive's preferred layout (prepacked) or left in the plain "ba" layout.
 Interleaved dense_seconds(const std::vector<float>& W, const std::vector<float>& X, int64_t M, int64_t K,
-                          int64_t N, dt wt, bool prepacked, TriadProbe& probe) {
+                          int64_t N, dt wt, bool prepacked, Probes& probes) {
   dnnl::stream s(cpu_engine());
   const dnnl::memory::desc x_md({M, K}, wt, tag::ab), y_md({M, N}, dt::f32, tag::ab);
   const dnnl::memory::desc w_any({K, N}, wt, prepacked ? tag::any : tag::ba);
@@ -200,20 +214,20 @@ Interleaved dense_seconds(const std::vector<float>& W, const std::vector<float>&
       mm.execute(s, {{DNNL_ARG_SRC, x_mem}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, y_mem}});
     s.wait();
   };
-  Interleaved t = M <= 16 ? best_interleaved(run, probe) : Interleaved{best_seconds(run), 0};
+  Interleaved t = M <= 16 ? best_interleaved(run, probes) : Interleaved{best_seconds(run)};
   t.seconds /= static_cast<double>(weights.size());
   return t;
 }
 
 Interleaved packed_seconds(const ikv::quant::PackedMatrix& W, const std::vector<float>& X, int64_t M,
-                           TriadProbe& probe, ikv::kernels::Activations act = ikv::kernels::Activations::kFp32) {
+                           Probes& probes, ikv::kernels::Activations act = ikv::kernels::Activations::kFp32) {
   const double bytes = static_cast<double>(ikv::quant::packed_bytes(W));
   std::vector<ikv::quant::PackedMatrix> copies(copies_for(bytes, M), W);
   std::vector<float> Y(M * W.rows);
   auto run = [&] {
     for (const auto& w : copies) ikv::kernels::packed_matmul(w, X.data(), M, Y.data(), ikv::kernels::Isa::kAuto, act);
   };
-  Interleaved t = M <= 16 ? best_interleaved(run, probe) : Interleaved{best_seconds(run), 0};
+  Interleaved t = M <= 16 ? best_interleaved(run, probes) : Interleaved{best_seconds(run)};
   t.seconds /= static_cast<double>(copies.size());
   return t;
 }
@@ -235,6 +249,7 @@ struct Row {
   int64_t M, K, N;
   double seconds, bytes;
   double dram = 0;       // M <= 16: best triad bandwidth measured between this row's runs
+  double read = 0;       // M <= 16: best read-only bandwidth measured between this row's runs
   double pct = 0;        // of target
   std::string target;    // what the percentage is relative to
   double gflops() const { return 2.0 * M * K * N / seconds / 1e9; }
@@ -246,14 +261,13 @@ struct Row {
 int bench_kernels(bool json) {
   const auto t_start = Clock::now();
   const int threads = omp_get_max_threads();
-  TriadProbe probe;
-  double dram_read = dram_read_gbps();
+  Probes probes;
 
   const std::vector<std::pair<int64_t, int64_t>> shapes = {{4096, 4096}, {4096, 11008}, {11008, 4096}};
   const std::vector<int64_t> Ms = {1, 16, 512};
   std::vector<Row> rows;
   auto add = [&](const char* kernel, int64_t M, int64_t K, int64_t N, Interleaved t, double bytes) {
-    rows.push_back({kernel, M, K, N, t.seconds, bytes, t.dram_gbps, 0, ""});
+    rows.push_back({kernel, M, K, N, t.seconds, bytes, t.dram_gbps, t.read_gbps, 0, ""});
   };
   for (auto [K, N] : shapes) {
     std::vector<float> W(K * N);
@@ -265,27 +279,26 @@ int bench_kernels(bool json) {
     for (int64_t M : Ms) {
       std::vector<float> X(M * K);
       fill_uniform(X.data(), M * K, 1.0f, 2 + M);
-      Interleaved fp32 = dense_seconds(W, X, M, K, N, dt::f32, true, probe);
-      if (M > 16) fp32.seconds = std::min(fp32.seconds, dense_seconds(W, X, M, K, N, dt::f32, false, probe).seconds);
+      Interleaved fp32 = dense_seconds(W, X, M, K, N, dt::f32, true, probes);
+      if (M > 16) fp32.seconds = std::min(fp32.seconds, dense_seconds(W, X, M, K, N, dt::f32, false, probes).seconds);
       add("FP32", M, K, N, fp32, 4.0 * K * N);
-      add("BF16", M, K, N, dense_seconds(W, X, M, K, N, dt::bf16, true, probe), 2.0 * K * N);
-      add("W4", M, K, N, packed_seconds(w4, X, M, probe), static_cast<double>(ikv::quant::packed_bytes(w4)));
-      add("W3", M, K, N, packed_seconds(w3, X, M, probe), static_cast<double>(ikv::quant::packed_bytes(w3)));
+      add("BF16", M, K, N, dense_seconds(W, X, M, K, N, dt::bf16, true, probes), 2.0 * K * N);
+      add("W4", M, K, N, packed_seconds(w4, X, M, probes), static_cast<double>(ikv::quant::packed_bytes(w4)));
+      add("W3", M, K, N, packed_seconds(w3, X, M, probes), static_cast<double>(ikv::quant::packed_bytes(w3)));
       if (M <= 16) {
         using ikv::kernels::Activations;
-        add("W4bf16", M, K, N, packed_seconds(w4, X, M, probe, Activations::kBf16),
+        add("W4bf16", M, K, N, packed_seconds(w4, X, M, probes, Activations::kBf16),
             static_cast<double>(ikv::quant::packed_bytes(w4)));
-        add("W3bf16", M, K, N, packed_seconds(w3, X, M, probe, Activations::kBf16),
+        add("W3bf16", M, K, N, packed_seconds(w3, X, M, probes, Activations::kBf16),
             static_cast<double>(ikv::quant::packed_bytes(w3)));
       }
       if (M == 512) {
-        add("I8", M, K, N, {int8_seconds(i8, X, M, false), 0}, 1.0 * K * N);
-        add("W4A4", M, K, N, {int8_seconds(i8, X, M, true), 0}, 1.0 * K * N);
+        add("I8", M, K, N, {int8_seconds(i8, X, M, false)}, 1.0 * K * N);
+        add("W4A4", M, K, N, {int8_seconds(i8, X, M, true)}, 1.0 * K * N);
       }
     }
   }
-  dram_read = std::max(dram_read, dram_read_gbps());
-  const double dram = probe.best();
+  const double dram = probes.triad.best(), dram_read = probes.read.best();
 
   // Targets.
   std::map<std::tuple<int64_t, int64_t, int64_t>, double> fp32_gflops;
@@ -314,14 +327,14 @@ int bench_kernels(bool json) {
     std::string name;
     int64_t K, N;
     double value;
-    double vs_read = 0;  // GEMV rows: the same against the read-only stream
+    double vs_read = 0;  // GEMV rows: the same against the read-only stream measured alongside
     double dram = 0;     // GEMV rows: the triad bandwidth measured alongside
   };
   std::vector<Ratio> ratios;
   for (auto [K, N] : shapes) {
     for (const char* kernel : {"W4", "W3", "W4bf16", "W3bf16"}) {
       const Row& r = find(kernel, 1, K, N);
-      ratios.push_back({std::string(kernel) + "-GEMV/DRAM", K, N, r.gbps() / r.dram, r.gbps() / dram_read, r.dram});
+      ratios.push_back({std::string(kernel) + "-GEMV/DRAM", K, N, r.gbps() / r.dram, r.gbps() / r.read, r.dram});
     }
     ratios.push_back({"W4-GEMM/FP32-GEMM (M=512)", K, N, find("W4", 512, K, N).gflops() / find("FP32", 512, K, N).gflops()});
     ratios.push_back({"W3-GEMM/FP32-GEMM (M=512)", K, N, find("W3", 512, K, N).gflops() / find("FP32", 512, K, N).gflops()});
@@ -337,7 +350,7 @@ int bench_kernels(bool json) {
     for (const Row& r : rows)
       std::printf("%s\n", nlohmann::json{{"bench", "kernels"}, {"kernel", r.kernel}, {"M", r.M}, {"K", r.K},
                                          {"N", r.N}, {"ms", r.seconds * 1e3}, {"gflops", r.gflops()},
-                                         {"gbps", r.gbps()}, {"dram_gbps", r.dram}, {"pct_of_target", r.pct},
+                                         {"gbps", r.gbps()}, {"dram_gbps", r.dram}, {"read_gbps", r.read}, {"pct_of_target", r.pct},
                                          {"target", r.target}}
                                  .dump()
                                  .c_str());
@@ -355,12 +368,12 @@ int bench_kernels(bool json) {
     std::printf("%-6s %5lld %12s %10.3f %9.1f %8.1f %11.0f%%  %s\n", r.kernel.c_str(), static_cast<long long>(r.M),
                 shape.c_str(), r.seconds * 1e3, r.gflops(), r.gbps(), r.pct, r.target.c_str());
   }
-  std::printf("\nDRAM bandwidth, %d threads: STREAM triad %.1f GB/s (best of every pass; each GEMV row is\n"
-              "judged against the passes run between its own runs), read-only stream %.1f GB/s\n",
+  std::printf("\nDRAM bandwidth, %d threads: STREAM triad %.1f GB/s, read-only stream %.1f GB/s (best of\n"
+              "every pass; each GEMV row is judged against the passes run between its own runs)\n",
               threads, dram, dram_read);
   for (const Ratio& q : ratios) {
     std::printf("%-30s %5lldx%-5lld %6.2f", q.name.c_str(), static_cast<long long>(q.K), static_cast<long long>(q.N), q.value);
-    if (q.dram > 0) std::printf("   (triad alongside %.1f GB/s; %.2f of the read-only stream)", q.dram, q.vs_read);
+    if (q.dram > 0) std::printf("   (triad alongside %.1f GB/s; %.2f of the read-only stream alongside)", q.dram, q.vs_read);
     std::printf("\n");
   }
   std::printf("(%.0f s)\n", seconds_since(t_start));
