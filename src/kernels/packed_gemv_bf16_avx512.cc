@@ -83,7 +83,8 @@ struct Pairs<4> {
 // below an even position 8j + 2i, so it holds that code at bits 1..3 and the next one at bits 4..6:
 // bytes 0 and 2 (the dword's two low bytes) take positions 8j, 8j + 2, bytes 1 and 3 take
 // 8j + 4, 8j + 6 and are brought down by a 16-bit shift. A vpternlogd then keeps bits 1..3
-// (pair (8j + 2i, 8j + 2i + 2): 1 + q/64) or bits 4..6 (pair (8j + 2i + 1, 8j + 2i + 3): 1 + q/8).
+// (pairs (8j, 8j + 2) and (8j + 4, 8j + 6): 1 + q/64) or bits 4..6 (pairs (8j + 1, 8j + 3) and
+// (8j + 5, 8j + 7): 1 + q/8).
 // Per 128 codes: one multishift, one shift, four vpternlogd. vpmultishiftqb shares an execution
 // pipe with vdpbf16ps on Zen 4, so fewer multishifts per weight is what lets W3 keep up with DRAM.
 template <>
