@@ -1,4 +1,4 @@
-// The M <= kFoldedMaxM GEMV driver shared by the packed decoders (include from *_avx512.cc only).
+// The small-M GEMV driver shared by the packed decoders (include from *_avx512.cc only).
 //
 // y[m, n] = Σ_g s_g·S_g − Σ_g s_g·z_g·X_g, with S_g = Σ_{k∈g} q_k x_k accumulated in registers and
 // X_g = Σ_{k∈g} x_k computed once per call: scale and zero point never enter the inner loop. A
@@ -143,6 +143,9 @@ void gemv_range(const PackedMatrix& W, const CodeLayout& lay, const GemvInput& i
   }
 }
 
+// Rows of x one pass over W serves: the largest MB gemv_range_for takes.
+inline constexpr int64_t kRowsPerPass = 4;
+
 template <class Steps, int GS>
 void gemv_range_for(int64_t M, const PackedMatrix& W, const CodeLayout& lay, const GemvInput& in,
                     int64_t begin, int64_t end, const float* s, const float* sz, float* Y) {
@@ -154,11 +157,12 @@ void gemv_range_for(int64_t M, const PackedMatrix& W, const CodeLayout& lay, con
   }
 }
 
-// All rows of W, M <= 4 rows of x: chunks of rows handed out dynamically, each a contiguous ~1 MB
+// All rows of W, M rows of x: chunks of rows handed out dynamically, each a contiguous ~1 MB
 // stretch of codes (only its start is not prefetched), so a core that loses time to another
 // process takes fewer. A chunk's group constants are converted up front in one pass over its rows'
 // consecutive scales and zero points: made row by row just before use they cost ~20% of the
-// GEMV's time.
+// GEMV's time. More rows of x than one pass takes run kRowsPerPass at a time over each chunk of W
+// while it is in cache.
 template <class Steps>
 void gemv(const PackedMatrix& W, const CodeLayout& lay, const GemvInput& in, int64_t M, float* Y) {
   constexpr int kSteps = Steps::kSteps, kG128 = 128 / Steps::kCodesPerStep;  // the default group
@@ -166,23 +170,28 @@ void gemv(const PackedMatrix& W, const CodeLayout& lay, const GemvInput& in, int
   const int schedule = gs == kG128 || gs == kSteps ? static_cast<int>(gs)
                        : gs == std::numeric_limits<int64_t>::max() || gs % kSteps == 0 ? 0 : -1;
   const int64_t chunk = std::max<int64_t>(8, (int64_t{1} << 20) / (lay.row_words * 64) / 8 * 8);
-  const int64_t chunks = (W.rows + chunk - 1) / chunk;
+  const int64_t chunks = (W.rows + chunk - 1) / chunk, groups = W.groups_per_row();
 #pragma omp parallel
   {
-    const int64_t groups = W.groups_per_row();
     std::vector<float> s(chunk * groups), sz(chunk * groups);
 #pragma omp for schedule(dynamic) nowait
     for (int64_t i = 0; i < chunks; ++i) {
       const int64_t begin = i * chunk, end = std::min(W.rows, begin + chunk);
       group_constants(W, begin * groups, (end - begin) * groups, s.data(), sz.data());
-      if (schedule == kSteps) {
-        gemv_range_for<Steps, kSteps>(M, W, lay, in, begin, end, s.data(), sz.data(), Y);
-      } else if (schedule == kG128) {
-        if constexpr (kG128 != kSteps) gemv_range_for<Steps, kG128>(M, W, lay, in, begin, end, s.data(), sz.data(), Y);
-      } else if (schedule == 0) {
-        gemv_range_for<Steps, 0>(M, W, lay, in, begin, end, s.data(), sz.data(), Y);
-      } else {
-        gemv_range_for<Steps, -1>(M, W, lay, in, begin, end, s.data(), sz.data(), Y);
+      for (int64_t m0 = 0; m0 < M; m0 += kRowsPerPass) {
+        const GemvInput part{static_cast<const typename Steps::X*>(in.x) + m0 * in.xstride, in.xstride,
+                             in.xg + m0 * groups, in.xbase ? in.xbase + m0 * groups : nullptr};
+        const int64_t mb = std::min(kRowsPerPass, M - m0);
+        float* Ym = Y + m0 * W.rows;
+        if (schedule == kSteps) {
+          gemv_range_for<Steps, kSteps>(mb, W, lay, part, begin, end, s.data(), sz.data(), Ym);
+        } else if (schedule == kG128) {
+          if constexpr (kG128 != kSteps) gemv_range_for<Steps, kG128>(mb, W, lay, part, begin, end, s.data(), sz.data(), Ym);
+        } else if (schedule == 0) {
+          gemv_range_for<Steps, 0>(mb, W, lay, part, begin, end, s.data(), sz.data(), Ym);
+        } else {
+          gemv_range_for<Steps, -1>(mb, W, lay, part, begin, end, s.data(), sz.data(), Ym);
+        }
       }
     }
   }

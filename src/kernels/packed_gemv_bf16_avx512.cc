@@ -1,4 +1,4 @@
-// Packed W3/W4 GEMV (M <= kFoldedMaxM) with bf16 activations: Y = bf16(X)·Wᵀ on vdpbf16ps.
+// Packed W3/W4 GEMV (M < kPanelMinRows) with bf16 activations: Y = bf16(X)·Wᵀ on vdpbf16ps.
 //
 // Why: the exact fp32 decode (and + convert + FMA per 16 weights) costs three vector ops per 16
 // weights, which on two cores falls short of streaming the packed weights at DRAM speed. Here 32

@@ -216,7 +216,7 @@ void packed_matmul(const PackedMatrix& W, const float* X, int64_t M, float* Y, I
   const bool avx512 = resolve_isa(isa) == Isa::kAvx512;
   std::vector<float> rounded;
   if (act == Activations::kBf16) {
-    if (avx512 && M <= detail::kFoldedMaxM && detail::avx512_bf16_gemv_covers(W))
+    if (avx512 && M < kPanelMinRows && detail::avx512_bf16_gemv_covers(W))
       return detail::packed_gemv_bf16_avx512(W, X, M, Y);
     rounded = rounded_to_bf16(X, M * W.cols);  // then the fp32 kernels compute bf16(X)·Wᵀ
     X = rounded.data();

@@ -8,8 +8,10 @@
 //  - M >= kPanelMinRows (prefill): each thread dequantizes 64-row panels of W straight into the
 //    blocked layout oneDNN's fp32 matmul prefers and runs it on them; the decode cost (~3%)
 //    disappears under the M FMAs per weight.
-//  - M <= 4 with bf16 activations: codes become bf16 operands of vdpbf16ps (32 multiply-adds per
-//    op), half the fp32 decode's vector ops per weight (packed_gemv_bf16_avx512.cc).
+//  - M < kPanelMinRows with bf16 activations: codes become bf16 operands of vdpbf16ps (32
+//    multiply-adds per op), half the fp32 decode's vector ops per weight; above 4 rows of X, 4 at
+//    a time over each cached stretch of W, about twice the fp32 kernels' speed at M = 8..16
+//    (packed_gemv_bf16_avx512.cc).
 //  - packed_matmul_reference: dequantize() + a naive triple loop in double.
 // The AVX-512 decoders handle bits 3 and 4 with groups that are whole 16-code positions (group a
 // multiple of 16, or per-channel); everything else takes the portable decoder, which is
@@ -57,7 +59,7 @@ bool avx512_bf16_gemv_covers(const quant::PackedMatrix& W);
 // The base c of column k in packed_gemv_bf16_avx512 (a power of two): its code q decodes to the
 // bf16 1 + q/c and its x to c·bf16(x), so the sums it accumulates carry c·x on top of q·x.
 int bf16_gemv_code_base(int bits, int64_t k);
-// Y = bf16(X)·Wᵀ for M <= kFoldedMaxM on vdpbf16ps (packed_gemv_bf16_avx512.cc).
+// Y = bf16(X)·Wᵀ for M < kPanelMinRows on vdpbf16ps (packed_gemv_bf16_avx512.cc).
 void packed_gemv_bf16_avx512(const quant::PackedMatrix& W, const float* X, int64_t M, float* Y);
 // out[(n - n0) * ld + k] = dequantized W[n, k] for n in [n0, n1), k < cols; bit-identical to
 // quant::dequantize_rows.

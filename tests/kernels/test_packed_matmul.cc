@@ -68,7 +68,7 @@ void check_against_reference(const PackedMatrix& W, int64_t M, Isa isa, uint32_t
   std::vector<float> y(M * N, NAN), ref(M * N);
   ikv::kernels::packed_matmul(W, X.data(), M, y.data(), isa, act);
   ikv::kernels::packed_matmul_reference(W, X.data(), M, ref.data(), act);
-  const bool based = act == Activations::kBf16 && M <= ikv::kernels::detail::kFoldedMaxM &&
+  const bool based = act == Activations::kBf16 && M < ikv::kernels::kPanelMinRows &&
                      isa != Isa::kPortable && ikv::kernels::detail::avx512_bf16_gemv_covers(W);
   const auto S = magnitude(W, X, M, [&](int64_t k) {
     return based ? 2 * ikv::kernels::detail::bf16_gemv_code_base(W.bits, k) : 0;
@@ -151,8 +151,9 @@ TEST_CASE("packed_matmul: every M on a fixed W4 g128 and W3 g128 matrix") {
 }
 
 TEST_CASE("packed_matmul with bf16 activations equals bf16(X)·W' on every path") {
-  // The vdpbf16ps GEMV takes W4 groups of 128k and W3 groups of 64k columns or per-channel; other
-  // formats and M > 4 round X and take the fp32 kernels. Both must give bf16(X)·W'.
+  // The vdpbf16ps GEMV takes M < kPanelMinRows on W4 groups of 128k and W3 groups of 64k columns or
+  // per-channel; other formats and larger M round X and take the fp32 kernels. Both must give
+  // bf16(X)·W'.
   uint32_t seed = 0;
   for (int bits : {3, 4})
     for (int64_t K : {128, 136, 172, 384, 512})
@@ -162,7 +163,7 @@ TEST_CASE("packed_matmul with bf16 activations equals bf16(X)·W' on every path"
         const bool fast = ikv::kernels::detail::avx512_bf16_gemv_covers(W);
         if (ikv::kernels::cpu_has_avx512_bf16() && ikv::kernels::cpu_has_avx512_vbmi())
           CHECK(fast == (group == -1 || group % (bits == 4 ? 128 : 64) == 0));
-        for (int64_t M : {1, 2, 3, 4, 5, 24})
+        for (int64_t M : {1, 2, 3, 4, 5, 9, 23, 24})
           for (Isa isa : paths()) check_against_reference(W, M, isa, seed * 31 + M, Activations::kBf16);
       }
   if (!ikv::kernels::cpu_has_avx512_bf16() || !ikv::kernels::cpu_has_avx512_vbmi())
