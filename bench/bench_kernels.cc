@@ -1,13 +1,13 @@
 // Kernel throughput next to the machine's measured limits, all in one run:
 //   DRAM   STREAM triad, 2 threads, arrays 12x the LLC, counted as STREAM does (3 x 4 bytes/elem),
 //          run between the timed runs of every M <= 16 row (the bandwidth a shared machine offers
-//          drifts), each row judged against its own best; a read-only stream, run alongside the same way,
-//          is shown for context;
+//          drifts), each row judged against its own best; a read-only stream, run alongside the
+//          same way, is shown for context;
 //   FP32   oneDNN matmul, weights reordered once into oneDNN's preferred layout (and, at M=512,
 //          also tried in the engine's plain [N,K] layout; the faster of the two is the baseline);
 //   BF16   oneDNN matmul with bf16 X and W, f32 Y, weights prepacked the same way;
 //   W4/W3  kernels::packed_matmul on RTN asym group-128 matrices, fp32 activations (exact);
-//   W4bf16/W3bf16 (M <= 16) the same with bf16 activations (--dtype bf16: vdpbf16ps at M = 1).
+//   W4bf16/W3bf16 (M <= 16) the same with bf16 activations (--dtype bf16: vdpbf16ps).
 //   I8     (M = 512) kernels::int8_gemm, oneDNN s8 x s8 -> s32 with the scales applied after, on
 //          INT4 codes (RTN sym per-channel W, X quantized per token beforehand): GFLOP/s-equivalent
 //   W4A4   (M = 512) the same plus the per-token quantization of X: what a QuaRot linear runs
