@@ -8,6 +8,7 @@
 //   BF16   oneDNN matmul with bf16 X and W, f32 Y, weights prepacked the same way;
 //   W4/W3  kernels::packed_matmul on RTN asym group-128 matrices, fp32 activations (exact);
 //   W4bf16/W3bf16 (M <= 16) the same with bf16 activations (--dtype bf16: vdpbf16ps).
+//   W4q8/W3q8 (M <= 16) the same with q8 activations (--dtype q8: int8 blocks of 128, vpdpbusd).
 //   I8     (M = 512) kernels::int8_gemm, oneDNN s8 x s8 -> s32 with the scales applied after, on
 //          INT4 codes (RTN sym per-channel W, X quantized per token beforehand): GFLOP/s-equivalent
 //   W4A4   (M = 512) the same plus the per-token quantization of X: what a QuaRot linear runs
@@ -291,6 +292,10 @@ int bench_kernels(bool json) {
             static_cast<double>(ikv::quant::packed_bytes(w4)));
         add("W3bf16", M, K, N, packed_seconds(w3, X, M, probes, Activations::kBf16),
             static_cast<double>(ikv::quant::packed_bytes(w3)));
+        add("W4q8", M, K, N, packed_seconds(w4, X, M, probes, Activations::kQ8),
+            static_cast<double>(ikv::quant::packed_bytes(w4)));
+        add("W3q8", M, K, N, packed_seconds(w3, X, M, probes, Activations::kQ8),
+            static_cast<double>(ikv::quant::packed_bytes(w3)));
       }
       if (M == 512) {
         add("I8", M, K, N, {int8_seconds(i8, X, M, false)}, 1.0 * K * N);
@@ -332,7 +337,7 @@ int bench_kernels(bool json) {
   };
   std::vector<Ratio> ratios;
   for (auto [K, N] : shapes) {
-    for (const char* kernel : {"W4", "W3", "W4bf16", "W3bf16"}) {
+    for (const char* kernel : {"W4", "W3", "W4bf16", "W3bf16", "W4q8", "W3q8"}) {
       const Row& r = find(kernel, 1, K, N);
       ratios.push_back({std::string(kernel) + "-GEMV/DRAM", K, N, r.gbps() / r.dram, r.gbps() / r.read, r.dram});
     }

@@ -83,8 +83,8 @@ ModelSpec parse_model(SchemaChecker& c, const YamlNode& n) {
     if (c.field(n, "path", true)) c.read(n, "path", m.path);
     c.read(n, "name", m.name);
     c.read(n, "dtype", m.dtype);
-    if (m.dtype != "fp32" && m.dtype != "bf16")
-      c.problem(*n.find("dtype"), "dtype must be fp32 or bf16, got '" + m.dtype + "'");
+    if (std::find(kDtypes.begin(), kDtypes.end(), m.dtype) == kDtypes.end())
+      c.problem(*n.find("dtype"), "dtype must be fp32, bf16 or q8, got '" + m.dtype + "'");
   }
   if (m.name.empty()) {
     fs::path p = fs::path(m.path).lexically_normal();

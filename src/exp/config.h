@@ -15,10 +15,14 @@ inline const std::vector<std::string> kQaTasks = {"arc_easy",   "arc_challenge",
 // Named text datasets (ppl, kld, calibration data); anything else must look like a file path.
 inline const std::vector<std::string> kNamedDatasets = {"wikitext2", "ptb", "sharegpt"};
 
+// Compute dtypes: fp32; bf16 (dense linears hold bf16 weights, packed ones take bf16 inputs); q8
+// (fp32, except that packed linears take their inputs as int8 blocks: the VNNI decode GEMV).
+inline const std::vector<std::string> kDtypes = {"fp32", "bf16", "q8"};
+
 struct ModelSpec {
   std::string name;            // label; defaults to the folder name of `path`
   std::string path;            // as written: absolute, or relative to the data root
-  std::string dtype = "fp32";  // fp32 | bf16
+  std::string dtype = "fp32";  // fp32 | bf16 | q8 (exp::apply_dtype)
   std::string where;           // "file:line:column" of the entry, for later errors (not compared)
   bool operator==(const ModelSpec& o) const { return name == o.name && path == o.path && dtype == o.dtype; }
 };

@@ -103,7 +103,7 @@ const model::Weights& Executor::weights_for(const Cell& cell) {
   if (cell.quant.is_fp()) return fp_model(cell.model).weights;
   auto& slot = quantized_[cell.quant_key];
   if (!slot) {
-    // Quantizers read fp32 weights; a bf16 dtype applies once quantized.
+    // Quantizers read fp32 weights; the dtype applies once quantized.
     ModelSpec fp32 = cell.model;
     fp32.dtype = "fp32";
     slot = std::make_unique<model::Weights>(fp_model(fp32).weights);
@@ -117,7 +117,7 @@ const model::Weights& Executor::weights_for(const Cell& cell) {
       quant::save_quantized(*slot, path, {{"method", cell.quant.method}, {"label", cell.quant.short_label()}});
       store_.put_artifact({cell.quant_key, "quant", path, io::file_sha256(path), ""});
     }
-    if (cell.model.dtype == "bf16") model::convert_linears_to_bf16(*slot);
+    apply_dtype(*slot, cell.model.dtype);
   }
   return *slot;
 }

@@ -2,8 +2,10 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <filesystem>
 
+#include "exp/config.h"
 #include "io/data_root.h"
 #include "io/error.h"
 
@@ -19,9 +21,25 @@ std::string resolve_model_path(const std::string& data_root, const std::string& 
   return io::data_file(data_root, model_arg);
 }
 
+namespace {
+
+// One-line error for anything but kDtypes.
+void check_dtype(const std::string& dtype) {
+  if (std::find(kDtypes.begin(), kDtypes.end(), dtype) == kDtypes.end())
+    fail("dtype '", dtype, "' is not supported (fp32, bf16, q8)");
+}
+
+}  // namespace
+
+void apply_dtype(model::Weights& w, const std::string& dtype) {
+  check_dtype(dtype);
+  if (dtype == "bf16") model::convert_linears_to_bf16(w);
+  if (dtype == "q8") model::use_q8_inputs(w);
+}
+
 LoadedModel load_model_verified(const std::string& data_root, const std::string& model_arg,
                                 const std::string& dtype) {
-  if (dtype != "fp32" && dtype != "bf16") fail("dtype '", dtype, "' is not supported (fp32, bf16)");
+  check_dtype(dtype);
   const std::string path = resolve_model_path(data_root, model_arg);
   std::error_code ec;
   if (fs::is_directory(path, ec)) {
@@ -36,7 +54,7 @@ LoadedModel load_model_verified(const std::string& data_root, const std::string&
   if (m.tokenizer->vocab_size() != m.weights.config.vocab)
     fail(model::tokenizer_path_for(path), ": tokenizer has ", m.tokenizer->vocab_size(), " pieces, the model ",
          m.weights.config.vocab);
-  if (dtype == "bf16") model::convert_linears_to_bf16(m.weights);
+  apply_dtype(m.weights, dtype);
   return m;
 }
 

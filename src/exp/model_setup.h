@@ -19,6 +19,8 @@ struct LoadedModel {
 std::string resolve_model_path(const std::string& data_root, const std::string& model_arg);
 LoadedModel load_model_verified(const std::string& data_root, const std::string& model_arg,
                                 const std::string& dtype = "fp32");
+// Puts loaded (and, for packed inputs, already quantized) weights in `dtype`.
+void apply_dtype(model::Weights& w, const std::string& dtype);
 // Resolves a dataset name (wikitext2, ptb) or a file path; verifies it against SHA256SUMS.
 std::string resolve_text_dataset(const std::string& data_root, const std::string& name);
 // Sets the OpenMP thread count (0 = all cores) for our loops and oneDNN.

@@ -135,7 +135,7 @@ QuantizerSpec rtn_spec(int wbits, int group, bool sym) {
 PreparedVariant prepare_variant(const std::string& data_root, const VariantSpec& spec, uint64_t seed) {
   validate_variant(spec);
   PreparedVariant v;
-  // Quantizers read the checkpoint at full fp32 precision; a bf16 dtype applies once quantized.
+  // Quantizers read the checkpoint at full fp32 precision; the dtype applies once quantized.
   v.model = load_model_verified(data_root, spec.model, spec.quant.method == "fp" ? spec.dtype : "fp32");
   const model::Weights& w = v.model.weights;
   if (spec.intactkv != "none") {
@@ -170,7 +170,7 @@ PreparedVariant prepare_variant(const std::string& data_root, const VariantSpec&
   } else {
     quantize_model(v.model, spec.quant, data_root, seed);
   }
-  if (spec.quant.method != "fp" && spec.dtype == "bf16") model::convert_linears_to_bf16(v.model.weights);
+  if (spec.quant.method != "fp") apply_dtype(v.model.weights, spec.dtype);
   return v;
 }
 

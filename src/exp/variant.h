@@ -16,7 +16,7 @@ namespace ikv::exp {
 
 struct VariantSpec {
   std::string model;             // path or data-root name
-  std::string dtype = "fp32";    // compute dtype (model::convert_linears_to_bf16)
+  std::string dtype = "fp32";    // compute dtype (exp::apply_dtype)
   QuantizerSpec quant;           // the YAML quantizer's settings (fp: none)
   int kv_bits = 16;              // 16 = KV cache not quantized
   bool quantize_prefix = false;  // also quantize the IntactKV prefix's K/V

@@ -29,8 +29,7 @@ void linear_forward(const Linear& layer, const float* X, int64_t M, float* Y) {
     X = xp.data();
   }
   if (layer.packed)
-    return packed_matmul(*layer.packed, X, M, Y, Isa::kAuto,
-                         layer.bf16_activations ? Activations::kBf16 : Activations::kFp32);
+    return packed_matmul(*layer.packed, X, M, Y, Isa::kAuto, layer.packed_input);
   if (!layer.w_bf16.empty())
     gemm_bf16(X, M, layer.in, layer.w_bf16.data(), layer.out, Y);
   else

@@ -5,9 +5,7 @@
 #include <memory>
 #include <vector>
 
-namespace ikv::quant {
-struct PackedMatrix;
-}
+#include "kernels/packed_matmul.h"
 
 namespace ikv::kernels {
 
@@ -18,9 +16,9 @@ struct Linear {
   std::vector<float> w;                                 // dense fp32 [out, in]; empty once packed
   std::vector<uint16_t> w_bf16;                         // bf16 [out, in] when compute dtype is bf16
   std::shared_ptr<const quant::PackedMatrix> packed;    // low-bit weights when quantized
-  // bf16 compute for a packed layer: its input is rounded to bf16 and the codes stay exact
-  // (kernels::Activations::kBf16), the packed counterpart of w_bf16.
-  bool bf16_activations = false;
+  // What a packed layer's input is rounded to before the product (the codes stay exact): kBf16
+  // with bf16 compute, the packed counterpart of w_bf16; kQ8 for int8 blocks (dtype q8).
+  Activations packed_input = Activations::kFp32;
   // GPTQ act-order: packed column j multiplies input channel in_perm[j] (empty = identity). The
   // input is gathered into that order before the packed matmul; groups stay consecutive columns.
   std::vector<int32_t> in_perm;

@@ -102,9 +102,13 @@ template <int B>
                                   CodeWord* tail) {
   const CodeWord* src = row + blk * Format<B>::W;
   if (blk < lay.full_blocks) return reinterpret_cast<const __m512i*>(src);
-  std::fill(tail, tail + Format<B>::W, CodeWord{});
-  std::copy(src, src + lay.tail_words, tail);
-  return reinterpret_cast<const __m512i*>(tail);
+  // Whole 64-byte words in registers: a memcpy / memset call here would make GCC keep the GEMV's
+  // accumulators in memory around it, in the hot loop.
+  __m512i* dst = reinterpret_cast<__m512i*>(tail);
+#pragma GCC unroll 4
+  for (int w = 0; w < Format<B>::W; ++w)
+    _mm512_store_si512(dst + w, w < lay.tail_words ? _mm512_loadu_si512(src + w) : _mm512_setzero_si512());
+  return dst;
 }
 
 inline int64_t total_blocks(const CodeLayout& lay) { return lay.full_blocks + (lay.tail_positions > 0); }

@@ -3,6 +3,7 @@
 #include "kernels/onednn.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <memory>
 #include <oneapi/dnnl/dnnl.hpp>
@@ -202,24 +203,59 @@ void panel_gemm(const PackedMatrix& W, const float* X, int64_t M, float* Y, bool
   }
 }
 
-std::vector<float> rounded_to_bf16(const float* X, int64_t n) {
-  std::vector<float> r(n);
-#pragma omp parallel for simd if (n > (1 << 16))
-  for (int64_t i = 0; i < n; ++i) r[i] = io::bf16_to_fp32(io::fp32_to_bf16(X[i]));
+// X as the kernels read it under `act`: bf16- or q8-rounded, as floats.
+std::vector<float> rounded(const float* X, int64_t M, int64_t K, Activations act) {
+  std::vector<float> r(M * K);
+  if (act == Activations::kBf16) {
+#pragma omp parallel for simd if (M * K > (1 << 16))
+    for (int64_t i = 0; i < M * K; ++i) r[i] = io::bf16_to_fp32(io::fp32_to_bf16(X[i]));
+  } else {
+    const int64_t blocks = (K + kQ8Block - 1) / kQ8Block;
+    std::vector<int8_t> q(M * blocks * kQ8Block);
+    std::vector<float> s(M * blocks);
+    quantize_q8(X, M, K, q.data(), s.data());
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t k = 0; k < K; ++k)
+        r[m * K + k] = static_cast<float>(q[(m * blocks) * kQ8Block + k]) * s[m * blocks + k / kQ8Block];
+  }
   return r;
 }
 
 }  // namespace
 
+// quantize_per_token's arithmetic at 8 bits, clip 1, written so that GCC vectorizes it (a call per
+// block costs more than the GEMV's decode at M = 1); the tests check the two agree bit for bit.
+void quantize_q8(const float* X, int64_t M, int64_t K, int8_t* q, float* s) {
+  const int64_t blocks = (K + kQ8Block - 1) / kQ8Block;
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t k0 = b * kQ8Block, n = std::min(kQ8Block, K - k0);
+      const float* x = X + m * K + k0;
+      float lane[8] = {};  // eight independent running maxima: one would wait on each max's latency
+      int64_t k = 0;
+      for (; k + 8 <= n; k += 8)
+        for (int j = 0; j < 8; ++j) lane[j] = std::max(lane[j], std::fabs(x[k + j]));
+      for (; k < n; ++k) lane[0] = std::max(lane[0], std::fabs(x[k]));
+      const float mx = *std::max_element(lane, lane + 8);
+      const float scale = mx == 0 ? 1.0f : mx / 127.0f;
+      s[m * blocks + b] = scale;
+      int8_t* qb = q + (m * blocks + b) * kQ8Block;
+      for (int64_t k = 0; k < n; ++k) qb[k] = static_cast<int8_t>(std::clamp(std::nearbyint(x[k] / scale), -128.0f, 127.0f));
+      std::fill(qb + n, qb + kQ8Block, int8_t{0});
+    }
+}
+
 void packed_matmul(const PackedMatrix& W, const float* X, int64_t M, float* Y, Isa isa, Activations act) {
   if (M <= 0 || W.rows <= 0) return;
   const bool avx512 = resolve_isa(isa) == Isa::kAvx512;
-  std::vector<float> rounded;
-  if (act == Activations::kBf16) {
-    if (avx512 && M < kPanelMinRows && detail::avx512_bf16_gemv_covers(W))
+  std::vector<float> xr;
+  if (act != Activations::kFp32) {
+    if (avx512 && M < kPanelMinRows && act == Activations::kBf16 && detail::avx512_bf16_gemv_covers(W))
       return detail::packed_gemv_bf16_avx512(W, X, M, Y);
-    rounded = rounded_to_bf16(X, M * W.cols);  // then the fp32 kernels compute bf16(X)·Wᵀ
-    X = rounded.data();
+    if (avx512 && M < kPanelMinRows && act == Activations::kQ8 && detail::avx512_q8_gemv_covers(W))
+      return detail::packed_gemv_q8_avx512(W, X, M, Y);
+    xr = rounded(X, M, W.cols, act);  // then the fp32 kernels compute bf16(X)·Wᵀ or q8(X)·Wᵀ
+    X = xr.data();
   }
   const bool decodes = avx512 && detail::avx512_decodes(W);
   if (M >= kPanelMinRows) return panel_gemm(W, X, M, Y, decodes);
@@ -229,10 +265,10 @@ void packed_matmul(const PackedMatrix& W, const float* X, int64_t M, float* Y, I
 
 void packed_matmul_reference(const PackedMatrix& W, const float* X, int64_t M, float* Y, Activations act) {
   const int64_t K = W.cols, N = W.rows;
-  std::vector<float> rounded;
-  if (act == Activations::kBf16) {
-    rounded = rounded_to_bf16(X, M * K);
-    X = rounded.data();
+  std::vector<float> xr;
+  if (act != Activations::kFp32) {
+    xr = rounded(X, M, K, act);
+    X = xr.data();
   }
   std::vector<float> w(N * K);
   quant::dequantize(W, w.data());

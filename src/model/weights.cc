@@ -165,13 +165,19 @@ void convert_linears_to_bf16(Weights& w) {
   all.push_back(&w.lm_head);
   for (kernels::Linear* lp : all) {
     kernels::Linear& l = *lp;
-    if (l.packed) l.bf16_activations = true;
+    if (l.packed) l.packed_input = kernels::Activations::kBf16;
     if (l.w.empty()) continue;
     l.w_bf16.resize(l.w.size());
     for (size_t i = 0; i < l.w.size(); ++i) l.w_bf16[i] = io::fp32_to_bf16(l.w[i]);
     l.w.clear();
     l.w.shrink_to_fit();
   }
+}
+
+void use_q8_inputs(Weights& w) {
+  for (auto& nl : named_linears(w))
+    if (nl.linear->packed) nl.linear->packed_input = kernels::Activations::kQ8;
+  if (w.lm_head.packed) w.lm_head.packed_input = kernels::Activations::kQ8;
 }
 
 std::string tokenizer_path_for(const std::string& model_path) {

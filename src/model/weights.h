@@ -39,8 +39,11 @@ enum class ComputeType { F32, BF16 };
 // F32/F16/BF16) or a llama2.c .bin file. Every inconsistency is an Error naming file and tensor.
 Weights load_model(const std::string& path);
 // The bf16 compute option: dense linears get bf16 weights (oneDNN rounds their inputs to bf16),
-// packed ones keep their exact codes and take bf16 inputs (kernels::Linear::bf16_activations).
+// packed ones keep their exact codes and take bf16 inputs (kernels::Linear::packed_input).
 void convert_linears_to_bf16(Weights& w);
+// The q8 option: packed linears take their inputs as int8 blocks (kernels::Activations::kQ8), the
+// VNNI GEMV's format; dense linears stay fp32.
+void use_q8_inputs(Weights& w);
 
 // The tokenizer file that belongs to a model path (folder/tokenizer.model, or beside a .bin).
 std::string tokenizer_path_for(const std::string& model_path);

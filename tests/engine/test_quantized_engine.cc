@@ -7,6 +7,7 @@
 #include "eval/perplexity.h"
 #include "exp/model_setup.h"
 #include "exp/variant.h"
+#include "io/error.h"
 #include "io/mapped_file.h"
 #include "kernels/gemm.h"
 #include "kernels/linear.h"
@@ -81,7 +82,7 @@ TEST_CASE("bf16 compute on a packed model: each packed linear computes bf16(X)·
   for (size_t i = 0; i < 7; ++i) {
     const kernels::Linear& l = *linears[i].linear;
     REQUIRE(l.packed);
-    CHECK(l.bf16_activations);
+    CHECK(l.packed_input == kernels::Activations::kBf16);
     for (int64_t M : {1, 7}) {  // the vdpbf16ps GEMV, and rounding + the fp32 kernel
       std::vector<float> X(M * l.in), Y(M * l.out), R16(M * l.out), R32(M * l.out);
       for (auto& x : X) x = nd(rng);
@@ -101,4 +102,42 @@ TEST_CASE("bf16 compute on a packed model: each packed linear computes bf16(X)·
       CHECK(std::sqrt(e32 / ref) > 1e-4);
     }
   }
+}
+
+TEST_CASE("dtype q8 on a packed model: each packed linear computes q8(X)·W', dense ones stay fp32") {
+  if (test::data_root().empty()) return;
+  exp::LoadedModel m = exp::load_model_verified(test::data_root(), "testbed-26M");
+  exp::quantize_weights(m.weights, exp::rtn_spec(3));
+  exp::apply_dtype(m.weights, "q8");
+  CHECK(!m.weights.lm_head.w.empty());  // the dense head keeps its fp32 weights
+  CHECK(m.weights.lm_head.w_bf16.empty());
+  std::mt19937 rng(6);
+  std::normal_distribution<float> nd;
+  auto linears = model::named_linears(m.weights);
+  for (size_t i = 0; i < 7; ++i) {
+    const kernels::Linear& l = *linears[i].linear;
+    REQUIRE(l.packed);
+    CHECK(l.packed_input == kernels::Activations::kQ8);
+    for (int64_t M : {1, 7, 30}) {  // the vpdpbusd GEMV (M < 24), and rounding + the panel GEMM
+      std::vector<float> X(M * l.in), Y(M * l.out), R8(M * l.out), R32(M * l.out);
+      for (auto& x : X) x = nd(rng);
+      kernels::linear_forward(l, X.data(), M, Y.data());
+      kernels::packed_matmul_reference(*l.packed, X.data(), M, R8.data(), kernels::Activations::kQ8);
+      kernels::packed_matmul_reference(*l.packed, X.data(), M, R32.data());
+      double e8 = 0, e32 = 0, ref = 0;
+      for (size_t j = 0; j < Y.size(); ++j) {
+        e8 += (Y[j] - R8[j]) * (Y[j] - R8[j]);
+        e32 += (Y[j] - R32[j]) * (Y[j] - R32[j]);
+        ref += R8[j] * R8[j];
+      }
+      // fp32 rounding leaves ~1e-7 against q8(X)·W'; int8 blocks move each input by up to
+      // max|x| / 254 (~1e-2 of a Gaussian block's max, ~5e-3 relative in rms), so the second bound
+      // shows the input really was quantized.
+      INFO(linears[i].name << " M " << M);
+      CHECK(std::sqrt(e8 / ref) < 1e-5);
+      CHECK(std::sqrt(e32 / ref) > 1e-3);
+    }
+  }
+  CHECK_THROWS_WITH_AS(exp::apply_dtype(m.weights, "int4"), doctest::Contains("dtype 'int4' is not supported"),
+                       ikv::Error);
 }

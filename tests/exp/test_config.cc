@@ -139,7 +139,7 @@ TEST_CASE("config: each class of error names file:line:column") {
         "t.yaml:3:23: unknown quantization method \"rtm\" (did you mean \"rtn\"?); expected fp, rtn, gptq, "
         "awq or quarot");
   CHECK(error_of("models: [{path: m, dtype: fp16}]\ntasks: {ppl: {}}\n") ==
-        "t.yaml:1:27: dtype must be fp32 or bf16, got 'fp16'");
+        "t.yaml:1:27: dtype must be fp32, bf16 or q8, got 'fp16'");
   CHECK(error_of("models: []\ntasks: {ppl: {}}\n") == "t.yaml:1:9: models must list at least one model");
   CHECK(error_of("tasks: {ppl: {}}\n") == "t.yaml:1:1: missing key \"models\"");
   CHECK(error_of(kValid + "intactkv: [none, bso]\n") ==

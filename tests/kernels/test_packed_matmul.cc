@@ -16,6 +16,10 @@
 // packed_gemv_bf16_avx512.cc), so its partial sums are bounded by S with q + z replaced by
 // q + z + 2·c_k. Not rounding X, or rounding it differently, errs by ~2^-9·S, far outside the
 // tolerance.
+//
+// With q8 activations both sides see x̂ = q8(x) (S is taken over |x̂|); the fast kernel's per-unit
+// integer sums are exact and it rounds only when scaling and adding them (packed_gemv_q8_avx512.cc),
+// inside the same bound. Rounding X differently errs by up to max|x| / 254 per element.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -28,6 +32,7 @@
 
 #include "test_util.h"
 #include "kernels/cpu.h"
+#include "kernels/int8_gemm.h"
 #include "kernels/packed_matmul.h"
 #include "quant/packed_matrix.h"
 #include "quant/rtn.h"
@@ -58,6 +63,17 @@ std::vector<double> magnitude(const PackedMatrix& W, const std::vector<float>& X
   return S;
 }
 
+// q8(X) as floats: quantize_q8's codes times their block scales.
+std::vector<float> q8_rounded(const std::vector<float>& X, int64_t M, int64_t K) {
+  const int64_t B = ikv::kernels::kQ8Block, blocks = (K + B - 1) / B;
+  std::vector<int8_t> q(M * blocks * B);
+  std::vector<float> s(M * blocks), r(M * K);
+  ikv::kernels::quantize_q8(X.data(), M, K, q.data(), s.data());
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < K; ++k) r[m * K + k] = static_cast<float>(q[m * blocks * B + k]) * s[m * blocks + k / B];
+  return r;
+}
+
 double g_worst_ratio = 0;  // largest err/tol seen, reported so the margin stays visible
 
 // Runs packed_matmul on the given path and checks every output against the reference.
@@ -70,7 +86,7 @@ void check_against_reference(const PackedMatrix& W, int64_t M, Isa isa, uint32_t
   ikv::kernels::packed_matmul_reference(W, X.data(), M, ref.data(), act);
   const bool based = act == Activations::kBf16 && M < ikv::kernels::kPanelMinRows &&
                      isa != Isa::kPortable && ikv::kernels::detail::avx512_bf16_gemv_covers(W);
-  const auto S = magnitude(W, X, M, [&](int64_t k) {
+  const auto S = magnitude(W, act == Activations::kQ8 ? q8_rounded(X, M, K) : X, M, [&](int64_t k) {
     return based ? 2 * ikv::kernels::detail::bf16_gemv_code_base(W.bits, k) : 0;
   });
   const double tol_factor = 4.0 * std::sqrt(static_cast<double>(K)) * std::ldexp(1.0, -24);
@@ -86,7 +102,7 @@ void check_against_reference(const PackedMatrix& W, int64_t M, Isa isa, uint32_t
   std::ostringstream what;
   what << "bits " << W.bits << (W.sym ? " sym" : " asym") << " group " << W.group << " M " << M
        << " N " << N << " K " << K << (isa == Isa::kAvx512 ? " avx512" : " portable")
-       << (act == Activations::kBf16 ? " bf16 activations" : "")
+       << (act == Activations::kBf16 ? " bf16 activations" : act == Activations::kQ8 ? " q8 activations" : "")
        << ": worst err/tol " << worst;
   INFO(what.str());
   CHECK(bad == 0);
@@ -171,6 +187,50 @@ TEST_CASE("packed_matmul with bf16 activations equals bf16(X)·W' on every path"
   MESSAGE("largest error / tolerance so far: " << g_worst_ratio);
 }
 
+TEST_CASE("quantize_q8 is quantize_per_token on each 128-column block, the tail zero-padded") {
+  const int64_t M = 2, K = 300, B = ikv::kernels::kQ8Block, blocks = 3;
+  auto X = gaussian(M * K, 5);
+  for (int64_t k = 128; k < 256; ++k) X[K + k] = 0.0f;  // an all-zero block: scale 1, codes 0
+  X[7] = 40.0f;                                         // an outlier rules only its own block
+  std::vector<int8_t> q(M * blocks * B);
+  std::vector<float> s(M * blocks);
+  ikv::kernels::quantize_q8(X.data(), M, K, q.data(), s.data());
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t b = 0; b < blocks; ++b) {
+      std::vector<float> block(B, 0.0f);
+      for (int64_t k = b * B; k < std::min(K, (b + 1) * B); ++k) block[k - b * B] = X[m * K + k];
+      std::vector<int8_t> q_ref(B);
+      float s_ref = 0;
+      ikv::kernels::quantize_per_token(block.data(), 1, B, 8, 1.0f, q_ref.data(), &s_ref);
+      CHECK(s[m * blocks + b] == s_ref);
+      CHECK(std::equal(q_ref.begin(), q_ref.end(), q.begin() + (m * blocks + b) * B));
+    }
+  CHECK(s[0] == doctest::Approx(40.0 / 127));
+  CHECK(s[1] < 0.1f);
+  CHECK(s[blocks + 1] == 1.0f);
+  CHECK(q[2 * B + 300 - 256] == 0);  // padding past K
+}
+
+TEST_CASE("packed_matmul with q8 activations equals q8(X)·W' on every path") {
+  // The vpdpbusd GEMV takes M < kPanelMinRows on W3/W4 groups of 128k columns or per-channel;
+  // other formats and larger M round X and take the fp32 kernels. Both must give q8(X)·W'.
+  uint32_t seed = 1000;
+  for (int bits : {3, 4})
+    for (int64_t K : {128, 136, 172, 384, 512, 640})
+      for (int group : {-1, 16, 64, 128, 256}) {
+        if (group > 0 && K % group != 0) continue;
+        const PackedMatrix W = random_packed(37, K, {bits, group, ++seed % 3 == 0}, seed);
+        const bool fast = ikv::kernels::detail::avx512_q8_gemv_covers(W);
+        if (ikv::kernels::cpu_has_avx512_vnni() && ikv::kernels::cpu_has_avx512_vbmi())
+          CHECK(fast == (group == -1 || group % 128 == 0));
+        for (int64_t M : {1, 2, 3, 4, 5, 9, 23, 24})
+          for (Isa isa : paths()) check_against_reference(W, M, isa, seed * 31 + M, Activations::kQ8);
+      }
+  if (!ikv::kernels::cpu_has_avx512_vnni() || !ikv::kernels::cpu_has_avx512_vbmi())
+    MESSAGE("no AVX512_VNNI + VBMI + VBMI2 on this CPU: the vpdpbusd GEMV is not exercised");
+  MESSAGE("largest error / tolerance so far: " << g_worst_ratio);
+}
+
 TEST_CASE("M <= 4 GEMVs: every group-flush schedule (in-block, per block, multi-block, run-time)") {
   // K = 3072 takes groups that end inside a block (48, 96, 128), at every block (W4 128, W3 512),
   // every few blocks (256, 1024) or only at the row's end (-1), for both decoders of both widths.
@@ -179,7 +239,7 @@ TEST_CASE("M <= 4 GEMVs: every group-flush schedule (in-block, per block, multi-
     for (int group : {48, 96, 128, 256, 512, 1024, -1}) {
       const PackedMatrix W = random_packed(13, 3072, {bits, group, false}, ++seed);
       for (int64_t M : {1, 2, 4})
-        for (Activations act : {Activations::kFp32, Activations::kBf16})
+        for (Activations act : {Activations::kFp32, Activations::kBf16, Activations::kQ8})
           check_against_reference(W, M, Isa::kAuto, seed + static_cast<uint32_t>(M), act);
     }
 }
