@@ -135,8 +135,10 @@ QuantizerSpec rtn_spec(int wbits, int group, bool sym) {
 PreparedVariant prepare_variant(const std::string& data_root, const VariantSpec& spec, uint64_t seed) {
   validate_variant(spec);
   PreparedVariant v;
-  // Quantizers read the checkpoint at full fp32 precision; the dtype applies once quantized.
-  v.model = load_model_verified(data_root, spec.model, spec.quant.method == "fp" ? spec.dtype : "fp32");
+  // Quantizers (and saved packed weights) start from the checkpoint at full fp32 precision; the
+  // dtype applies once the weights are packed.
+  const bool packed = spec.quant.method != "fp" || !spec.quantized_file.empty();
+  v.model = load_model_verified(data_root, spec.model, packed ? "fp32" : spec.dtype);
   const model::Weights& w = v.model.weights;
   if (spec.intactkv != "none") {
     engine::Engine fp(w);
@@ -170,7 +172,7 @@ PreparedVariant prepare_variant(const std::string& data_root, const VariantSpec&
   } else {
     quantize_model(v.model, spec.quant, data_root, seed);
   }
-  if (spec.quant.method != "fp") apply_dtype(v.model.weights, spec.dtype);
+  if (packed) apply_dtype(v.model.weights, spec.dtype);
   return v;
 }
 

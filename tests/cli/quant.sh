@@ -25,6 +25,14 @@ import sys
 fp32, bf16, dtype = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
 sys.exit(0 if dtype == "bf16" and bf16 != fp32 and abs(bf16 / fp32 - 1) < 0.01 else 1)
 PY
+# --dtype q8: packed linears take int8-block inputs; likewise close to fp32 but not equal.
+d=$("$EVAL" ppl -m stories260K --quantized "$TMP/s.quant.safetensors" --dtype q8 --ctx 128 --windows 3 --json)
+python3 - "$(echo "$a" | json_field ppl)" "$(echo "$d" | json_field ppl)" "$(echo "$d" | json_field dtype)" <<'PY' \
+  && pass "q8 inputs to packed weights: PPL within 1% of fp32, not identical" || bad "q8 packed PPL: $d"
+import sys
+fp32, q8, dtype = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+sys.exit(0 if dtype == "q8" and q8 != fp32 and abs(q8 / fp32 - 1) < 0.01 else 1)
+PY
 
 expect_error "bits out of range" "wbits 9 is out of range" -- "$EVAL" ppl -m stories260K --quant rtn --wbits 9
 expect_error "group not dividing" "down_proj.weight: group size 64 does not divide" -- \
