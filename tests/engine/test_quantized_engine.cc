@@ -70,38 +70,50 @@ TEST_CASE("testbed-26M perplexity on packed W3 weights == fake-quant reference (
   CHECK(std::fabs(a - b) / b < 5e-4);
 }
 
+// Each of the first layer's packed linears takes `act` inputs: linear_forward gives X'·W' with X' =
+// X rounded as act says (to fp32 accumulation, ~1e-7 relative), and moves away from exact X·W' by
+// more than `moved` (relative rms), so the input really was rounded. Ms span the GEMV (M < 24) and
+// the rounding + fp32-kernel paths.
+namespace {
+
+void check_packed_inputs(model::Weights& w, kernels::Activations act, std::initializer_list<int64_t> Ms,
+                         double moved, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd;
+  auto linears = model::named_linears(w);
+  for (size_t i = 0; i < 7; ++i) {
+    const kernels::Linear& l = *linears[i].linear;
+    REQUIRE(l.packed);
+    CHECK(l.packed_input == act);
+    for (int64_t M : Ms) {
+      std::vector<float> X(M * l.in), Y(M * l.out), R(M * l.out), R32(M * l.out);
+      for (auto& x : X) x = nd(rng);
+      kernels::linear_forward(l, X.data(), M, Y.data());
+      kernels::packed_matmul_reference(*l.packed, X.data(), M, R.data(), act);
+      kernels::packed_matmul_reference(*l.packed, X.data(), M, R32.data());
+      double e = 0, e32 = 0, ref = 0;
+      for (size_t j = 0; j < Y.size(); ++j) {
+        e += (Y[j] - R[j]) * (Y[j] - R[j]);
+        e32 += (Y[j] - R32[j]) * (Y[j] - R32[j]);
+        ref += R[j] * R[j];
+      }
+      INFO(linears[i].name << " M " << M);
+      CHECK(std::sqrt(e / ref) < 1e-5);
+      CHECK(std::sqrt(e32 / ref) > moved);
+    }
+  }
+}
+
+}  // namespace
+
 TEST_CASE("bf16 compute on a packed model: each packed linear computes bf16(X)·W'") {
   if (test::data_root().empty()) return;
   exp::LoadedModel m = exp::load_model_verified(test::data_root(), "testbed-26M");
   exp::quantize_weights(m.weights, exp::rtn_spec(4));
   model::convert_linears_to_bf16(m.weights);
   CHECK(!m.weights.lm_head.w_bf16.empty());  // the dense head is bf16 too
-  std::mt19937 rng(5);
-  std::normal_distribution<float> nd;
-  auto linears = model::named_linears(m.weights);
-  for (size_t i = 0; i < 7; ++i) {
-    const kernels::Linear& l = *linears[i].linear;
-    REQUIRE(l.packed);
-    CHECK(l.packed_input == kernels::Activations::kBf16);
-    for (int64_t M : {1, 7}) {  // the vdpbf16ps GEMV, and rounding + the fp32 kernel
-      std::vector<float> X(M * l.in), Y(M * l.out), R16(M * l.out), R32(M * l.out);
-      for (auto& x : X) x = nd(rng);
-      kernels::linear_forward(l, X.data(), M, Y.data());
-      kernels::packed_matmul_reference(*l.packed, X.data(), M, R16.data(), kernels::Activations::kBf16);
-      kernels::packed_matmul_reference(*l.packed, X.data(), M, R32.data());
-      double e16 = 0, e32 = 0, ref = 0;
-      for (size_t j = 0; j < Y.size(); ++j) {
-        e16 += (Y[j] - R16[j]) * (Y[j] - R16[j]);
-        e32 += (Y[j] - R32[j]) * (Y[j] - R32[j]);
-        ref += R16[j] * R16[j];
-      }
-      // fp32 accumulation leaves ~1e-7 against bf16(X)·W'; rounding X to bf16 moves the output by
-      // ~2^-9/sqrt(3) ≈ 1e-3 relative, so the second bound shows the input really was rounded.
-      INFO(linears[i].name << " M " << M);
-      CHECK(std::sqrt(e16 / ref) < 1e-5);
-      CHECK(std::sqrt(e32 / ref) > 1e-4);
-    }
-  }
+  // Rounding X to bf16 moves the output by ~2^-9/sqrt(3) ≈ 1e-3 relative.
+  check_packed_inputs(m.weights, kernels::Activations::kBf16, {1, 7}, 1e-4, 5);
 }
 
 TEST_CASE("dtype q8 on a packed model: each packed linear computes q8(X)·W', dense ones stay fp32") {
@@ -111,33 +123,9 @@ TEST_CASE("dtype q8 on a packed model: each packed linear computes q8(X)·W', de
   exp::apply_dtype(m.weights, "q8");
   CHECK(!m.weights.lm_head.w.empty());  // the dense head keeps its fp32 weights
   CHECK(m.weights.lm_head.w_bf16.empty());
-  std::mt19937 rng(6);
-  std::normal_distribution<float> nd;
-  auto linears = model::named_linears(m.weights);
-  for (size_t i = 0; i < 7; ++i) {
-    const kernels::Linear& l = *linears[i].linear;
-    REQUIRE(l.packed);
-    CHECK(l.packed_input == kernels::Activations::kQ8);
-    for (int64_t M : {1, 7, 30}) {  // the vpdpbusd GEMV (M < 24), and rounding + the panel GEMM
-      std::vector<float> X(M * l.in), Y(M * l.out), R8(M * l.out), R32(M * l.out);
-      for (auto& x : X) x = nd(rng);
-      kernels::linear_forward(l, X.data(), M, Y.data());
-      kernels::packed_matmul_reference(*l.packed, X.data(), M, R8.data(), kernels::Activations::kQ8);
-      kernels::packed_matmul_reference(*l.packed, X.data(), M, R32.data());
-      double e8 = 0, e32 = 0, ref = 0;
-      for (size_t j = 0; j < Y.size(); ++j) {
-        e8 += (Y[j] - R8[j]) * (Y[j] - R8[j]);
-        e32 += (Y[j] - R32[j]) * (Y[j] - R32[j]);
-        ref += R8[j] * R8[j];
-      }
-      // fp32 rounding leaves ~1e-7 against q8(X)·W'; int8 blocks move each input by up to
-      // max|x| / 254 (~1e-2 of a Gaussian block's max, ~5e-3 relative in rms), so the second bound
-      // shows the input really was quantized.
-      INFO(linears[i].name << " M " << M);
-      CHECK(std::sqrt(e8 / ref) < 1e-5);
-      CHECK(std::sqrt(e32 / ref) > 1e-3);
-    }
-  }
+  // int8 blocks move each input by up to max|x| / 254 (~1e-2 of a Gaussian block's max; ~5e-3
+  // relative in rms).
+  check_packed_inputs(m.weights, kernels::Activations::kQ8, {1, 7, 30}, 1e-3, 6);
   CHECK_THROWS_WITH_AS(exp::apply_dtype(m.weights, "int4"), doctest::Contains("dtype 'int4' is not supported"),
                        ikv::Error);
 }
