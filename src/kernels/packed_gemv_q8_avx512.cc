@@ -135,12 +135,9 @@ void q8_gemv(const PackedMatrix& W, const float* X, int64_t M, float* Y) {
   const int64_t groups = W.groups_per_row();
   std::vector<int8_t> q(M * padded, 0), xp(M * padded);
   std::vector<float> xs(M * units, 0.0f), xg(M * groups, 0.0f);
-  const int64_t blocks = (W.cols + kQ8Block - 1) / kQ8Block;
-  std::vector<int8_t> qrow(blocks * kQ8Block);
-  for (int64_t m = 0; m < M; ++m) {
-    quantize_q8(X + m * W.cols, 1, W.cols, qrow.data(), xs.data() + m * units);
-    std::copy(qrow.begin(), qrow.end(), q.begin() + m * padded);
-  }
+  const int64_t blocks = (W.cols + kQ8Block - 1) / kQ8Block;  // <= units: W3 blocks pad to 512
+  for (int64_t m = 0; m < M; ++m)
+    quantize_q8(X + m * W.cols, 1, W.cols, q.data() + m * padded, xs.data() + m * units);
   // Step h of a unit: byte 4i + j of its 64 is x at column 16·pos(h, j) + i of the unit (W3's
   // later runs sit at the same offsets within their units), one two-register byte permute.
   __m512i idx[kUnitSteps];

@@ -240,7 +240,7 @@ void quantize_q8(const float* X, int64_t M, int64_t K, int8_t* q, float* s) {
       const float scale = mx == 0 ? 1.0f : mx / 127.0f;
       s[m * blocks + b] = scale;
       int8_t* qb = q + (m * blocks + b) * kQ8Block;
-      for (int64_t k = 0; k < n; ++k) qb[k] = static_cast<int8_t>(std::clamp(std::nearbyint(x[k] / scale), -128.0f, 127.0f));
+      for (int64_t i = 0; i < n; ++i) qb[i] = static_cast<int8_t>(std::clamp(std::nearbyint(x[i] / scale), -128.0f, 127.0f));
       std::fill(qb + n, qb + kQ8Block, int8_t{0});
     }
 }

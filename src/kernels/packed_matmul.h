@@ -13,7 +13,7 @@
 //    a time over each cached stretch of W, about twice the fp32 kernels' speed at M = 8..16
 //    (packed_gemv_bf16_avx512.cc).
 //  - M < kPanelMinRows with q8 activations: codes and int8 x meet in vpdpbusd (64 multiply-adds
-//    per op), the decode cost that lets the GEMV stream weights at DRAM speed
+//    per op), the cheapest decode: the fastest GEMV from cache and at M = 8..16
 //    (packed_gemv_q8_avx512.cc).
 //  - packed_matmul_reference: dequantize() + a naive triple loop in double.
 // The AVX-512 decoders handle bits 3 and 4 with groups that are whole 16-code positions (group a
