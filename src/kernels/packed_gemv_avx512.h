@@ -39,10 +39,10 @@ struct FloatSums {
 };
 
 // The scale a row's partial sums take at its flush u: s[r·per_row + m·per_m + u] for row r of the
-// set and row m of x, zero from u = count on.
+// set and row m of x, zero from u = per_row on (a row holds one scale per flush).
 struct FlushScales {
   const float* s;
-  int64_t per_row, per_m, count;
+  int64_t per_row, per_m;
 };
 
 // Decoder steps between flushes: a group's, a unit's (Steps::kFlushCodes), or int64 max for
@@ -92,7 +92,7 @@ template <class Steps, int R, int MB, int GS>
         // Flushes past the last group (the tail block's padding, the final one) add zero sums.
         // Without x scales every m reads the same scale: per_m is the constant 0, loaded once.
         const int64_t at = r * fl.per_row + (Steps::kFlushCodes > 0 ? m * fl.per_m : 0) + g;
-        const __m512 scale = _mm512_set1_ps(g < fl.count ? fl.s[at] : 0.0f);
+        const __m512 scale = _mm512_set1_ps(g < fl.per_row ? fl.s[at] : 0.0f);
         tot[r][m] = _mm512_fmadd_ps(scale, Steps::partial(acc[r][m]), tot[r][m]);
         acc[r][m] = _mm512_setzero_ps();
       }
@@ -219,7 +219,7 @@ void gemv(const PackedMatrix& W, const CodeLayout& lay, const GemvInput& in, int
         const GemvInput part{static_cast<const typename Steps::X*>(in.x) + m0 * in.xstride, in.xstride,
                              in.xg + m0 * groups, in.xbase ? in.xbase + m0 * groups : nullptr};
         const int64_t mb = std::min(kRowsPerPass, M - m0);
-        FlushScales fl{s.get(), groups, 0, groups};
+        FlushScales fl{s.get(), groups, 0};
         if constexpr (kXScales) {  // us[m][r][u] = s of unit u's group · x scale of unit u
           for (int64_t m = 0; m < mb; ++m)
             for (int64_t r = 0; r < rows; ++r) {
@@ -237,7 +237,7 @@ void gemv(const PackedMatrix& W, const CodeLayout& lay, const GemvInput& in, int
                 for (int64_t u = 0; u < units; ++u) dst[u] = sr[unit_group[u]] * xs[u];
               }
             }
-          fl = {us.get(), units, rows * units, units};
+          fl = {us.get(), units, rows * units};
         }
         float* Ym = Y + m0 * W.rows;
         if (schedule == kSteps) {
