@@ -203,24 +203,6 @@ void panel_gemm(const PackedMatrix& W, const float* X, int64_t M, float* Y, bool
   }
 }
 
-// X as the kernels read it under `act`: bf16- or q8-rounded, as floats.
-std::vector<float> rounded(const float* X, int64_t M, int64_t K, Activations act) {
-  std::vector<float> r(M * K);
-  if (act == Activations::kBf16) {
-#pragma omp parallel for simd if (M * K > (1 << 16))
-    for (int64_t i = 0; i < M * K; ++i) r[i] = io::bf16_to_fp32(io::fp32_to_bf16(X[i]));
-  } else {
-    const int64_t blocks = (K + kQ8Block - 1) / kQ8Block;
-    std::vector<int8_t> q(M * blocks * kQ8Block);
-    std::vector<float> s(M * blocks);
-    quantize_q8(X, M, K, q.data(), s.data());
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t k = 0; k < K; ++k)
-        r[m * K + k] = static_cast<float>(q[(m * blocks) * kQ8Block + k]) * s[m * blocks + k / kQ8Block];
-  }
-  return r;
-}
-
 }  // namespace
 
 // quantize_per_token's arithmetic at 8 bits, clip 1, written so that GCC vectorizes it (a call per
@@ -245,6 +227,25 @@ void quantize_q8(const float* X, int64_t M, int64_t K, int8_t* q, float* s) {
     }
 }
 
+std::vector<float> rounded_activations(const float* X, int64_t M, int64_t K, Activations act) {
+  std::vector<float> r(M * K);
+  if (act == Activations::kFp32) {
+    std::copy_n(X, M * K, r.begin());
+  } else if (act == Activations::kBf16) {
+#pragma omp parallel for simd if (M * K > (1 << 16))
+    for (int64_t i = 0; i < M * K; ++i) r[i] = io::bf16_to_fp32(io::fp32_to_bf16(X[i]));
+  } else {
+    const int64_t blocks = (K + kQ8Block - 1) / kQ8Block;
+    std::vector<int8_t> q(M * blocks * kQ8Block);
+    std::vector<float> s(M * blocks);
+    quantize_q8(X, M, K, q.data(), s.data());
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t k = 0; k < K; ++k)
+        r[m * K + k] = static_cast<float>(q[(m * blocks) * kQ8Block + k]) * s[m * blocks + k / kQ8Block];
+  }
+  return r;
+}
+
 void packed_matmul(const PackedMatrix& W, const float* X, int64_t M, float* Y, Isa isa, Activations act) {
   if (M <= 0 || W.rows <= 0) return;
   const bool avx512 = resolve_isa(isa) == Isa::kAvx512;
@@ -254,7 +255,7 @@ void packed_matmul(const PackedMatrix& W, const float* X, int64_t M, float* Y, I
       return detail::packed_gemv_bf16_avx512(W, X, M, Y);
     if (avx512 && M < kPanelMinRows && act == Activations::kQ8 && detail::avx512_q8_gemv_covers(W))
       return detail::packed_gemv_q8_avx512(W, X, M, Y);
-    xr = rounded(X, M, W.cols, act);  // then the fp32 kernels compute bf16(X)·Wᵀ or q8(X)·Wᵀ
+    xr = rounded_activations(X, M, W.cols, act);  // then the fp32 kernels compute bf16(X)·Wᵀ or q8(X)·Wᵀ
     X = xr.data();
   }
   const bool decodes = avx512 && detail::avx512_decodes(W);
@@ -267,7 +268,7 @@ void packed_matmul_reference(const PackedMatrix& W, const float* X, int64_t M, f
   const int64_t K = W.cols, N = W.rows;
   std::vector<float> xr;
   if (act != Activations::kFp32) {
-    xr = rounded(X, M, K, act);
+    xr = rounded_activations(X, M, K, act);
     X = xr.data();
   }
   std::vector<float> w(N * K);

@@ -21,6 +21,7 @@
 // correct for every format.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "kernels/cpu.h"
 
@@ -42,6 +43,9 @@ enum class Activations { kFp32, kBf16, kQ8 };
 // s = max|x| / 127, q = round(x / s). q: [M, blocks · kQ8Block], s: [M, blocks].
 inline constexpr int64_t kQ8Block = 128;
 void quantize_q8(const float* X, int64_t M, int64_t K, int8_t* q, float* s);
+// X [M, K] as the kernels read it under `act` (kBf16: bf16-rounded, kQ8: quantize_q8's codes
+// times their block scales), as floats.
+std::vector<float> rounded_activations(const float* X, int64_t M, int64_t K, Activations act);
 
 // Y[M, rows] = X[M, cols] · Wᵀ, OpenMP-parallel over output features. isa picks the decoder
 // (kAuto: AVX-512 when cpu_has_avx512(), which IKV_NO_AVX512=1 turns off).

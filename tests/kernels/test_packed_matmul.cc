@@ -63,17 +63,6 @@ std::vector<double> magnitude(const PackedMatrix& W, const std::vector<float>& X
   return S;
 }
 
-// q8(X) as floats: quantize_q8's codes times their block scales.
-std::vector<float> q8_rounded(const std::vector<float>& X, int64_t M, int64_t K) {
-  const int64_t B = ikv::kernels::kQ8Block, blocks = (K + B - 1) / B;
-  std::vector<int8_t> q(M * blocks * B);
-  std::vector<float> s(M * blocks), r(M * K);
-  ikv::kernels::quantize_q8(X.data(), M, K, q.data(), s.data());
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t k = 0; k < K; ++k) r[m * K + k] = static_cast<float>(q[m * blocks * B + k]) * s[m * blocks + k / B];
-  return r;
-}
-
 double g_worst_ratio = 0;  // largest err/tol seen, reported so the margin stays visible
 
 // Runs packed_matmul on the given path and checks every output against the reference.
@@ -86,7 +75,7 @@ void check_against_reference(const PackedMatrix& W, int64_t M, Isa isa, uint32_t
   ikv::kernels::packed_matmul_reference(W, X.data(), M, ref.data(), act);
   const bool based = act == Activations::kBf16 && M < ikv::kernels::kPanelMinRows &&
                      isa != Isa::kPortable && ikv::kernels::detail::avx512_bf16_gemv_covers(W);
-  const auto S = magnitude(W, act == Activations::kQ8 ? q8_rounded(X, M, K) : X, M, [&](int64_t k) {
+  const auto S = magnitude(W, act == Activations::kQ8 ? ikv::kernels::rounded_activations(X.data(), M, K, act) : X, M, [&](int64_t k) {
     return based ? 2 * ikv::kernels::detail::bf16_gemv_code_base(W.bits, k) : 0;
   });
   const double tol_factor = 4.0 * std::sqrt(static_cast<double>(K)) * std::ldexp(1.0, -24);
