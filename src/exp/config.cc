@@ -83,7 +83,7 @@ ModelSpec parse_model(SchemaChecker& c, const YamlNode& n) {
     if (c.field(n, "path", true)) c.read(n, "path", m.path);
     c.read(n, "name", m.name);
     c.read(n, "dtype", m.dtype);
-    if (std::find(kDtypes.begin(), kDtypes.end(), m.dtype) == kDtypes.end())
+    if (!is_dtype(m.dtype))
       c.problem(*n.find("dtype"), "dtype must be fp32, bf16 or q8, got '" + m.dtype + "'");
   }
   if (m.name.empty()) {

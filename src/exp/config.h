@@ -3,6 +3,7 @@
 // file are joined with "; " into the one-line ikv::Error. Top-level keys starting with "x-" are
 // ignored (a place to define YAML anchors).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -18,6 +19,7 @@ inline const std::vector<std::string> kNamedDatasets = {"wikitext2", "ptb", "sha
 // Compute dtypes: fp32; bf16 (dense linears hold bf16 weights, packed ones take bf16 inputs); q8
 // (fp32, except that packed linears take their inputs as int8 blocks: the VNNI decode GEMV).
 inline const std::vector<std::string> kDtypes = {"fp32", "bf16", "q8"};
+inline bool is_dtype(const std::string& d) { return std::find(kDtypes.begin(), kDtypes.end(), d) != kDtypes.end(); }
 
 struct ModelSpec {
   std::string name;            // label; defaults to the folder name of `path`

@@ -2,7 +2,6 @@
 
 #include <omp.h>
 
-#include <algorithm>
 #include <filesystem>
 
 #include "exp/config.h"
@@ -25,8 +24,7 @@ namespace {
 
 // One-line error for anything but kDtypes.
 void check_dtype(const std::string& dtype) {
-  if (std::find(kDtypes.begin(), kDtypes.end(), dtype) == kDtypes.end())
-    fail("dtype '", dtype, "' is not supported (fp32, bf16, q8)");
+  if (!is_dtype(dtype)) fail("dtype '", dtype, "' is not supported (fp32, bf16, q8)");
 }
 
 }  // namespace
