@@ -159,11 +159,20 @@ Weights load_model(const std::string& path) {
   return w;
 }
 
-void convert_linears_to_bf16(Weights& w) {
+namespace {
+
+// Every linear the compute dtype applies to: the decoder's and the head.
+std::vector<kernels::Linear*> linears_and_head(Weights& w) {
   std::vector<kernels::Linear*> all;
   for (auto& nl : named_linears(w)) all.push_back(nl.linear);
   all.push_back(&w.lm_head);
-  for (kernels::Linear* lp : all) {
+  return all;
+}
+
+}  // namespace
+
+void convert_linears_to_bf16(Weights& w) {
+  for (kernels::Linear* lp : linears_and_head(w)) {
     kernels::Linear& l = *lp;
     if (l.packed) l.packed_input = kernels::Activations::kBf16;
     if (l.w.empty()) continue;
@@ -175,9 +184,8 @@ void convert_linears_to_bf16(Weights& w) {
 }
 
 void use_q8_inputs(Weights& w) {
-  for (auto& nl : named_linears(w))
-    if (nl.linear->packed) nl.linear->packed_input = kernels::Activations::kQ8;
-  if (w.lm_head.packed) w.lm_head.packed_input = kernels::Activations::kQ8;
+  for (kernels::Linear* l : linears_and_head(w))
+    if (l->packed) l->packed_input = kernels::Activations::kQ8;
 }
 
 std::string tokenizer_path_for(const std::string& model_path) {
