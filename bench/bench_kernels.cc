@@ -8,14 +8,16 @@
 //   BF16   oneDNN matmul with bf16 X and W, f32 Y, weights prepacked the same way;
 //   W4/W3  kernels::packed_matmul on RTN asym group-128 matrices, fp32 activations (exact);
 //   W4bf16/W3bf16 (M <= 16) the same with bf16 activations (--dtype bf16: vdpbf16ps).
-//   W4q8/W3q8 (M <= 16) the same with q8 activations (--dtype q8: int8 blocks of 128, vpdpbusd).
+//   W4q8/W3q8 (M <= 16) the same matrices as Q8Tiles with q8 activations (--dtype q8: int8 blocks of
+//          128, vpdpbusd on 16 rows per register; kernels/q8_tiles.h).
 //   I8     (M = 512) kernels::int8_gemm, oneDNN s8 x s8 -> s32 with the scales applied after, on
 //          INT4 codes (RTN sym per-channel W, X quantized per token beforehand): GFLOP/s-equivalent
 //   W4A4   (M = 512) the same plus the per-token quantization of X: what a QuaRot linear runs
 // Shapes are LLaMA-7B's linears (K x N = 4096x4096, 4096x11008, 11008x4096) at M = 1 (decode),
 // 16 and 512 (prefill). For M <= 16 each timed run cycles through enough weight copies (>320 MB)
 // that the weights come from DRAM, not the 32 MB LLC. Times are the best of a few runs.
-// GB/s counts weight bytes (packed codes + fp16 scales + zero points for W4/W3).
+// GB/s counts weight bytes (packed codes + fp16 scales + zero points for W4/W3; the tiled copy's
+// own codes and constants for q8, the same bytes to within 1%).
 // "% of target": M=1 W4 / W3 against 80% / 70% of DRAM, M=512 W4 / W3 against 90% of FP32;
 // other rows against their roofline (DRAM for M=1) or FP32 at the same shape.
 #include "bench_kernels.h"
@@ -37,6 +39,7 @@
 #include "io/dtype.h"
 #include "kernels/int8_gemm.h"
 #include "kernels/packed_matmul.h"
+#include "kernels/q8_tiles.h"
 #include "quant/rtn.h"
 
 namespace {
@@ -233,6 +236,16 @@ Interleaved packed_seconds(const ikv::quant::PackedMatrix& W, const std::vector<
   return t;
 }
 
+Interleaved tiled_seconds(const ikv::kernels::Q8Tiles& W, const std::vector<float>& X, int64_t M, Probes& probes) {
+  std::vector<ikv::kernels::Q8Tiles> copies(copies_for(static_cast<double>(ikv::kernels::q8_tiles_bytes(W)), M), W);
+  std::vector<float> Y(M * W.rows);
+  Interleaved t = best_interleaved([&] {
+    for (const auto& w : copies) ikv::kernels::q8_tiles_matmul(w, X.data(), M, Y.data());
+  }, probes);
+  t.seconds /= static_cast<double>(copies.size());
+  return t;
+}
+
 // Seconds per Y = X·Wᵀ on INT4 codes through the int8 GEMM; with `quantize` the per-token
 // quantization of X is timed too.
 double int8_seconds(const ikv::kernels::Int8Matrix& W, const std::vector<float>& X, int64_t M, bool quantize) {
@@ -292,10 +305,12 @@ int bench_kernels(bool json) {
             static_cast<double>(ikv::quant::packed_bytes(w4)));
         add("W3bf16", M, K, N, packed_seconds(w3, X, M, probes, Activations::kBf16),
             static_cast<double>(ikv::quant::packed_bytes(w3)));
-        add("W4q8", M, K, N, packed_seconds(w4, X, M, probes, Activations::kQ8),
-            static_cast<double>(ikv::quant::packed_bytes(w4)));
-        add("W3q8", M, K, N, packed_seconds(w3, X, M, probes, Activations::kQ8),
-            static_cast<double>(ikv::quant::packed_bytes(w3)));
+        if (ikv::kernels::q8_tiles_runs_here())
+          for (const auto* w : {&w4, &w3}) {
+            const ikv::kernels::Q8Tiles tiles = ikv::kernels::tile_for_q8(*w);
+            add(w->bits == 4 ? "W4q8" : "W3q8", M, K, N, tiled_seconds(tiles, X, M, probes),
+                static_cast<double>(ikv::kernels::q8_tiles_bytes(tiles)));
+          }
       }
       if (M == 512) {
         add("I8", M, K, N, {int8_seconds(i8, X, M, false)}, 1.0 * K * N);
@@ -339,6 +354,7 @@ int bench_kernels(bool json) {
   for (auto [K, N] : shapes) {
     for (const char* kernel : {"W4", "W3", "W4bf16", "W3bf16", "W4q8", "W3q8"}) {
       const Row& r = find(kernel, 1, K, N);
+      if (r.kernel != kernel) continue;  // q8 rows need VNNI
       ratios.push_back({std::string(kernel) + "-GEMV/DRAM", K, N, r.gbps() / r.dram, r.gbps() / r.read, r.dram});
     }
     ratios.push_back({"W4-GEMM/FP32-GEMM (M=512)", K, N, find("W4", 512, K, N).gflops() / find("FP32", 512, K, N).gflops()});

@@ -7,9 +7,6 @@
 //   its own layout, type X), and step<T, R, MB>(words, xb, xstride, acc) for step T of a block.
 // A decoder whose codes read q + c_k (the bf16 one) passes X^c_g = Σ_{k∈g} c_k x_k too, and the
 // driver subtracts Σ_g s_g·X^c_g.
-// A decoder on integer x (the q8 one) sets kFlushCodes: its partial sums are int32 (Steps::partial
-// converts them) over units of kFlushCodes codes, one x scale per unit (GemvInput::xscale), so it
-// flushes after every unit with s_g·xscale_u; its groups are whole units or one per row.
 // R rows of W are decoded together so each x vector serves all of them.
 #pragma once
 #include <immintrin.h>
@@ -29,27 +26,11 @@ struct GemvInput {
   int64_t xstride;      // elements per row of x
   const float* xg;      // M rows of X_g, `groups` per row
   const float* xbase = nullptr;  // M rows of X^c_g when the decoded codes carry a base c_k
-  const float* xscale = nullptr; // M rows of x scales, one per unit of Steps::kFlushCodes codes
 };
 
-// What a decoder on float partial sums inherits: it flushes at group ends, and its sums are floats.
-struct FloatSums {
-  static constexpr int kFlushCodes = 0;
-  [[gnu::always_inline]] static __m512 partial(__m512 acc) { return acc; }
-};
-
-// The scale a row's partial sums take at its flush u: s[r·per_row + m·per_m + u] for row r of the
-// set and row m of x, zero from u = per_row on (a row holds one scale per flush).
-struct FlushScales {
-  const float* s;
-  int64_t per_row, per_m;
-};
-
-// Decoder steps between flushes: a group's, a unit's (Steps::kFlushCodes), or int64 max for
-// per-channel scales (the row is one group).
+// Decoder steps per group; int64 max for per-channel scales (the row is one group).
 template <class Steps>
 int64_t group_steps(const PackedMatrix& W) {
-  if constexpr (Steps::kFlushCodes > 0) return Steps::kFlushCodes / Steps::kCodesPerStep;
   return W.group == W.cols ? std::numeric_limits<int64_t>::max() : W.group / Steps::kCodesPerStep;
 }
 
@@ -58,11 +39,10 @@ int64_t group_steps(const PackedMatrix& W) {
 // accumulator in memory, so the common group sizes get compile-time flush points. GS > 0: after
 // every GS steps (GS divides kSteps); GS == 0: after whole blocks (or only at the end, per-channel);
 // GS < 0: counted at run time (any other group size). Flattened so that nothing stays a call.
-// s, sz: row n0's group constants (group_constants), each next row's `groups` floats further on;
-// fl: row n0's flush scales.
+// s, sz: row n0's group constants (group_constants), each next row's `groups` floats further on.
 template <class Steps, int R, int MB, int GS>
 [[gnu::flatten]] void gemv_rows(const PackedMatrix& W, const CodeLayout& lay, const GemvInput& in, int64_t n0,
-                                const float* s, const float* sz, const FlushScales& fl, float* Y) {
+                                const float* s, const float* sz, float* Y) {
   constexpr int B = Steps::kBits;
   using F = Format<B>;
   using X = typename Steps::X;
@@ -87,13 +67,11 @@ template <class Steps, int R, int MB, int GS>
   auto flush = [&]() __attribute__((always_inline)) {
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
+      // Flushes past the last group (the tail block's padding, the final one) add zero sums.
+      const __m512 scale = _mm512_set1_ps(g < groups ? s[r * groups + g] : 0.0f);
 #pragma GCC unroll 16
       for (int m = 0; m < MB; ++m) {
-        // Flushes past the last group (the tail block's padding, the final one) add zero sums.
-        // Without x scales every m reads the same scale: per_m is the constant 0, loaded once.
-        const int64_t at = r * fl.per_row + (Steps::kFlushCodes > 0 ? m * fl.per_m : 0) + g;
-        const __m512 scale = _mm512_set1_ps(g < fl.per_row ? fl.s[at] : 0.0f);
-        tot[r][m] = _mm512_fmadd_ps(scale, Steps::partial(acc[r][m]), tot[r][m]);
+        tot[r][m] = _mm512_fmadd_ps(scale, acc[r][m], tot[r][m]);
         acc[r][m] = _mm512_setzero_ps();
       }
     }
@@ -152,23 +130,17 @@ template <class Steps, int R, int MB, int GS>
 }
 
 // Rows [begin, end), whose group constants are s, sz (groups per row, consecutive).
-// fl: row `begin`'s flush scales.
 template <class Steps, int GS, int R, int MB>
 void gemv_range(const PackedMatrix& W, const CodeLayout& lay, const GemvInput& in, int64_t begin, int64_t end,
-                const float* s, const float* sz, const FlushScales& fl, float* Y) {
-  auto row = [&](int64_t n) {
-    FlushScales at = fl;
-    at.s += (n - begin) * fl.per_row;
-    return at;
-  };
+                const float* s, const float* sz, float* Y) {
   int64_t n = begin;
   for (; n + R <= end; n += R) {
     const int64_t c = (n - begin) * W.groups_per_row();
-    gemv_rows<Steps, R, MB, GS>(W, lay, in, n, s + c, sz + c, row(n), Y);
+    gemv_rows<Steps, R, MB, GS>(W, lay, in, n, s + c, sz + c, Y);
   }
   for (; n < end; ++n) {
     const int64_t c = (n - begin) * W.groups_per_row();
-    gemv_rows<Steps, 1, MB, GS>(W, lay, in, n, s + c, sz + c, row(n), Y);
+    gemv_rows<Steps, 1, MB, GS>(W, lay, in, n, s + c, sz + c, Y);
   }
 }
 
@@ -177,12 +149,12 @@ inline constexpr int64_t kRowsPerPass = 4;
 
 template <class Steps, int GS>
 void gemv_range_for(int64_t M, const PackedMatrix& W, const CodeLayout& lay, const GemvInput& in,
-                    int64_t begin, int64_t end, const float* s, const float* sz, const FlushScales& fl, float* Y) {
+                    int64_t begin, int64_t end, const float* s, const float* sz, float* Y) {
   switch (M) {  // R * MB <= 8 keeps the accumulators in registers
-    case 1: return gemv_range<Steps, GS, 4, 1>(W, lay, in, begin, end, s, sz, fl, Y);
-    case 2: return gemv_range<Steps, GS, 2, 2>(W, lay, in, begin, end, s, sz, fl, Y);
-    case 3: return gemv_range<Steps, GS, 2, 3>(W, lay, in, begin, end, s, sz, fl, Y);
-    default: return gemv_range<Steps, GS, 2, 4>(W, lay, in, begin, end, s, sz, fl, Y);
+    case 1: return gemv_range<Steps, GS, 4, 1>(W, lay, in, begin, end, s, sz, Y);
+    case 2: return gemv_range<Steps, GS, 2, 2>(W, lay, in, begin, end, s, sz, Y);
+    case 3: return gemv_range<Steps, GS, 2, 3>(W, lay, in, begin, end, s, sz, Y);
+    default: return gemv_range<Steps, GS, 2, 4>(W, lay, in, begin, end, s, sz, Y);
   }
 }
 
@@ -200,54 +172,28 @@ void gemv(const PackedMatrix& W, const CodeLayout& lay, const GemvInput& in, int
                        : gs == std::numeric_limits<int64_t>::max() || gs % kSteps == 0 ? 0 : -1;
   const int64_t chunk = std::max<int64_t>(8, (int64_t{1} << 20) / (lay.row_words * 64) / 8 * 8);
   const int64_t chunks = (W.rows + chunk - 1) / chunk, groups = W.groups_per_row();
-  // With x scales a row flushes once per unit of kFlushCodes codes (whole blocks of them).
-  constexpr bool kXScales = Steps::kFlushCodes > 0;
-  const int64_t units = kXScales ? total_blocks(lay) * Format<Steps::kBits>::kBlockCodes / std::max(1, Steps::kFlushCodes) : 0;
-  std::vector<int64_t> unit_group(units);  // the group each unit lies in (the last one past the end)
-  for (int64_t u = 0; u < units; ++u) unit_group[u] = std::min(groups - 1, u * Steps::kFlushCodes / W.group);
 #pragma omp parallel
   {
     // Written before they are read: left uninitialised (zeroing ~100 KB per call shows at M = 1).
     const auto s = std::make_unique_for_overwrite<float[]>(chunk * groups);
     const auto sz = std::make_unique_for_overwrite<float[]>(chunk * groups);
-    const auto us = std::make_unique_for_overwrite<float[]>(kXScales ? std::min(M, kRowsPerPass) * chunk * units : 0);
 #pragma omp for schedule(dynamic) nowait
     for (int64_t i = 0; i < chunks; ++i) {
-      const int64_t begin = i * chunk, end = std::min(W.rows, begin + chunk), rows = end - begin;
-      group_constants(W, begin * groups, rows * groups, s.get(), sz.get());
+      const int64_t begin = i * chunk, end = std::min(W.rows, begin + chunk);
+      group_constants(W, begin * groups, (end - begin) * groups, s.get(), sz.get());
       for (int64_t m0 = 0; m0 < M; m0 += kRowsPerPass) {
         const GemvInput part{static_cast<const typename Steps::X*>(in.x) + m0 * in.xstride, in.xstride,
                              in.xg + m0 * groups, in.xbase ? in.xbase + m0 * groups : nullptr};
         const int64_t mb = std::min(kRowsPerPass, M - m0);
-        FlushScales fl{s.get(), groups, 0};
-        if constexpr (kXScales) {  // us[m][r][u] = s of unit u's group · x scale of unit u
-          for (int64_t m = 0; m < mb; ++m)
-            for (int64_t r = 0; r < rows; ++r) {
-              const float* xs = in.xscale + (m0 + m) * units;
-              const float* sr = s.get() + r * groups;
-              float* dst = us.get() + (m * rows + r) * units;
-              // Loops simple enough to vectorize for the two common formats (a division per
-              // element here cost ~10% of the M = 1 GEMV).
-              if (W.group == Steps::kFlushCodes) {  // a unit is a group; none past the last
-                for (int64_t u = 0; u < groups; ++u) dst[u] = sr[u] * xs[u];
-                std::fill(dst + groups, dst + units, 0.0f);
-              } else if (groups == 1) {  // per-channel
-                for (int64_t u = 0; u < units; ++u) dst[u] = sr[0] * xs[u];
-              } else {
-                for (int64_t u = 0; u < units; ++u) dst[u] = sr[unit_group[u]] * xs[u];
-              }
-            }
-          fl = {us.get(), units, rows * units};
-        }
         float* Ym = Y + m0 * W.rows;
         if (schedule == kSteps) {
-          gemv_range_for<Steps, kSteps>(mb, W, lay, part, begin, end, s.get(), sz.get(), fl, Ym);
+          gemv_range_for<Steps, kSteps>(mb, W, lay, part, begin, end, s.get(), sz.get(), Ym);
         } else if (schedule == kG128) {
-          if constexpr (kG128 != kSteps) gemv_range_for<Steps, kG128>(mb, W, lay, part, begin, end, s.get(), sz.get(), fl, Ym);
+          if constexpr (kG128 != kSteps) gemv_range_for<Steps, kG128>(mb, W, lay, part, begin, end, s.get(), sz.get(), Ym);
         } else if (schedule == 0) {
-          gemv_range_for<Steps, 0>(mb, W, lay, part, begin, end, s.get(), sz.get(), fl, Ym);
+          gemv_range_for<Steps, 0>(mb, W, lay, part, begin, end, s.get(), sz.get(), Ym);
         } else {
-          gemv_range_for<Steps, -1>(mb, W, lay, part, begin, end, s.get(), sz.get(), fl, Ym);
+          gemv_range_for<Steps, -1>(mb, W, lay, part, begin, end, s.get(), sz.get(), Ym);
         }
       }
     }

@@ -120,7 +120,7 @@ struct Pairs<3> {
 
 // One pair of positions per step: 32 codes as bf16 times 32 x̂ in one vdpbf16ps.
 template <int B>
-struct Bf16Steps : avx512::FloatSums {
+struct Bf16Steps {
   using X = uint16_t;
   static constexpr int kBits = B, kSteps = Pairs<B>::kCount, kCodesPerStep = 32;
   template <int T, int R, int MB>

@@ -253,8 +253,6 @@ void packed_matmul(const PackedMatrix& W, const float* X, int64_t M, float* Y, I
   if (act != Activations::kFp32) {
     if (avx512 && M < kPanelMinRows && act == Activations::kBf16 && detail::avx512_bf16_gemv_covers(W))
       return detail::packed_gemv_bf16_avx512(W, X, M, Y);
-    if (avx512 && M < kPanelMinRows && act == Activations::kQ8 && detail::avx512_q8_gemv_covers(W))
-      return detail::packed_gemv_q8_avx512(W, X, M, Y);
     xr = rounded_activations(X, M, W.cols, act);  // then the fp32 kernels compute bf16(X)·Wᵀ or q8(X)·Wᵀ
     X = xr.data();
   }

@@ -12,9 +12,8 @@
 //    multiply-adds per op), half the fp32 decode's vector ops per weight; above 4 rows of X, 4 at
 //    a time over each cached stretch of W, about twice the fp32 kernels' speed at M = 8..16
 //    (packed_gemv_bf16_avx512.cc).
-//  - M < kPanelMinRows with q8 activations: codes and int8 x meet in vpdpbusd (64 multiply-adds
-//    per op), the cheapest decode: the fastest GEMV from cache and at M = 8..16
-//    (packed_gemv_q8_avx512.cc).
+//  - q8 activations round X (rounded_activations) and take the paths above; the fast q8 GEMV
+//    runs on a re-laid-out copy of the codes (kernels/q8_tiles.h), which kernels::Linear holds.
 //  - packed_matmul_reference: dequantize() + a naive triple loop in double.
 // The AVX-512 decoders handle bits 3 and 4 with groups that are whole 16-code positions (group a
 // multiple of 16, or per-channel); everything else takes the portable decoder, which is
@@ -33,9 +32,9 @@ namespace ikv::kernels {
 
 // What X is before the product. kFp32: as given. kBf16: rounded to bf16 (nearest even), as oneDNN's
 // bf16 matmul does, while the packed weights stay exact: Y = bf16(X)·W'ᵀ with fp32 accumulation.
-// The engine's --dtype bf16 runs packed linears this way (kernels::Linear::bf16_activations).
+// The engine's --dtype bf16 runs packed linears this way (kernels::Linear::packed_input).
 // kQ8: rounded to int8 in blocks of kQ8Block columns (quantize_q8), the activation format of
-// llama.cpp's quantized dot products: Y = q8(X)·W'ᵀ, for small M on VNNI.
+// llama.cpp's quantized dot products: Y = q8(X)·W'ᵀ (--dtype q8; small M on VNNI: q8_tiles.h).
 enum class Activations { kFp32, kBf16, kQ8 };
 
 // q8 activations: each row of X [M, K] cut into blocks of kQ8Block columns (the last one
@@ -76,11 +75,6 @@ bool avx512_bf16_gemv_covers(const quant::PackedMatrix& W);
 int bf16_gemv_code_base(int bits, int64_t k);
 // Y = bf16(X)·Wᵀ for M < kPanelMinRows on vdpbf16ps (packed_gemv_bf16_avx512.cc).
 void packed_gemv_bf16_avx512(const quant::PackedMatrix& W, const float* X, int64_t M, float* Y);
-// True when packed_gemv_q8_avx512 runs here and covers W's format: AVX512_VNNI + VBMI + VBMI2, W3 or
-// W4 with groups of 128k columns or per-channel scales.
-bool avx512_q8_gemv_covers(const quant::PackedMatrix& W);
-// Y = q8(X)·Wᵀ for M < kPanelMinRows on vpdpbusd (packed_gemv_q8_avx512.cc).
-void packed_gemv_q8_avx512(const quant::PackedMatrix& W, const float* X, int64_t M, float* Y);
 // out[(n - n0) * ld + k] = dequantized W[n, k] for n in [n0, n1), k < cols; bit-identical to
 // quant::dequantize_rows.
 void dequantize_rows_avx512(const quant::PackedMatrix& W, int64_t n0, int64_t n1, float* out,

@@ -64,7 +64,7 @@ template <int B, int P>
 // One position per step: q·2^o (the code where it sits, as a float) times x·2^-o, one FMA per 16
 // weights.
 template <int B>
-struct Fp32Steps : avx512::FloatSums {
+struct Fp32Steps {
   using X = float;
   static constexpr int kBits = B, kSteps = Format<B>::L, kCodesPerStep = 16;
   template <int T, int R, int MB>

@@ -185,7 +185,11 @@ void convert_linears_to_bf16(Weights& w) {
 
 void use_q8_inputs(Weights& w) {
   for (kernels::Linear* l : linears_and_head(w))
-    if (l->packed) l->packed_input = kernels::Activations::kQ8;
+    if (l->packed) {
+      l->packed_input = kernels::Activations::kQ8;
+      if (kernels::q8_tiles_runs_here() && kernels::q8_tiles_cover(*l->packed))
+        l->q8_tiles = std::make_shared<const kernels::Q8Tiles>(kernels::tile_for_q8(*l->packed));
+    }
 }
 
 std::string tokenizer_path_for(const std::string& model_path) {

@@ -17,8 +17,8 @@
 // q + z + 2·c_k. Not rounding X, or rounding it differently, errs by ~2^-9·S, far outside the
 // tolerance.
 //
-// With q8 activations both sides see x̂ = q8(x) (S is taken over |x̂|); the fast kernel's per-unit
-// integer sums are exact and it rounds only when scaling and adding them (packed_gemv_q8_avx512.cc),
+// With q8 activations both sides see x̂ = q8(x) (S is taken over |x̂|); the tiled q8 GEMV's per-unit
+// integer sums are exact and it rounds only when scaling and adding them (q8_tiles_avx512.cc),
 // inside the same bound. Rounding X differently errs by up to max|x| / 254 per element.
 #include <doctest/doctest.h>
 
@@ -28,12 +28,14 @@
 #include <memory>
 #include <random>
 #include <sstream>
+#include <string>
 #include <vector>
 
 #include "test_util.h"
 #include "kernels/cpu.h"
 #include "kernels/int8_gemm.h"
 #include "kernels/packed_matmul.h"
+#include "kernels/q8_tiles.h"
 #include "quant/packed_matrix.h"
 #include "quant/rtn.h"
 
@@ -65,16 +67,13 @@ std::vector<double> magnitude(const PackedMatrix& W, const std::vector<float>& X
 
 double g_worst_ratio = 0;  // largest err/tol seen, reported so the margin stays visible
 
-// Runs packed_matmul on the given path and checks every output against the reference.
-void check_against_reference(const PackedMatrix& W, int64_t M, Isa isa, uint32_t seed,
-                             Activations act = Activations::kFp32) {
+// Checks a kernel's output y = X·W'ᵀ (X rounded as act says) against the reference; `based`: the
+// bf16 GEMV's sums carry its code bases (see above); `path` names the kernel in failures.
+void check_output(const PackedMatrix& W, const std::vector<float>& X, int64_t M, const std::vector<float>& y,
+                  Activations act, bool based, const std::string& path) {
   const int64_t K = W.cols, N = W.rows;
-  const auto X = gaussian(M * K, seed);
-  std::vector<float> y(M * N, NAN), ref(M * N);
-  ikv::kernels::packed_matmul(W, X.data(), M, y.data(), isa, act);
+  std::vector<float> ref(M * N);
   ikv::kernels::packed_matmul_reference(W, X.data(), M, ref.data(), act);
-  const bool based = act == Activations::kBf16 && M < ikv::kernels::kPanelMinRows &&
-                     isa != Isa::kPortable && ikv::kernels::detail::avx512_bf16_gemv_covers(W);
   const auto S = magnitude(W, act == Activations::kQ8 ? ikv::kernels::rounded_activations(X.data(), M, K, act) : X, M, [&](int64_t k) {
     return based ? 2 * ikv::kernels::detail::bf16_gemv_code_base(W.bits, k) : 0;
   });
@@ -90,11 +89,30 @@ void check_against_reference(const PackedMatrix& W, int64_t M, Isa isa, uint32_t
   g_worst_ratio = std::max(g_worst_ratio, worst);
   std::ostringstream what;
   what << "bits " << W.bits << (W.sym ? " sym" : " asym") << " group " << W.group << " M " << M
-       << " N " << N << " K " << K << (isa == Isa::kAvx512 ? " avx512" : " portable")
+       << " N " << N << " K " << K << " " << path
        << (act == Activations::kBf16 ? " bf16 activations" : act == Activations::kQ8 ? " q8 activations" : "")
        << ": worst err/tol " << worst;
   INFO(what.str());
   CHECK(bad == 0);
+}
+
+// Runs packed_matmul on the given path and checks every output against the reference.
+void check_against_reference(const PackedMatrix& W, int64_t M, Isa isa, uint32_t seed,
+                             Activations act = Activations::kFp32) {
+  const auto X = gaussian(M * W.cols, seed);
+  std::vector<float> y(M * W.rows, NAN);
+  ikv::kernels::packed_matmul(W, X.data(), M, y.data(), isa, act);
+  const bool based = act == Activations::kBf16 && M < ikv::kernels::kPanelMinRows &&
+                     isa != Isa::kPortable && ikv::kernels::detail::avx512_bf16_gemv_covers(W);
+  check_output(W, X, M, y, act, based, isa == Isa::kAvx512 ? "avx512" : "portable");
+}
+
+// The same for q8_tiles_matmul on W's tiles.
+void check_q8_tiles(const PackedMatrix& W, const ikv::kernels::Q8Tiles& T, int64_t M, uint32_t seed) {
+  const auto X = gaussian(M * W.cols, seed);
+  std::vector<float> y(M * W.rows, NAN);
+  ikv::kernels::q8_tiles_matmul(T, X.data(), M, y.data());
+  check_output(W, X, M, y, Activations::kQ8, false, "q8 tiles");
 }
 
 PackedMatrix random_packed(int64_t N, int64_t K, const QuantSpec& spec, uint32_t seed) {
@@ -201,22 +219,53 @@ TEST_CASE("quantize_q8 is quantize_per_token on each 128-column block, the tail 
 }
 
 TEST_CASE("packed_matmul with q8 activations equals q8(X)·W' on every path") {
-  // The vpdpbusd GEMV takes M < kPanelMinRows on W3/W4 groups of 128k columns or per-channel;
-  // other formats and larger M round X and take the fp32 kernels. Both must give q8(X)·W'.
+  // packed_matmul rounds X (the fast q8 GEMV runs on Q8Tiles, tested above) and takes the fp32
+  // kernels: GEMV, small-M and panel GEMM, on AVX-512 formats and others.
   uint32_t seed = 1000;
   for (int bits : {3, 4})
-    for (int64_t K : {128, 136, 172, 384, 512, 640})
-      for (int group : {-1, 16, 64, 128, 256}) {
+    for (int64_t K : {136, 384})
+      for (int group : {-1, 8, 128}) {
         if (group > 0 && K % group != 0) continue;
         const PackedMatrix W = random_packed(37, K, {bits, group, ++seed % 3 == 0}, seed);
-        const bool fast = ikv::kernels::detail::avx512_q8_gemv_covers(W);
-        if (ikv::kernels::cpu_has_avx512_vnni() && ikv::kernels::cpu_has_avx512_vbmi())
-          CHECK(fast == (group == -1 || group % 128 == 0));
-        for (int64_t M : {1, 2, 3, 4, 5, 9, 23, 24})
+        for (int64_t M : {1, 5, 24})
           for (Isa isa : paths()) check_against_reference(W, M, isa, seed * 31 + M, Activations::kQ8);
       }
-  if (!ikv::kernels::cpu_has_avx512_vnni() || !ikv::kernels::cpu_has_avx512_vbmi())
-    MESSAGE("no AVX512_VNNI + VBMI + VBMI2 on this CPU: the vpdpbusd GEMV is not exercised");
+}
+
+TEST_CASE("Q8Tiles hold W's codes, scales and zero points; q8_tiles_matmul equals q8(X)·W'") {
+  // Tiles of 16 rows (N = 5, 16, 37: partial, whole, and a tail), units of 128 columns (K = 136 and
+  // 172 per-channel leave a padded unit), groups of 128k or per-channel, M = 1..23 (1-4 rows of x
+  // per pass, and several passes over a tile).
+  if (!ikv::kernels::q8_tiles_runs_here()) MESSAGE("no AVX512_VNNI on this CPU: q8_tiles_matmul is not run");
+  uint32_t seed = 3000;
+  for (int bits : {3, 4})
+    for (int64_t N : {5, 16, 37})
+      for (int64_t K : {128, 136, 172, 384, 640})
+        for (int group : {-1, 128, 256}) {
+          if (group > 0 && K % group != 0) continue;
+          const PackedMatrix W = random_packed(N, K, {bits, group, ++seed % 3 == 0}, seed);
+          REQUIRE(ikv::kernels::q8_tiles_cover(W));
+          const ikv::kernels::Q8Tiles T = ikv::kernels::tile_for_q8(W);
+          std::vector<int32_t> q(N * K);
+          ikv::quant::unpack_codes(W, q.data());
+          const int offset = W.sym ? 1 << (bits - 1) : 0;
+          int64_t wrong = 0;
+          for (int64_t n = 0; n < N; ++n) {
+            for (int64_t k = 0; k < K; ++k) wrong += ikv::kernels::q8_tile_code(T, n, k) != q[n * K + k] + offset;
+            for (int64_t g = 0; g < W.groups_per_row(); ++g) {
+              const int64_t f = (n / 16) * W.groups_per_row() + g;
+              wrong += T.scales[16 * f + n % 16] != W.scales[n * W.groups_per_row() + g];
+              wrong += ((T.zeros[8 * f + n % 8] >> (4 * (n % 16 / 8))) & 0xF) != ikv::quant::zero_point(W, n, g);
+            }
+          }
+          INFO("bits " << bits << " N " << N << " K " << K << " group " << group);
+          CHECK(wrong == 0);
+          if (ikv::kernels::q8_tiles_runs_here())
+            for (int64_t M : {1, 2, 3, 4, 5, 9, 23}) check_q8_tiles(W, T, M, seed * 31 + static_cast<uint32_t>(M));
+        }
+  const PackedMatrix w16 = random_packed(8, 256, {4, 64, false}, 1);
+  CHECK_FALSE(ikv::kernels::q8_tiles_cover(w16));
+  CHECK_THROWS_WITH(ikv::kernels::tile_for_q8(w16), doctest::Contains("groups of 128k columns"));
   MESSAGE("largest error / tolerance so far: " << g_worst_ratio);
 }
 
