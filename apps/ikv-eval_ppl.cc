@@ -77,6 +77,7 @@ void run_generate(const Common& common, const GenerateArgs& a) {
   }
   std::vector<float> logits;
   eng.forward(cache, ids.data() + m, ids.size() - m, &logits, ids.size() - m - 1);
+  const std::vector<int32_t> prompt_ids = ids;
   std::vector<int32_t> out;
   while (static_cast<int64_t>(ids.size()) < total) {
     int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
@@ -86,7 +87,10 @@ void run_generate(const Common& common, const GenerateArgs& a) {
     if (static_cast<int64_t>(ids.size()) == total) break;
     eng.forward(cache, &next, 1, &logits);
   }
-  const std::string text = v.model.tokenizer->decode(out);
+  // The completion as it continues the prompt's text: decoded alone, its first word would lose the
+  // space that sentencepiece keeps as part of the token ("▁is").
+  const std::string head = v.model.tokenizer->decode(prompt_ids), full = v.model.tokenizer->decode(ids);
+  const std::string text = full.starts_with(head) ? full.substr(head.size()) : v.model.tokenizer->decode(out);
   if (common.json)
     std::printf("%s\n", nlohmann::json({{"prompt", a.prompt}, {"completion", text}, {"tokens", out}}).dump().c_str());
   else

@@ -17,6 +17,10 @@ out_bin=$("$EVAL" ppl -m "$ROOT/models/stories260K/original/stories260K.bin" --c
 
 gen=$("$EVAL" generate -m stories260K -p "Once upon a time" -n 20)
 [[ "$gen" == "Once upon a time, there was a little girl named Lily."* ]] && pass "generate" || bad "generate: $gen"
+# The completion continues the prompt's text: a word after the prompt keeps its leading space.
+gen=$("$EVAL" generate -m stories260K -p "Once upon a time there" -n 2 --json)
+python3 -c 'import json,sys; c=json.loads(sys.argv[1])["completion"]; sys.exit(0 if c.startswith(" ") else 1)' "$gen" \
+  && pass "generate: completion keeps its leading space" || bad "generate completion: $gen"
 
 expect_error "missing model" "nope: missing" -- "$EVAL" ppl -m nope
 expect_error "missing dataset" "no-such.txt: missing" -- "$EVAL" ppl -m stories260K -d no-such.txt
