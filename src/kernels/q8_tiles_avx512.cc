@@ -116,22 +116,20 @@ template <int B, int MB>
 
 template <int B>
 void tiles_gemv(const Q8Tiles& T, const Q8Input& in, int64_t M, float* Y) {
-  // Tiles handed out dynamically in ~512 KB chunks, so a core that loses time to another process
-  // takes fewer; the rows of x run 4 at a time over a tile while it is in L1/L2.
-  const int64_t tile_bytes = T.units * T.unit_words() * 64;
-  const int64_t chunk = std::max<int64_t>(1, (int64_t{512} << 10) / tile_bytes);
-  const int64_t chunks = (T.tiles + chunk - 1) / chunk;
-#pragma omp parallel for schedule(dynamic)
-  for (int64_t c = 0; c < chunks; ++c)
-    for (int64_t t = c * chunk; t < std::min(T.tiles, (c + 1) * chunk); ++t)
-      for (int64_t m0 = 0; m0 < M; m0 += 4) {
-        switch (std::min<int64_t>(4, M - m0)) {
-          case 1: tile_rows<B, 1>(T, in, t, m0, Y); break;
-          case 2: tile_rows<B, 2>(T, in, t, m0, Y); break;
-          case 3: tile_rows<B, 3>(T, in, t, m0, Y); break;
-          default: tile_rows<B, 4>(T, in, t, m0, Y); break;
-        }
+  // Guided: long runs of consecutive tiles first (sequential streams the prefetch covers), ever
+  // shorter ones at the end, so the two cores finish together even when another process slows
+  // one; 2-5% faster than dynamic 512 KB or 128 KB chunks (A/B in one process). The rows of x run
+  // 4 at a time over a tile while it is in L1/L2.
+#pragma omp parallel for schedule(guided)
+  for (int64_t t = 0; t < T.tiles; ++t)
+    for (int64_t m0 = 0; m0 < M; m0 += 4) {
+      switch (std::min<int64_t>(4, M - m0)) {
+        case 1: tile_rows<B, 1>(T, in, t, m0, Y); break;
+        case 2: tile_rows<B, 2>(T, in, t, m0, Y); break;
+        case 3: tile_rows<B, 3>(T, in, t, m0, Y); break;
+        default: tile_rows<B, 4>(T, in, t, m0, Y); break;
       }
+    }
 }
 
 }  // namespace
