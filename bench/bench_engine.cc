@@ -76,11 +76,13 @@ int bench_engine(bool json, const std::string& data_root) {
               "vs FP32");
   std::vector<int32_t> stream;
   double fp32_tps = 0;  // the FP32 engine with every thread: the packed rows' baseline
-  // Packed W4/W3 (RTN g128) run the same windows through the packed GEMM kernels.
-  for (const char* dtype : {"fp32", "bf16", "w4g128", "w3g128"}) {
+  // Packed W4/W3 (RTN g128) run the same windows through the packed GEMM kernels; w4g128-q8 with
+  // q8 activations through the tiled vpdpbusd kernel (--dtype q8).
+  for (const char* dtype : {"fp32", "bf16", "w4g128", "w3g128", "w4g128-q8"}) {
     const bool packed = dtype[0] == 'w';
     exp::LoadedModel m = exp::load_model_verified(data_root, "testbed-26M", packed ? "fp32" : dtype);
     if (packed) exp::quantize_weights(m.weights, exp::rtn_spec(dtype[1] - '0', 128));
+    if (std::string(dtype).ends_with("-q8")) exp::apply_dtype(m.weights, "q8");
     if (stream.empty())
       stream = eval::perplexity_stream(
           *m.tokenizer, io::read_text_file(exp::resolve_text_dataset(data_root, "wikitext2")).substr(0, 200000),

@@ -28,7 +28,7 @@ void linear_forward(const Linear& layer, const float* X, int64_t M, float* Y) {
     dequantize_per_token(xq.data(), sx.data(), M, K, xp.data());
     X = xp.data();
   }
-  if (layer.q8_tiles && M < kPanelMinRows && q8_tiles_runs_here()) return q8_tiles_matmul(*layer.q8_tiles, X, M, Y);
+  if (layer.q8_tiles && q8_tiles_runs_here()) return q8_tiles_matmul(*layer.q8_tiles, X, M, Y);
   if (layer.packed)
     return packed_matmul(*layer.packed, X, M, Y, Isa::kAuto, layer.packed_input);
   if (!layer.w_bf16.empty())

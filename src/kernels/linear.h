@@ -20,9 +20,9 @@ struct Linear {
   // What a packed layer's input is rounded to before the product (the codes stay exact): kBf16
   // with bf16 compute, the packed counterpart of w_bf16; kQ8 for int8 blocks (dtype q8).
   Activations packed_input = Activations::kFp32;
-  // With q8 inputs on a VNNI CPU: the packed codes again in the q8 GEMV's layout, which
-  // M < kPanelMinRows takes (a second copy of the codes; `packed` still serves prefill, backward
-  // passes and saving).
+  // With q8 inputs on a VNNI CPU: the packed codes again in the q8 kernel's layout, which every
+  // product then takes (a second copy of the codes; `packed` still serves backward passes,
+  // dequantization and saving).
   std::shared_ptr<const Q8Tiles> q8_tiles;
   // GPTQ act-order: packed column j multiplies input channel in_perm[j] (empty = identity). The
   // input is gathered into that order before the packed matmul; groups stay consecutive columns.

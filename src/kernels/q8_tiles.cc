@@ -93,11 +93,14 @@ void q8_tiles_matmul(const Q8Tiles& T, const float* X, int64_t M, float* Y) {
   const int64_t width = T.units * kQ8Block;
   std::vector<int8_t> q(M * width);
   std::vector<float> sx(M * T.units), xsum(M * T.units);
-  quantize_q8(X, M, T.cols, q.data(), sx.data());
-  for (int64_t i = 0; i < M * T.units; ++i) {
-    int32_t sum = 0;
-    for (int64_t k = 0; k < kQ8Block; ++k) sum += q[i * kQ8Block + k];
-    xsum[i] = sx[i] * static_cast<float>(sum);
+#pragma omp parallel for if (M > 4)
+  for (int64_t m = 0; m < M; ++m) {
+    quantize_q8(X + m * T.cols, 1, T.cols, q.data() + m * width, sx.data() + m * T.units);
+    for (int64_t i = m * T.units; i < (m + 1) * T.units; ++i) {
+      int32_t sum = 0;
+      for (int64_t k = 0; k < kQ8Block; ++k) sum += q[i * kQ8Block + k];
+      xsum[i] = sx[i] * static_cast<float>(sum);
+    }
   }
   detail::q8_tiles_gemv_avx512(T, {q.data(), width, sx.data(), xsum.data()}, M, Y);
 }

@@ -42,7 +42,7 @@ Weights load_model(const std::string& path);
 // packed ones keep their exact codes and take bf16 inputs (kernels::Linear::packed_input).
 void convert_linears_to_bf16(Weights& w);
 // The q8 option: packed linears take their inputs as int8 blocks (kernels::Activations::kQ8), the
-// VNNI GEMV's format, with their codes tiled for it (kernels::Q8Tiles); dense linears stay fp32.
+// VNNI kernel's format, with their codes tiled for it (kernels::Q8Tiles); dense linears stay fp32.
 void use_q8_inputs(Weights& w);
 
 // The tokenizer file that belongs to a model path (folder/tokenizer.model, or beside a .bin).

@@ -125,7 +125,7 @@ TEST_CASE("dtype q8 on a packed model: each packed linear computes q8(X)·W', de
   CHECK(m.weights.lm_head.w_bf16.empty());
   // int8 blocks move each input by up to max|x| / 254 (~1e-2 of a Gaussian block's max; ~5e-3
   // relative in rms).
-  // M = 1 and 7 run the tiled vpdpbusd GEMV (on VNNI CPUs), M = 30 the rounded-X panel GEMM.
+  // Every M runs the tiled vpdpbusd kernel on VNNI CPUs (M = 30 in more than one pass of 4 rows).
   check_packed_inputs(m.weights, kernels::Activations::kQ8, {1, 7, 30}, 1e-3, 6);
   for (auto& nl : model::named_linears(m.weights))
     CHECK((nl.linear->q8_tiles != nullptr) == kernels::q8_tiles_runs_here());

@@ -235,7 +235,7 @@ TEST_CASE("packed_matmul with q8 activations equals q8(X)·W' on every path") {
 TEST_CASE("Q8Tiles hold W's codes, scales and zero points; q8_tiles_matmul equals q8(X)·W'") {
   // Tiles of 16 rows (N = 5, 16, 37: partial, whole, and a tail), units of 128 columns (K = 136 and
   // 172 per-channel leave a padded unit), groups of 128k or per-channel, M = 1..23 (1-4 rows of x
-  // per pass, and several passes over a tile).
+  // per pass, and up to 16 passes over a tile).
   if (!ikv::kernels::q8_tiles_runs_here()) MESSAGE("no AVX512_VNNI on this CPU: q8_tiles_matmul is not run");
   uint32_t seed = 3000;
   for (int bits : {3, 4})
@@ -261,7 +261,7 @@ TEST_CASE("Q8Tiles hold W's codes, scales and zero points; q8_tiles_matmul equal
           INFO("bits " << bits << " N " << N << " K " << K << " group " << group);
           CHECK(wrong == 0);
           if (ikv::kernels::q8_tiles_runs_here())
-            for (int64_t M : {1, 2, 3, 4, 5, 9, 23}) check_q8_tiles(W, T, M, seed * 31 + static_cast<uint32_t>(M));
+            for (int64_t M : {1, 2, 3, 4, 5, 9, 23, 64}) check_q8_tiles(W, T, M, seed * 31 + static_cast<uint32_t>(M));
         }
   const PackedMatrix w16 = random_packed(8, 256, {4, 64, false}, 1);
   CHECK_FALSE(ikv::kernels::q8_tiles_cover(w16));
