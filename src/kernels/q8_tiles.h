@@ -19,7 +19,7 @@
 //   scales [tile][group][16] fp16, the PackedMatrix's values (unit u lies in group u·128/group);
 //   zeros  [tile][group][8] nibbles: row r's zero point (2^(bits-1) if symmetric) in byte r % 8,
 //          low nibble for r < 8.
-// Dense: 3 or 4 bits per code, ~1 byte of constants per group and row (PackedMatrix: 2.5).
+// Dense: 3 or 4 bits per code and 2.5 bytes of constants per group and row, as in PackedMatrix.
 #pragma once
 #include <cstdint>
 #include <vector>
