@@ -94,7 +94,7 @@ template <int B, int MB>
       for (int m = 0; m < MB; ++m)
         acc[m][Q % A] = _mm512_dpbusd_epi32(acc[m][Q % A], c, broadcast_dword(x + m * in.xstride + 4 * Q));
     });
-    const int64_t f = t * groups + (groups == 1 ? 0 : u * kQ8Block / T.group);
+    const int64_t f = t * groups + u * kQ8Block / T.group;  // per-channel: every unit lies in group 0
     const __m512 s = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(T.scales.data() + 16 * f)));
     const __m512 z = tile_zeros(T.zeros.data() + 8 * f);
 #pragma GCC unroll 4
