@@ -31,7 +31,7 @@ inline void add_variant_options(CLI::App* app, exp::VariantSpec& v) {
   app->add_option("-m,--model", v.model, "HF model folder or llama2.c .bin (path or data-root name)")->required();
   app->add_option("--dtype", v.dtype,
                   "compute dtype: fp32 | bf16 (bf16 weights for dense linears, bf16 inputs for packed ones) | "
-                  "q8 (packed linears take int8 inputs in blocks of 128: the VNNI decode GEMV)");
+                  "q8 (packed linears take int8 inputs in blocks of 128: the VNNI kernel)");
   if (v.quant.is_fp()) v.quant.wbits = 4;  // the width once --quant picks a method
   add_quant_method_option(app, v.quant);
   app->add_option("--wbits", v.quant.wbits, "weight bits (2..8)");

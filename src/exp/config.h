@@ -17,7 +17,7 @@ inline const std::vector<std::string> kQaTasks = {"arc_easy",   "arc_challenge",
 inline const std::vector<std::string> kNamedDatasets = {"wikitext2", "ptb", "sharegpt"};
 
 // Compute dtypes: fp32; bf16 (dense linears hold bf16 weights, packed ones take bf16 inputs); q8
-// (fp32, except that packed linears take their inputs as int8 blocks: the VNNI decode GEMV).
+// (fp32, except that packed linears take their inputs as int8 blocks: the VNNI kernel).
 inline const std::vector<std::string> kDtypes = {"fp32", "bf16", "q8"};
 inline bool is_dtype(const std::string& d) { return std::find(kDtypes.begin(), kDtypes.end(), d) != kDtypes.end(); }
 

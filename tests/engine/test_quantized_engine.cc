@@ -72,8 +72,8 @@ TEST_CASE("testbed-26M perplexity on packed W3 weights == fake-quant reference (
 
 // Each of the first layer's packed linears takes `act` inputs: linear_forward gives X'·W' with X' =
 // X rounded as act says (to fp32 accumulation, ~1e-7 relative), and moves away from exact X·W' by
-// more than `moved` (relative rms), so the input really was rounded. Ms span the GEMV (M < 24) and
-// the rounding + fp32-kernel paths.
+// more than `moved` (relative rms), so the input really was rounded. Ms span the paths each dtype
+// takes (bf16: the vdpbf16ps GEMV below 24 rows, rounding + fp32 kernels above; q8: the tiles).
 namespace {
 
 void check_packed_inputs(model::Weights& w, kernels::Activations act, std::initializer_list<int64_t> Ms,
@@ -124,8 +124,8 @@ TEST_CASE("dtype q8 on a packed model: each packed linear computes q8(X)·W', de
   CHECK(!m.weights.lm_head.w.empty());  // the dense head keeps its fp32 weights
   CHECK(m.weights.lm_head.w_bf16.empty());
   // int8 blocks move each input by up to max|x| / 254 (~1e-2 of a Gaussian block's max; ~5e-3
-  // relative in rms).
-  // Every M runs the tiled vpdpbusd kernel on VNNI CPUs (M = 30 in more than one pass of 4 rows).
+  // relative in rms). Every M runs the tiled vpdpbusd kernel on VNNI CPUs (M = 30 in 8 passes of
+  // up to 4 rows).
   check_packed_inputs(m.weights, kernels::Activations::kQ8, {1, 7, 30}, 1e-3, 6);
   for (auto& nl : model::named_linears(m.weights))
     CHECK((nl.linear->q8_tiles != nullptr) == kernels::q8_tiles_runs_here());

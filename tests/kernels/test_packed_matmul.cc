@@ -17,7 +17,7 @@
 // q + z + 2·c_k. Not rounding X, or rounding it differently, errs by ~2^-9·S, far outside the
 // tolerance.
 //
-// With q8 activations both sides see x̂ = q8(x) (S is taken over |x̂|); the tiled q8 GEMV's per-unit
+// With q8 activations both sides see x̂ = q8(x) (S is taken over |x̂|); the tiled q8 kernel's per-unit
 // integer sums are exact and it rounds only when scaling and adding them (q8_tiles_avx512.cc),
 // inside the same bound. Rounding X differently errs by up to max|x| / 254 per element.
 #include <doctest/doctest.h>
@@ -219,7 +219,7 @@ TEST_CASE("quantize_q8 is quantize_per_token on each 128-column block, the tail 
 }
 
 TEST_CASE("packed_matmul with q8 activations equals q8(X)·W' on every path") {
-  // packed_matmul rounds X (the fast q8 GEMV runs on Q8Tiles, tested above) and takes the fp32
+  // packed_matmul rounds X (the fast q8 kernel runs on Q8Tiles, tested below) and takes the fp32
   // kernels: GEMV, small-M and panel GEMM, on AVX-512 formats and others.
   uint32_t seed = 1000;
   for (int bits : {3, 4})
@@ -234,8 +234,8 @@ TEST_CASE("packed_matmul with q8 activations equals q8(X)·W' on every path") {
 
 TEST_CASE("Q8Tiles hold W's codes, scales and zero points; q8_tiles_matmul equals q8(X)·W'") {
   // Tiles of 16 rows (N = 5, 16, 37: partial, whole, and a tail), units of 128 columns (K = 136 and
-  // 172 per-channel leave a padded unit), groups of 128k or per-channel, M = 1..23 (1-4 rows of x
-  // per pass, and up to 16 passes over a tile).
+  // 172 per-channel leave a padded unit), groups of 128k or per-channel, M = 1..23 and 64 (1-4
+  // rows of x per pass, up to 16 passes over a tile).
   if (!ikv::kernels::q8_tiles_runs_here()) MESSAGE("no AVX512_VNNI on this CPU: q8_tiles_matmul is not run");
   uint32_t seed = 3000;
   for (int bits : {3, 4})
