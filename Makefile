@@ -14,7 +14,9 @@ $(BUILD)/build.ninja: CMakeLists.txt | deps
 build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
 
-run: build
+# `make run` compiles only the library and ikv-eval; `make test` builds the rest (tests, benchmarks).
+run: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS) --target ikv-eval
 	$(BUILD)/ikv-eval run $(CONFIG)
 
 test: build

@@ -6,6 +6,7 @@
 #include <functional>
 #include <string>
 
+#include "exp/rules.h"
 #include "io/error.h"
 
 namespace ikv::cli {
@@ -16,9 +17,28 @@ struct Common {
   bool json = false;
 };
 
+// A YAML schema rule (exp/rules.h) as a CLI11 check, so a flag accepts exactly what the config
+// key does: "--windows: must be at least 0, got -5".
+inline CLI::Validator rule(const exp::Rule& r) {
+  return CLI::Validator(
+      [r](std::string& text) -> std::string {
+        size_t used = 0;
+        double v = 0;
+        try {
+          v = std::stod(text, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used == 0 || used != text.size()) return "must be a number, got '" + text + "'";
+        const std::string expected = r(v);
+        return expected.empty() ? "" : "must be " + expected + ", got " + text;
+      },
+      "");
+}
+
 inline void add_common(CLI::App* app, Common& c) {
   app->add_option("--data-root", c.data_root, "ikv-data folder (default: $IKV_DATA, then ../shared/ikv-data)");
-  app->add_option("-t,--threads", c.threads, "OpenMP threads (0 = all cores)");
+  app->add_option("-t,--threads", c.threads, "OpenMP threads (0 = all cores)")->check(rule(exp::rules::threads()));
   app->add_flag("--json", c.json, "print machine-readable JSON on stdout");
 }
 

@@ -104,20 +104,22 @@ int main(int argc, char** argv) {
   app.add_option("-m,--model", a.variant.model, "HF model folder or llama2.c .bin (path or data-root name)")
       ->required();
   cli::add_quant_method_option(&app, a.variant.quant);
-  app.add_option("--wbits", a.variant.quant.wbits, "weight bits (2..8)");
-  app.add_option("--group", a.variant.quant.group, "quantization group size (-1 = per channel)");
+  app.add_option("--wbits", a.variant.quant.wbits, "weight bits (2..8)")->check(cli::rule(exp::rules::kBits));
+  app.add_option("--group", a.variant.quant.group, "quantization group size (-1 = per channel)")
+      ->check(cli::rule(exp::rules::kGroup));
   app.add_flag("--sym", a.variant.quant.sym, "symmetric weight quantization");
   cli::add_quarot_options(&app, a.variant.quant);
-  app.add_option("--kv-bits", a.variant.kv_bits, "KV-cache bits of the new tokens (2..8, 16 = off)");
+  app.add_option("--kv-bits", a.variant.kv_bits, "KV-cache bits of the new tokens (2..8, 16 = off)")
+      ->check(cli::rule(exp::rules::kBitsOrOff));
   app.add_option("--prefix", s.prefix, "starting prefix: bos | vicuna | prompt:TEXT | FILE.ikv.safetensors");
   app.add_option("--data", s.data, "sharegpt | FILE.json (ShareGPT) | FILE (plain text)");
   app.add_option("-o,--output", s.output, "the calibrated prefix, FILE.ikv.safetensors")->required();
-  app.add_option("--samples", s.samples, "calibration samples");
+  app.add_option("--samples", s.samples, "calibration samples")->check(cli::rule(exp::rules::kSamples));
   app.add_option("--heldout", s.heldout, "held-out samples (after the calibration ones) for the MSE report");
-  app.add_option("--max-len", s.max_len, "tokens per sample, prefix included");
+  app.add_option("--max-len", s.max_len, "tokens per sample, prefix included")->check(cli::rule(exp::rules::kSeqLen));
   app.add_option("--min-loss-tokens", s.min_loss_tokens, "ShareGPT: keep conversations with more assistant tokens");
-  app.add_option("--epochs", s.epochs, "passes over the samples");
-  app.add_option("--lr", s.lr, "AdamW learning rate");
+  app.add_option("--epochs", s.epochs, "passes over the samples")->check(cli::rule(exp::rules::kSamples));
+  app.add_option("--lr", s.lr, "AdamW learning rate")->check(cli::rule(exp::rules::kPositiveReal));
   app.add_option("--grad-accum", s.grad_accum, "samples per optimizer step (batch 1, accumulated)");
   app.add_option("--clip", s.clip, "global gradient-norm clip (0 = none)");
   app.add_option("--warmup", s.warmup, "fraction of steps with linear learning-rate warm-up");

@@ -47,7 +47,7 @@ void run_inspect(const Common& common, const InspectArgs& a) {
   if (a.text_file.empty() == a.prompt.empty()) fail("inspect: give exactly one of --text FILE or --prompt TEXT");
   const std::string root = io::find_data_root(common.data_root);
   exp::LoadedModel m = exp::load_model_verified(root, a.model);
-  std::string text = a.prompt.empty() ? io::read_text_file(io::data_file(root, a.text_file)) : a.prompt;
+  std::string text = a.prompt.empty() ? io::read_utf8_text(io::data_file(root, a.text_file)) : a.prompt;
   std::vector<int32_t> ids{m.weights.config.bos_id};
   for (int32_t t : m.tokenizer->encode(text)) ids.push_back(t);
   if (static_cast<int64_t>(ids.size()) > a.max_tokens) ids.resize(a.max_tokens);
@@ -82,7 +82,7 @@ void add_intactkv_command(CLI::App& app, Common& common) {
   add_common(cmd, common);
   cmd->add_option("-m,--model", b.model, "model")->required();
   cmd->add_option("--prefix", b.prefix, "bos | vicuna | prompt:TEXT");
-  cmd->add_option("--size", b.size, "keep the first N prefix tokens (0 = all)");
+  cmd->add_option("--size", b.size, "keep the first N prefix tokens (0 = all)")->check(rule(exp::rules::kCount));
   cmd->add_option("-o,--output", b.out, "output .ikv.safetensors")->required();
   cmd->add_option("--dtype", b.dtype, "compute dtype of the FP model: fp32 | bf16");
   cmd->add_flag("--fp16", b.fp16, "store K/V as fp16 (default fp32)");
@@ -96,8 +96,9 @@ void add_inspect_command(CLI::App& app, Common& common) {
   cmd->add_option("-m,--model", a.model, "model")->required();
   cmd->add_option("--text", a.text_file, "text file to run (first --max-tokens tokens)");
   cmd->add_option("--prompt", a.prompt, "text to run");
-  cmd->add_option("--positions", a.positions, "first positions shown in tables and attention maps");
-  cmd->add_option("--max-tokens", a.max_tokens, "tokens of the text to run");
+  cmd->add_option("--positions", a.positions, "first positions shown in tables and attention maps")
+      ->check(rule(exp::rules::kSamples));
+  cmd->add_option("--max-tokens", a.max_tokens, "tokens of the text to run")->check(rule(exp::rules::kSamples));
   cmd->add_option("--ratio", a.ratio, "pivot threshold: peak ≥ ratio × median token peak");
   cmd->add_option("-o,--out", a.out, "output folder for the table and plots");
   cmd->callback([&common] { run_inspect(common, a); });

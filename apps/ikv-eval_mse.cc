@@ -31,7 +31,7 @@ void run_sweep(const Common& common, const SweepArgs& a) {
   exp::quantize_model(q, a.variant.quant, root);
   const std::vector<int32_t> prefix = intactkv::prefix_tokens(a.prefix, *fp.tokenizer, fp.weights.config.bos_id);
   // Samples: the prefix followed by consecutive chunks of the text (`len` tokens each).
-  std::vector<int32_t> text = fp.tokenizer->encode(io::read_text_file(text_path));
+  std::vector<int32_t> text = fp.tokenizer->encode(io::read_utf8_text(text_path));
   std::vector<std::vector<int32_t>> samples;
   for (int64_t i = 0; i < a.samples && (i + 1) * a.len <= static_cast<int64_t>(text.size()); ++i) {
     std::vector<int32_t> s = prefix;
@@ -67,10 +67,11 @@ void add_mse_sweep_command(CLI::App& app, Common& common) {
   add_common(cmd, common);
   add_variant_options(cmd, a.variant);
   cmd->add_option("--prefix", a.prefix, "the prompt prefix whose sizes are swept: bos | vicuna | prompt:TEXT");
-  cmd->add_option("--max-size", a.max_size, "largest IntactKV size (default: the whole prefix)");
+  cmd->add_option("--max-size", a.max_size, "largest IntactKV size (default: the whole prefix)")
+      ->check(rule(exp::rules::kCount));
   cmd->add_option("--data", a.data, "text after the prefix: wikitext2 | ptb | FILE");
-  cmd->add_option("--samples", a.samples, "number of samples");
-  cmd->add_option("--len", a.len, "tokens of text per sample");
+  cmd->add_option("--samples", a.samples, "number of samples")->check(rule(exp::rules::kSamples));
+  cmd->add_option("--len", a.len, "tokens of text per sample")->check(rule(exp::rules::kSamples));
   cmd->add_option("-o,--out", a.out, "output folder (table and plot)");
   cmd->callback([&common] { run_sweep(common, a); });
 }

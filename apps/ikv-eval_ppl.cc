@@ -26,11 +26,12 @@ void run_ppl(const Common& common, const PplArgs& a) {
   exp::PreparedVariant v = exp::prepare_variant(root, a.variant);
   const model::Weights& w = v.model.weights;
   if (!v.intactkv_note.empty()) std::fprintf(stderr, "%s\n", v.intactkv_note.c_str());
-  std::vector<int32_t> stream = eval::perplexity_stream(*v.model.tokenizer, io::read_text_file(text_path), w.config.bos_id);
+  std::vector<int32_t> stream = eval::perplexity_stream(*v.model.tokenizer, io::read_utf8_text(text_path), w.config.bos_id);
   engine::Engine eng(w);
   eval::PerplexityOptions opt;
   opt.ctx = a.ctx;
   opt.windows = a.windows;
+  opt.source = text_path;
   opt.kv_bits = a.variant.kv_bits;
   opt.quantize_prefix = a.variant.quantize_prefix;
   eval::PerplexityResult r = eval::perplexity(eng, stream, opt, v.prefix_ptr());
@@ -105,8 +106,8 @@ void add_ppl_command(CLI::App& app, Common& common) {
   add_common(cmd, common);
   add_variant_options(cmd, a.variant);
   cmd->add_option("-d,--dataset", a.dataset, "wikitext2 | ptb | a text file (e.g. a C4 shard)");
-  cmd->add_option("-c,--ctx", a.ctx, "window length in tokens");
-  cmd->add_option("--windows", a.windows, "number of windows (0 = all)");
+  cmd->add_option("-c,--ctx", a.ctx, "window length in tokens")->check(rule(exp::rules::kCtx));
+  cmd->add_option("--windows", a.windows, "number of windows (0 = all)")->check(rule(exp::rules::kCount));
   cmd->callback([&common] { run_ppl(common, a); });
 }
 
@@ -116,7 +117,7 @@ void add_generate_command(CLI::App& app, Common& common) {
   add_common(cmd, common);
   add_variant_options(cmd, a.variant);
   cmd->add_option("-p,--prompt", a.prompt, "prompt text")->required();
-  cmd->add_option("-n", a.n, "tokens to generate");
+  cmd->add_option("-n", a.n, "tokens to generate")->check(rule(exp::rules::kSamples));
   cmd->callback([&common] { run_generate(common, a); });
 }
 

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "exp/compare.h"
@@ -11,6 +12,7 @@
 #include "exp/executor.h"
 #include "exp/mpi_runner.h"
 #include "exp/plan.h"
+#include "exp/preflight.h"
 #include "exp/report.h"
 #include "exp/report_plots.h"
 #include "exp/runner.h"
@@ -64,15 +66,24 @@ int run_config(const Common& common, const RunArgs& a) {
     }
     return exp::serve_mpi(job, [&] { return std::make_unique<exp::WorkerContext>(cfg, root, out, threads); }, dist);
   }
-  exp::Store store(exp::store_path(out));
-  exp::Executor executor(root, out, store);
-  exp::Plan plan = exp::make_plan(cfg, executor.identities());
-  if (a.dry_run) {
-    std::printf("%s", exp::render_plan(plan, exp::estimate_tokens, [&](const std::string& k) { return store.has_cell(k); })
+  // Everything that can be checked is checked before the store is opened or created: a bad config
+  // or input leaves no ikv.sqlite, run row or report behind.
+  exp::Plan plan = exp::make_plan(cfg, exp::data_identities(root));
+  if (plan.cells.empty())
+    fail(a.config, ": nothing to run: the config expands to no cells (fp weights with kv_bits 16 run only intactkv: none)");
+  exp::preflight(plan, root);
+  const std::string db = exp::store_path(out);
+  if (a.dry_run) {  // reads an existing store to mark finished cells; never creates or writes one
+    std::optional<exp::Store> done;
+    if (std::filesystem::exists(db)) done.emplace(db, exp::Store::Access::ReadOnly);
+    std::printf("%s", exp::render_plan(plan, exp::estimate_tokens,
+                                       [&](const std::string& k) { return done && done->has_cell(k); })
                           .c_str());
     exp::leave_mpi_job(job, true);
     return 0;
   }
+  exp::Store store(db);
+  exp::Executor executor(root, out, store);
   exp::RunSummary s;
   bool clean = true;
   if (job.distributed()) {
@@ -106,7 +117,7 @@ void run_report(const ReportArgs& a) {
   exp::ReportFormat fmt = exp::parse_report_format(a.format);
   const std::string db = exp::store_path(a.out);
   if (!std::filesystem::exists(db)) fail(db, ": no results store (run `ikv-eval run CONFIG --out ", a.out, "` first)");
-  exp::Store store(db);
+  exp::Store store(db, exp::Store::Access::ReadOnly);
   int64_t id = a.run;
   if (a.latest || id == 0) {
     auto latest = store.latest_run();
@@ -150,7 +161,8 @@ int run_compare(const CompareArgs& a) {
   exp::Tolerances tol;
   tol.ppl_rel = parse_tolerance(a.tol_ppl, "%", "--tol-ppl") / 100.0;
   tol.acc_abs_points = parse_tolerance(a.tol_acc, "pt", "--tol-acc");
-  exp::CompareResult r = exp::compare(read(a.current), read(a.baseline), tol);
+  exp::CompareResult r =
+      exp::compare(read(a.current), read(a.baseline), tol, {a.current + ": current", a.baseline + ": baseline"});
   std::printf("%s", exp::render_compare(r).c_str());
   return r.ok ? 0 : 1;
 }

@@ -30,9 +30,9 @@ std::vector<std::string> split(const std::string& s) {
 void run_tasks(const Common& common, const TasksArgs& a) {
   exp::set_threads(common.threads);
   exp::validate_variant(a.variant);
-  if (a.limit < 0) fail("--limit ", a.limit, " must be >= 0");
   std::vector<const eval::TaskSpec*> specs;
   for (const auto& name : split(a.tasks)) specs.push_back(&eval::find_task(name));  // unknown names fail here
+  if (specs.empty()) fail("--tasks '", a.tasks, "' names no task (e.g. arc_easy,hellaswag,mmlu)");
   const std::string root = io::resolve_data_root(common.data_root);
   exp::PreparedVariant v = exp::prepare_variant(root, a.variant);
   engine::Engine eng(v.model.weights);
@@ -91,9 +91,11 @@ void add_tasks_command(CLI::App& app, Common& common) {
   cmd->add_option("--tasks", a.tasks,
                   "comma list of arc_easy, arc_challenge, boolq, openbookqa, winogrande, hellaswag, piqa, "
                   "lambada_openai, mmlu");
-  cmd->add_option("--limit", a.limit, "first N items per task (per subject for mmlu; 0 = all)");
-  cmd->add_option("--max-ctx", a.max_ctx, "context length limit in tokens (0 = the model's maximum)");
-  cmd->add_option("--shots", a.shots, "MMLU few-shot examples");
+  cmd->add_option("--limit", a.limit, "first N items per task (per subject for mmlu; 0 = all)")
+      ->check(rule(exp::rules::kCount));
+  cmd->add_option("--max-ctx", a.max_ctx, "context length limit in tokens (0 = the model's maximum)")
+      ->check(rule(exp::rules::kCount));
+  cmd->add_option("--shots", a.shots, "MMLU few-shot examples")->check(rule(exp::rules::kCount));
   cmd->callback([&common] { run_tasks(common, a); });
 }
 

@@ -2,6 +2,9 @@
 // ikv-eval subcommands.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <vector>
+
+#include "cli_common.h"
 
 #include "exp/variant.h"
 
@@ -10,8 +13,8 @@ namespace ikv::cli {
 // --quant. QuaRot quantizes weights per output channel, so choosing it makes -1 the group (CLI11
 // runs option callbacks in the order the options were added: an explicit --group, added after
 // --quant, still wins, and validate_variant rejects anything but -1 for quarot).
-inline void add_quant_method_option(CLI::App* app, exp::QuantizerSpec& q) {
-  app->add_option_function<std::string>(
+inline CLI::Option* add_quant_method_option(CLI::App* app, exp::QuantizerSpec& q) {
+  return app->add_option_function<std::string>(
       "--quant",
       [&q](const std::string& m) {
         q.method = m;
@@ -21,10 +24,12 @@ inline void add_quant_method_option(CLI::App* app, exp::QuantizerSpec& q) {
 }
 
 // QuaRot's activation quantization and weight quantizer.
-inline void add_quarot_options(CLI::App* app, exp::QuantizerSpec& q) {
-  app->add_option("--abits", q.abits, "quarot: activation bits, per token symmetric (2..8, 16 = off)");
-  app->add_option("--clip-ratio", q.clip_ratio, "quarot: activation clip ratio in (0, 1] (default 1)");
-  app->add_option("--weight-quant", q.weight_quant, "quarot: weight quantizer after rotation: rtn | gptq");
+inline std::vector<CLI::Option*> add_quarot_options(CLI::App* app, exp::QuantizerSpec& q) {
+  return {app->add_option("--abits", q.abits, "quarot: activation bits, per token symmetric (2..8, 16 = off)")
+              ->check(rule(exp::rules::kBitsOrOff)),
+          app->add_option("--clip-ratio", q.clip_ratio, "quarot: activation clip ratio in (0, 1] (default 1)")
+              ->check(rule(exp::rules::kClip)),
+          app->add_option("--weight-quant", q.weight_quant, "quarot: weight quantizer after rotation: rtn | gptq")};
 }
 
 inline void add_variant_options(CLI::App* app, exp::VariantSpec& v) {
@@ -33,19 +38,31 @@ inline void add_variant_options(CLI::App* app, exp::VariantSpec& v) {
                   "compute dtype: fp32 | bf16 (bf16 weights for dense linears, bf16 inputs for packed ones) | "
                   "q8 (packed linears take int8 inputs in blocks of 128: the VNNI kernel)");
   if (v.quant.is_fp()) v.quant.wbits = 4;  // the width once --quant picks a method
-  add_quant_method_option(app, v.quant);
-  app->add_option("--wbits", v.quant.wbits, "weight bits (2..8)");
-  app->add_option("--group", v.quant.group, "quantization group size (-1 = per channel)");
-  app->add_flag("--sym", v.quant.sym, "symmetric weight quantization");
-  app->add_flag("--act-order", v.quant.act_order, "gptq: quantize columns in order of decreasing Hessian diagonal");
-  add_quarot_options(app, v.quant);
-  app->add_option("--calib-data", v.quant.data, "gptq/awq/quarot-gptq calibration data: sharegpt | FILE.json | text FILE");
-  app->add_option("--calib-samples", v.quant.samples, "gptq/awq calibration samples (default 128)");
-  app->add_option("--calib-len", v.quant.seq_len, "gptq/awq tokens per sample (default 2048, capped at the model's max)");
-  app->add_option("--quantized", v.quantized_file, "packed weights saved by `ikv-eval quantize` (instead of --quant)");
-  app->add_option("--kv-bits", v.kv_bits, "KV-cache bits (2..8, 16 = off)");
+  CLI::Option* quant = add_quant_method_option(app, v.quant);
+  // A quantizer's settings without --quant would be silently unused.
+  std::vector<CLI::Option*> settings = {
+      app->add_option("--wbits", v.quant.wbits, "weight bits (2..8)")->check(rule(exp::rules::kBits)),
+      app->add_option("--group", v.quant.group, "quantization group size (-1 = per channel)")
+          ->check(rule(exp::rules::kGroup)),
+      app->add_flag("--sym", v.quant.sym, "symmetric weight quantization"),
+      app->add_flag("--act-order", v.quant.act_order, "gptq: quantize columns in order of decreasing Hessian diagonal")};
+  for (CLI::Option* o : add_quarot_options(app, v.quant)) settings.push_back(o);
+  settings.push_back(
+      app->add_option("--calib-data", v.quant.data, "gptq/awq/quarot-gptq calibration data: sharegpt | FILE.json | text FILE"));
+  settings.push_back(app->add_option("--calib-samples", v.quant.samples, "gptq/awq calibration samples (default 128)")
+                         ->check(rule(exp::rules::kSamples)));
+  settings.push_back(
+      app->add_option("--calib-len", v.quant.seq_len, "gptq/awq tokens per sample (default 2048, capped at the model's max)")
+          ->check(rule(exp::rules::kSeqLen)));
+  for (CLI::Option* o : settings) o->needs(quant);
+  // The artifact's own settings are what it holds: --quant and its settings cannot also apply.
+  CLI::Option* quantized =
+      app->add_option("--quantized", v.quantized_file, "packed weights saved by `ikv-eval quantize` (instead of --quant)");
+  quantized->excludes(quant);
+  app->add_option("--kv-bits", v.kv_bits, "KV-cache bits (2..8, 16 = off)")->check(rule(exp::rules::kBitsOrOff));
   app->add_option("--intactkv", v.intactkv, "none | bos | vicuna | prompt:TEXT | auto | FILE.ikv.safetensors");
-  app->add_option("--intactkv-size", v.intactkv_size, "keep only the first N prefix tokens (0 = all)");
+  app->add_option("--intactkv-size", v.intactkv_size, "keep only the first N prefix tokens (0 = all)")
+      ->check(rule(exp::rules::kCount));
   app->add_flag("--quantize-prefix", v.quantize_prefix, "quantize the IntactKV prefix K/V too (with --kv-bits)");
 }
 

@@ -2,9 +2,12 @@
 # Installs ikv's build and test dependencies from Debian packages. Idempotent: when every package
 # is already installed it only runs dpkg queries (well under a second).
 set -euo pipefail
+# libdnnl-dev's CMake config runs find_package(OpenCL REQUIRED), yet it only Recommends the OpenCL
+# headers and library (ocl-icd-opencl-dev). tests/cli/deps.sh fails when the build uses a file from
+# a package that this list does not bring in through Depends.
 PACKAGES=(
   build-essential cmake ninja-build pkg-config
-  libeigen3-dev libdnnl-dev libcli11-dev libyaml-cpp-dev libsentencepiece-dev doctest-dev
+  libeigen3-dev libdnnl-dev ocl-icd-opencl-dev libcli11-dev libyaml-cpp-dev libsentencepiece-dev doctest-dev
   nlohmann-json3-dev libsqlite3-dev libssl-dev libcairo2-dev
   clang libclang-rt-14-dev
   openmpi-bin libopenmpi-dev

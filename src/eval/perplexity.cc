@@ -19,7 +19,9 @@ int64_t perplexity_window_count(int64_t stream_tokens, const PerplexityOptions& 
   const int64_t ctx = opt.ctx;
   if (ctx < 3) fail("perplexity: ctx ", ctx, " is too small (need at least 3)");
   const int64_t available = stream_tokens / ctx;
-  if (available == 0) fail("perplexity: the text has ", stream_tokens, " tokens, fewer than one window of ", ctx);
+  if (available == 0)
+    fail(opt.source.empty() ? "perplexity" : opt.source, ": the text has ", stream_tokens,
+         " tokens (with <bos>), fewer than one window of ", ctx);
   return opt.windows > 0 ? std::min(opt.windows, available) : available;
 }
 
@@ -65,6 +67,10 @@ PerplexityResult perplexity(const engine::Engine& eng, const std::vector<int32_t
     }
     double nll = 0;
     for (double x : token_nll) nll += x;
+    // A NaN/Inf here (NaN weights, an overflow) would become the reported PPL; it is an error.
+    if (!std::isfinite(nll))
+      fail(eng.weights().source, ": perplexity window ", w, " has a non-finite NLL (", nll,
+           "): NaN or Inf in the weights or activations");
     r.tokens_scored += ctx - 1 - first_scored;
     r.window_nll.push_back(nll);
     r.nll_sum += nll;

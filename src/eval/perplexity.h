@@ -27,6 +27,7 @@ struct PerplexityOptions {
   int kv_bits = 16;
   bool quantize_prefix = false;
   bool progress = true;
+  std::string source;  // the text's file, named in errors ("" = unnamed)
 };
 
 struct PerplexityResult {

@@ -21,27 +21,27 @@ struct Entry {
   std::optional<double> value;
 };
 
-std::vector<Entry> entries(const json& doc, const char* which) {
-  if (!doc.is_array()) fail("compare: ", which, " report is not a JSON list");
+std::vector<Entry> entries(const json& doc, const std::string& which) {
+  if (!doc.is_array()) fail(which, " report is not a JSON list");
   std::vector<Entry> out;
   std::map<Identity, size_t> seen;
   for (size_t i = 0; i < doc.size(); ++i) {
     const json& e = doc[i];
     auto text = [&](const char* field) {
       if (!e.is_object() || !e.contains(field) || !e[field].is_string())
-        fail("compare: ", which, " report: entry ", i, " has no string \"", field, "\"");
+        fail(which, " report: entry ", i, " has no string \"", field, "\"");
       return e[field].get<std::string>();
     };
     if (!e.contains("kv_bits") || !e["kv_bits"].is_number_integer())
-      fail("compare: ", which, " report: entry ", i, " has no integer \"kv_bits\"");
+      fail(which, " report: entry ", i, " has no integer \"kv_bits\"");
     Entry entry{{text("model"), text("quant"), e["kv_bits"].get<int>(), text("intactkv"), text("task"),
                  text("metric")},
                 {}};
     if (!e.contains("value") || !(e["value"].is_number() || e["value"].is_null()))
-      fail("compare: ", which, " report: entry ", i, " has no numeric \"value\"");
+      fail(which, " report: entry ", i, " has no numeric \"value\"");
     if (e["value"].is_number()) entry.value = e["value"].get<double>();
     if (!seen.emplace(entry.id, i).second)
-      fail("compare: ", which, " report: entry ", i, " repeats an earlier entry");
+      fail(which, " report: entry ", i, " repeats an earlier entry");
     out.push_back(std::move(entry));
   }
   return out;
@@ -79,9 +79,12 @@ size_t CompareResult::count(CompareStatus status) const {
   return n;
 }
 
-CompareResult compare(const json& current_doc, const json& baseline_doc, const Tolerances& tol) {
-  const std::vector<Entry> baseline = entries(baseline_doc, "baseline");
-  const std::vector<Entry> current = entries(current_doc, "current");
+CompareResult compare(const json& current_doc, const json& baseline_doc, const Tolerances& tol,
+                      const CompareNames& names) {
+  const std::vector<Entry> baseline = entries(baseline_doc, names.baseline);
+  const std::vector<Entry> current = entries(current_doc, names.current);
+  // Nothing to compare against would pass every run: an empty baseline is a broken baseline.
+  if (baseline.empty()) fail(names.baseline, " report is empty: no metrics to compare against");
   std::map<Identity, const Entry*> current_by_id;
   for (const auto& e : current) current_by_id[e.id] = &e;
 

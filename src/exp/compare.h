@@ -38,9 +38,14 @@ struct CompareResult {
   size_t count(CompareStatus status) const;
 };
 
-// Throws ikv::Error when either document is not a list of such entries or repeats an entry.
+// How errors name the two documents (the CLI passes "FILE: current" / "FILE: baseline").
+struct CompareNames {
+  std::string current = "compare: current", baseline = "compare: baseline";
+};
+// Throws ikv::Error when either document is not a list of such entries or repeats an entry, or
+// the baseline is empty (it would pass anything).
 CompareResult compare(const nlohmann::json& current, const nlohmann::json& baseline,
-                      const Tolerances& tolerances = {});
+                      const Tolerances& tolerances = {}, const CompareNames& names = {});
 
 // Markdown table (metric, baseline, current, delta, tolerance, status) and a summary line.
 std::string render_compare(const CompareResult& result);

@@ -5,6 +5,7 @@
 #include <cctype>
 #include <filesystem>
 
+#include "exp/rules.h"
 #include "exp/schema_check.h"
 #include "exp/yaml_tree.h"
 
@@ -16,7 +17,6 @@ using Kind = YamlNode::Kind;
 
 const std::vector<std::string> kTopKeys = {"data_root",  "results_dir", "threads",  "seed", "models",
                                            "quantizers", "kv_bits",     "intactkv", "tasks"};
-const std::vector<std::string> kMethods = {"fp", "rtn", "gptq", "awq", "quarot"};
 const std::vector<std::string> kIntactKVWords = {"none", "bos", "auto"};
 const std::vector<std::string> kIntactKVForms = {"prompt", "preset", "file", "calibrated"};
 
@@ -34,13 +34,7 @@ std::vector<std::string> quantizer_keys(const std::string& method) {
   return keys;
 }
 
-const Rule kBits = between(2, 8);
-const Rule kGroup = [](double v) { return v == -1 || v > 0 ? "" : "-1 or positive"; };
-const Rule kBitsOrOff = [](double v) {
-  return (v >= 2 && v <= 8) || v == 16 ? "" : "between 2 and 8, or 16";
-};
-const Rule kClip = [](double v) { return v > 0 && v <= 1 ? "" : "in (0, 1]"; };
-const Rule kPositiveReal = [](double v) { return v > 0 ? "" : "positive"; };
+using namespace rules;
 
 // A path written in a config is relative to the file that wrote it.
 std::string relative_to(const YamlNode& n, const std::string& path) {
@@ -125,8 +119,8 @@ QuantizerSpec parse_quantizer(SchemaChecker& c, const YamlNode& n) {
   c.read(n, "weight_quant", q.weight_quant);
   if (q.weight_quant != "rtn" && q.weight_quant != "gptq")
     c.problem(*n.find("weight_quant"), "weight_quant must be rtn or gptq, got '" + q.weight_quant + "'");
-  c.read(n, "samples", q.samples, at_least(1));
-  c.read(n, "seq_len", q.seq_len, at_least(2));
+  c.read(n, "samples", q.samples, kSamples);
+  c.read(n, "seq_len", q.seq_len, kSeqLen);
   read_dataset(c, n, "data", q.data);
   return q;
 }
@@ -172,11 +166,11 @@ IntactKVSpec parse_intactkv(SchemaChecker& c, const YamlNode& n) {
     if (!c.check_keys(*cal, {"prefix", "samples", "epochs", "lr", "data", "max_len"}, "calibrated")) return v;
     CalibrationSpec& s = v.calibration;
     c.read(*cal, "prefix", s.prefix);
-    c.read(*cal, "samples", s.samples, at_least(1));
+    c.read(*cal, "samples", s.samples, kSamples);
     c.read(*cal, "epochs", s.epochs, at_least(1));
     c.read(*cal, "lr", s.lr, kPositiveReal);
     read_dataset(c, *cal, "data", s.data);
-    c.read(*cal, "max_len", s.max_len, at_least(2));
+    c.read(*cal, "max_len", s.max_len, kSeqLen);
   }
   return v;
 }
@@ -199,17 +193,17 @@ void parse_tasks(SchemaChecker& c, const YamlNode& n, TaskSpecs& t) {
         for (size_t i = 0; i < names->size(); ++i) check_dataset(c, *items_of(*d)[i], (*names)[i]);
       }
     }
-    c.read(*p, "ctx", s.ctx, at_least(3));
-    c.read(*p, "windows", s.windows, at_least(0));
+    c.read(*p, "ctx", s.ctx, kCtx);
+    c.read(*p, "windows", s.windows, kCount);
   }
   if (const YamlNode* p = n.find("mmlu"); p && task_map(c, *p, {"shots", "subjects", "limit"}, "mmlu")) {
     MmluTask& s = t.mmlu.emplace();
-    c.read(*p, "shots", s.shots, at_least(0));
+    c.read(*p, "shots", s.shots, kCount);
     if (const YamlNode* subjects = p->find("subjects"); subjects && !(subjects->scalar == "all")) {
       if (auto names = c.strings(*subjects)) s.subjects = *names;
       if (s.subjects.empty()) c.problem(*subjects, "subjects must be all or a list of subject names");
     }
-    c.read(*p, "limit", s.limit, at_least(0));
+    c.read(*p, "limit", s.limit, kCount);
   }
   if (const YamlNode* p = n.find("qa"); p && task_map(c, *p, {"tasks", "limit"}, "qa")) {
     QaTask& s = t.qa.emplace();
@@ -226,21 +220,21 @@ void parse_tasks(SchemaChecker& c, const YamlNode& n, TaskSpecs& t) {
       if (names->kind == Kind::Sequence && names->items.empty())
         c.problem(*names, "qa tasks must not be empty");
     }
-    c.read(*p, "limit", s.limit, at_least(0));
+    c.read(*p, "limit", s.limit, kCount);
   }
   if (const YamlNode* p = n.find("mse_sweep");
       p && task_map(c, *p, {"prefix", "max_size", "samples", "data"}, "mse_sweep")) {
     MseSweepTask& s = t.mse_sweep.emplace();
     c.read(*p, "prefix", s.prefix);
     c.read(*p, "max_size", s.max_size, at_least(1));
-    c.read(*p, "samples", s.samples, at_least(1));
+    c.read(*p, "samples", s.samples, kSamples);
     read_dataset(c, *p, "data", s.data);
   }
   if (const YamlNode* p = n.find("kld"); p && task_map(c, *p, {"dataset", "ctx", "windows"}, "kld")) {
     KldTask& s = t.kld.emplace();
     read_dataset(c, *p, "dataset", s.dataset);
-    c.read(*p, "ctx", s.ctx, at_least(3));
-    c.read(*p, "windows", s.windows, at_least(0));
+    c.read(*p, "ctx", s.ctx, kCtx);
+    c.read(*p, "windows", s.windows, kCount);
   }
 }
 
@@ -265,7 +259,7 @@ ExperimentConfig build(SchemaChecker& c, const YamlNode& document) {
     if (auto s = c.string(*n)) cfg.data_root = relative_to(*n, *s);
   if (const YamlNode* n = root.find("results_dir"))
     if (auto s = c.string(*n)) cfg.results_dir = relative_to(*n, *s);
-  c.read(root, "threads", cfg.threads, at_least(0));
+  c.read(root, "threads", cfg.threads, threads());
   c.read(root, "seed", cfg.seed, at_least(0));
 
   if (const YamlNode* models = c.field(root, "models", true)) {
@@ -275,8 +269,11 @@ ExperimentConfig build(SchemaChecker& c, const YamlNode& document) {
       if (models->items.empty()) c.problem(*models, "models must list at least one model");
       for (const auto& item : models->items) {
         ModelSpec m = parse_model(c, item);
-        for (const auto& other : cfg.models)
+        for (const auto& other : cfg.models) {
           if (other.name == m.name) c.problem(item, "model name \"" + m.name + "\" used twice");
+          else if (other.path == m.path && other.dtype == m.dtype)
+            c.problem(item, "model path \"" + m.path + "\" is already listed as \"" + other.name + "\"");
+        }
         cfg.models.push_back(m);
       }
     }

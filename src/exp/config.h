@@ -13,6 +13,8 @@ namespace ikv::exp {
 
 inline const std::vector<std::string> kQaTasks = {"arc_easy",   "arc_challenge", "boolq", "openbookqa",
                                                   "winogrande", "hellaswag",     "piqa",  "lambada_openai"};
+// Weight quantization methods (QuantizerSpec::method).
+inline const std::vector<std::string> kMethods = {"fp", "rtn", "gptq", "awq", "quarot"};
 // Named text datasets (ppl, kld, calibration data); anything else must look like a file path.
 inline const std::vector<std::string> kNamedDatasets = {"wikitext2", "ptb", "sharegpt"};
 

@@ -85,17 +85,26 @@ DistSummary coordinate(const Plan& plan, Store& store, CoordinatorLink& link, co
   auto finish = [&](const Scheduler::Finished& f, const std::string& who) {
     const Cell& cell = plan.cells[f.cell];
     const std::string head = cell_head(cell, summary.total);
-    if (!f.ok) {
+    bool ok = f.ok;
+    std::string error = f.error;
+    if (ok) {
+      try {
+        store_cell(store, cell, f.record, f.seconds);
+      } catch (const std::exception& e) {  // e.g. a non-finite metric
+        ok = false;
+        error = e.what();
+      }
+    }
+    if (!ok) {
       ++summary.failed;
-      summary.errors.push_back(head + ": " + f.error);
-      log << head << "  FAILED: " << f.error << "\n";
+      summary.errors.push_back(head + ": " + error);
+      log << head << "  FAILED: " << error << "\n";
       if (!opt.run.keep_going) {
         summary.stopped = true;
         sched.stop_new();
       }
       return;
     }
-    store_cell(store, cell, f.record, f.seconds);
     ++summary.executed;
     log << head << first_metric(f.record) << seconds_text(f.seconds)
         << (f.parts > 1 ? "  (" + std::to_string(f.parts) + " parts)" : "  " + who) << "\n";
@@ -310,9 +319,9 @@ class WorkerContext::Artifacts : public ArtifactIndex {
 WorkerContext::WorkerContext(const ExperimentConfig& config, std::string data_root, std::string results_dir,
                              int threads)
     : artifacts_(std::make_unique<Artifacts>()),
-      executor_(std::make_unique<Executor>(std::move(data_root), std::move(results_dir), *artifacts_)),
+      executor_(std::make_unique<Executor>(data_root, std::move(results_dir), *artifacts_)),
       threads_(threads) {
-  own_plan_ = std::make_unique<Plan>(make_plan(config, executor_->identities()));
+  own_plan_ = std::make_unique<Plan>(make_plan(config, data_identities(data_root)));
 }
 
 WorkerContext::WorkerContext(const Plan& plan, std::string data_root, std::string results_dir, int threads)

@@ -60,9 +60,9 @@ Executor::Executor(std::string data_root, std::string results_dir, ArtifactIndex
     : data_root_(std::move(data_root)), results_dir_(std::move(results_dir)), store_(artifacts) {}
 Executor::~Executor() = default;
 
-Identities Executor::identities() const {
+Identities data_identities(const std::string& data_root) {
   Identities ids;
-  const std::string root = data_root_;
+  const std::string root = data_root;
   ids.model = [root](const ModelSpec& m) { return files_digest(model_dir(m, root)); };
   ids.dataset = [root](const std::string& d) {
     // Task names stand for their data files (MMLU for its checksum list, which covers all 171).
@@ -191,7 +191,7 @@ const std::vector<int32_t>& Executor::token_stream(const ModelSpec& m, const std
   auto it = streams_.find(id);
   if (it != streams_.end()) return it->second;
   const LoadedModel& fp = fp_model(m);
-  const std::string text = io::read_text_file(resolve_text_dataset(data_root_, dataset));
+  const std::string text = io::read_utf8_text(resolve_text_dataset(data_root_, dataset));
   return streams_[id] = eval::perplexity_stream(*fp.tokenizer, text, fp.weights.config.bos_id);
 }
 

@@ -50,6 +50,10 @@ std::pair<int64_t, int64_t> part_range(int64_t items, int part, int parts);
 // The cell's record from all of its parts, given in part order (checked: contiguous, same items).
 CellRecord merge_parts(const Cell& cell, const std::vector<CellPart>& parts);
 
+// Identities for plan keys: model files' and datasets' sha256 (cached by size and mtime). Reads
+// only the data, so a plan can be made (and checked) before the results store is opened.
+Identities data_identities(const std::string& data_root);
+
 class Executor {
  public:
   Executor(std::string data_root, std::string results_dir, Store& store);
@@ -59,8 +63,6 @@ class Executor {
   // One part of a splittable cell (splittable(cell) must hold).
   CellPart run_part(const Cell& cell, int part, int parts);
 
-  // Identities for plan keys: model files' and datasets' sha256 (cached by size and mtime).
-  Identities identities() const;
 
  private:
   const LoadedModel& fp_model(const ModelSpec& m);

@@ -61,6 +61,7 @@ CellPart Executor::run_ppl_part(const Cell& cell, int part, int parts) {
   opt.windows = u.windows;
   opt.kv_bits = cell.kv_bits;
   opt.progress = false;
+  opt.source = u.dataset;
   CellPart out;
   out.part = part, out.parts = parts;
   out.items = eval::perplexity_window_count(static_cast<int64_t>(stream.size()), opt);

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <sstream>
 
+#include "io/escape.h"
+
 namespace ikv::exp {
 namespace {
 
@@ -42,28 +44,6 @@ std::string legend(const ReportTable& t) {
   return s + "Bold: best among quantized rows.";
 }
 
-std::string escape_md(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '|') out += '\\';
-    out += c;
-  }
-  return out;
-}
-
-std::string escape_html(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
 
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\n") == std::string::npos) return s;
@@ -75,13 +55,13 @@ std::string csv_field(const std::string& s) {
 std::string markdown(const ReportTable& t, const std::vector<PairedComparison>& cis, const ReportOptions& o) {
   std::ostringstream os;
   const bool one = single_model(t);
-  os << "# " << o.title << "\n\n| Method |";
-  for (const auto& c : t.columns) os << " " << escape_md(one ? c.task : c.model + " " + c.task) << " |";
+  os << "# " << io::escape_md(o.title) << "\n\n| Method |";
+  for (const auto& c : t.columns) os << " " << io::escape_md(one ? c.task : c.model + " " + c.task) << " |";
   os << "\n|---|";
   for (size_t i = 0; i < t.columns.size(); ++i) os << "---:|";
   os << "\n";
   for (const auto& row : t.rows) {
-    os << "| " << escape_md(row.label) << " |";
+    os << "| " << io::escape_md(row.label) << " |";
     for (size_t i = 0; i < row.values.size(); ++i) {
       if (!row.values[i])
         os << " - |";
@@ -98,8 +78,8 @@ std::string markdown(const ReportTable& t, const std::vector<PairedComparison>& 
        << "| Model | Method | Variant | Task | Metric | n | Δ | 95% CI "
           "|\n|---|---|---|---|---|---:|---:|---|\n";
     for (const auto& c : cis)
-      os << "| " << escape_md(c.model) << " | " << escape_md(method_label(c.quant, c.kv_bits)) << " | "
-         << escape_md(intactkv_row_label(c.intactkv)) << " | " << escape_md(c.task) << " | " << c.metric
+      os << "| " << io::escape_md(c.model) << " | " << io::escape_md(method_label(c.quant, c.kv_bits)) << " | "
+         << io::escape_md(intactkv_row_label(c.intactkv)) << " | " << io::escape_md(c.task) << " | " << c.metric
          << " | " << c.n << " | " << signed_fixed(c.diff) << " | [" << signed_fixed(c.lo) << ", "
          << signed_fixed(c.hi) << "] |\n";
   }
@@ -132,20 +112,20 @@ constexpr const char* kCss =
 std::string html(const ReportTable& t, const std::vector<PairedComparison>& cis, const ReportOptions& o) {
   std::ostringstream os;
   os << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>"
-     << escape_html(o.title) << "</title>\n<style>" << kCss << "</style>\n</head>\n<body>\n<h1>"
-     << escape_html(o.title) << "</h1>\n";
+     << io::escape_html(o.title) << "</title>\n<style>" << kCss << "</style>\n</head>\n<body>\n<h1>"
+     << io::escape_html(o.title) << "</h1>\n";
   os << "<table>\n<thead>\n<tr><th rowspan=\"2\">Method</th>";
   for (size_t i = 0; i < t.columns.size();) {  // one spanning cell per model
     size_t span = 0;
     while (i + span < t.columns.size() && t.columns[i + span].model == t.columns[i].model) ++span;
-    os << "<th colspan=\"" << span << "\">" << escape_html(t.columns[i].model) << "</th>";
+    os << "<th colspan=\"" << span << "\">" << io::escape_html(t.columns[i].model) << "</th>";
     i += span;
   }
   os << "</tr>\n<tr>";
-  for (const auto& c : t.columns) os << "<th>" << escape_html(c.task) << "</th>";
+  for (const auto& c : t.columns) os << "<th>" << io::escape_html(c.task) << "</th>";
   os << "</tr>\n</thead>\n<tbody>\n";
   for (const auto& row : t.rows) {
-    os << "<tr><td" << (row.intactkv == "none" ? "" : " class=\"variant\"") << ">" << escape_html(row.label)
+    os << "<tr><td" << (row.intactkv == "none" ? "" : " class=\"variant\"") << ">" << io::escape_html(row.label)
        << "</td>";
     for (size_t i = 0; i < row.values.size(); ++i) {
       if (!row.values[i])
@@ -157,16 +137,16 @@ std::string html(const ReportTable& t, const std::vector<PairedComparison>& cis,
     }
     os << "</tr>\n";
   }
-  os << "</tbody>\n</table>\n<p class=\"note\">" << escape_html(legend(t)) << "</p>\n";
+  os << "</tbody>\n</table>\n<p class=\"note\">" << io::escape_html(legend(t)) << "</p>\n";
   if (!cis.empty()) {
     os << "<h2>IntactKV vs baseline (paired bootstrap, 95% "
           "CI)</h2>\n<table>\n<thead><tr><th>Model</th><th>Method</th>"
           "<th>Variant</th><th>Task</th><th>Metric</th><th>n</th><th>&Delta;</th><th>95% "
           "CI</th></tr></thead>\n<tbody>\n";
     for (const auto& c : cis)
-      os << "<tr><td>" << escape_html(c.model) << "</td><td>" << escape_html(method_label(c.quant, c.kv_bits))
-         << "</td><td>" << escape_html(intactkv_row_label(c.intactkv)) << "</td><td>" << escape_html(c.task)
-         << "</td><td>" << escape_html(c.metric) << "</td><td>" << c.n << "</td><td>" << signed_fixed(c.diff)
+      os << "<tr><td>" << io::escape_html(c.model) << "</td><td>" << io::escape_html(method_label(c.quant, c.kv_bits))
+         << "</td><td>" << io::escape_html(intactkv_row_label(c.intactkv)) << "</td><td>" << io::escape_html(c.task)
+         << "</td><td>" << io::escape_html(c.metric) << "</td><td>" << c.n << "</td><td>" << signed_fixed(c.diff)
          << "</td><td>[" << signed_fixed(c.lo) << ", " << signed_fixed(c.hi) << "]</td></tr>\n";
     os << "</tbody>\n</table>\n";
   }

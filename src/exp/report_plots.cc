@@ -7,12 +7,13 @@
 
 #include "exp/plot.h"
 #include "exp/report.h"
+#include "io/escape.h"
 
 namespace ikv::exp {
 namespace {
 
 std::string figure(const std::string& svg, const std::string& caption) {
-  return "<figure>" + svg + "<figcaption>" + caption + "</figcaption></figure>\n";
+  return "<figure>" + svg + "<figcaption>" + io::escape_html(caption) + "</figcaption></figure>\n";
 }
 
 }  // namespace

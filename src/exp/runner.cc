@@ -3,9 +3,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 
+#include "io/error.h"
 #include "io/sha256.h"
 
 namespace ikv::exp {
@@ -109,6 +111,9 @@ std::vector<size_t> start_run(const Plan& plan, Store& store, RunSummary& summar
 }
 
 void store_cell(Store& store, const Cell& cell, CellRecord record, double seconds) {
+  // A NaN or Inf is no result: stored, it would be reported and compared as one.
+  for (const Metric& m : record.metrics)
+    if (!std::isfinite(m.value)) fail(cell.describe(), ": metric ", m.name, " is ", m.value, " (not stored)");
   const CellRecord l = cell_labels(cell);
   record.key = l.key;
   record.model = l.model, record.quant = l.quant, record.kv_bits = l.kv_bits;
@@ -139,8 +144,11 @@ RunSummary run_plan(const Plan& plan, Store& store, const CellExecutor& exec, co
     bar.draw(summary.reused + i, summary.total, cost_done, busy, cell.describe());
     const auto start = Clock::now();
     CellRecord record;
+    double seconds = 0;
     try {
       record = exec(cell);
+      seconds = since(start);
+      store_cell(store, cell, record, seconds);
     } catch (const std::exception& e) {
       bar.clear();
       ++summary.failed;
@@ -152,8 +160,6 @@ RunSummary run_plan(const Plan& plan, Store& store, const CellExecutor& exec, co
       }
       continue;
     }
-    const double seconds = since(start);
-    store_cell(store, cell, record, seconds);
     ++summary.executed;
     busy += seconds;
     cost_done += cell.est_cost;

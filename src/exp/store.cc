@@ -3,6 +3,8 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -111,11 +113,63 @@ std::string store_path(const std::string& results_dir) {
   return (std::filesystem::path(results_dir.empty() ? "results" : results_dir) / "ikv.sqlite").string();
 }
 
-Store::Store(const std::string& path) : path_(path) {
+namespace {
+
+// What is at `path` before SQLite touches it: nothing (a new store), or a non-empty regular file
+// that starts with SQLite's header. Anything else is refused before it is opened, because opening
+// it read-write would turn a 0-byte file (or a truncated one) into a fresh, empty store.
+bool existing_store_file(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::file_status st = fs::status(path, ec);
+  if (!fs::exists(st)) return false;
+  if (!fs::is_regular_file(st)) fail(path, ": cannot open results store: not a regular file");
+  // Stores are created whole (create_store_file), so an empty file was never one of ours.
+  if (fs::file_size(path, ec) == 0) fail(path, ": results store is an empty file (not an ikv store; move it away)");
+  char head[16] = {};
+  std::ifstream in(path, std::ios::binary);
+  in.read(head, sizeof head);
+  if (in.gcount() != sizeof head || std::memcmp(head, "SQLite format 3", 16) != 0)
+    fail(path, ": file is not a database");
+  return true;
+}
+
+// A new store is built under a temporary name (rollback journal, so everything is in the one
+// file) and linked into place, which fails if another process got there first: a reader never
+// sees a half-made store, and a 0-byte ikv.sqlite can be refused as foreign.
+void create_store_file(const std::string& path) {
   const auto parent = std::filesystem::path(path).parent_path();
   std::error_code ec;
   if (!parent.empty()) std::filesystem::create_directories(parent, ec);
-  if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
+  const std::string tmp = path + ".new-" + std::to_string(::getpid());
+  std::filesystem::remove(tmp, ec);
+  sqlite3* db = nullptr;
+  std::string error;
+  if (sqlite3_open_v2(tmp.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
+    error = db ? sqlite3_errmsg(db) : "out of memory";
+  } else {
+    const std::string sql = std::string("BEGIN;") + kSchema + "INSERT INTO schema_version (version) VALUES (" +
+                            std::to_string(Store::kSchemaVersion) + ");COMMIT;";
+    char* err = nullptr;
+    if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) error = err ? err : sqlite3_errmsg(db);
+    sqlite3_free(err);
+  }
+  sqlite3_close(db);
+  if (error.empty() && ::link(tmp.c_str(), path.c_str()) != 0 && errno != EEXIST)
+    error = std::string("cannot create (") + std::strerror(errno) + ")";
+  std::filesystem::remove(tmp, ec);
+  if (!error.empty()) fail(path, ": cannot open results store: ", error);
+}
+
+}  // namespace
+
+Store::Store(const std::string& path, Access access) : path_(path) {
+  if (!existing_store_file(path)) {
+    if (access == Access::ReadOnly) fail(path, ": no results store");
+    create_store_file(path);
+  }
+  const int flags = access == Access::ReadOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
+  if (sqlite3_open_v2(path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
     std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
     sqlite3_close(db_);
     db_ = nullptr;
@@ -123,6 +177,25 @@ Store::Store(const std::string& path) : path_(path) {
   }
   try {
     sqlite3_busy_timeout(db_, 10000);  // another process (a report, a second run) may hold a lock
+    // The file is checked before anything is written to it: a store that fails is left exactly
+    // as it was.
+    {
+      std::string check;
+      {
+        Stmt q(db_, path_, "PRAGMA quick_check");
+        while (q.step()) check += (check.empty() ? "" : "; ") + q.col_text(0);
+      }
+      if (check != "ok") fail(path_, ": results store is corrupt (quick_check: ", check.substr(0, 200), ")");
+      Stmt tables(db_, path_, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'");
+      tables.step();
+      if (tables.col_int(0) == 0) fail(path_, ": not an ikv results store (an SQLite database without ikv's tables)");
+    }
+    if (access == Access::ReadOnly) {
+      Stmt get(db_, path_, "SELECT version FROM schema_version");
+      if (get.step() && get.col_int(0) != kSchemaVersion)
+        fail(path_, ": results store has schema version ", get.col_int(0), ", this build reads ", kSchemaVersion);
+      return;
+    }
     exec("PRAGMA journal_mode=WAL");
     exec("PRAGMA synchronous=FULL");
     exec("PRAGMA foreign_keys=ON");

@@ -74,7 +74,11 @@ std::string store_path(const std::string& results_dir);
 // Every method throws ikv::Error "DB_PATH: what: sqlite message" on failure.
 class Store {
  public:
-  explicit Store(const std::string& path);  // opens or creates the file (and its folder)
+  enum class Access { ReadWrite, ReadOnly };
+  // ReadWrite opens or creates the file (and its folder); ReadOnly needs an existing store and
+  // never writes. An existing file is checked first (a non-empty SQLite file that passes
+  // quick_check and holds ikv's tables, or none) and refused untouched otherwise.
+  explicit Store(const std::string& path, Access access = Access::ReadWrite);
   ~Store();
   Store(Store&& other) noexcept;
   Store& operator=(Store&& other) noexcept;

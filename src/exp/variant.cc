@@ -8,6 +8,7 @@
 #include <map>
 
 #include "engine/forward.h"
+#include "exp/rules.h"
 #include "intactkv/inspect.h"
 #include "intactkv/prefix_file.h"
 #include "intactkv/prefix_spec.h"
@@ -23,26 +24,42 @@
 
 namespace ikv::exp {
 
+namespace {
+
+// The YAML schema's rule for a setting (exp/rules.h): "--wbits must be between 2 and 8, got 9".
+void check(const char* flag, double value, const Rule& rule) {
+  const std::string expected = rule(value);
+  if (!expected.empty()) fail(flag, " must be ", expected, ", got ", value);
+}
+
+}  // namespace
+
+// The command line's flags already passed these rules (apps/cli_common.h); this covers specs built
+// in code and the checks that span several settings.
 void validate_variant(const VariantSpec& s) {
-  const std::string& m = s.quant.method;
-  if (m != "fp" && m != "rtn" && m != "gptq" && m != "awq" && m != "quarot")
-    fail("--quant '", m, "' is not supported (fp, rtn, gptq, awq, quarot)");
-  if (m != "fp" && (s.quant.wbits < 2 || s.quant.wbits > 8)) fail("--wbits ", s.quant.wbits, " is out of range (2..8)");
-  if (s.quant.group == 0 || s.quant.group < -1) fail("--group ", s.quant.group, " must be positive or -1");
   const QuantizerSpec& q = s.quant;
+  const std::string& m = q.method;
+  if (std::find(kMethods.begin(), kMethods.end(), m) == kMethods.end())
+    fail("--quant '", m, "' is not supported (fp, rtn, gptq, awq, quarot)");
+  if (m != "fp") check("--wbits", q.wbits, rules::kBits);
+  check("--group", q.group, rules::kGroup);
   if (m == "quarot") {
     if (q.group != -1) fail("--quant quarot quantizes weights per output channel: --group must be -1, not ", q.group);
-    if (q.abits != 16 && (q.abits < 2 || q.abits > 8)) fail("--abits ", q.abits, " must be 2..8 or 16");
-    if (!(q.clip_ratio > 0 && q.clip_ratio <= 1)) fail("--clip-ratio ", q.clip_ratio, " must be in (0, 1]");
+    check("--abits", q.abits, rules::kBitsOrOff);
+    check("--clip-ratio", q.clip_ratio, rules::kClip);
     if (q.weight_quant != "rtn" && q.weight_quant != "gptq")
       fail("--weight-quant '", q.weight_quant, "' is not supported (rtn, gptq)");
   } else if (q.abits != 16 || q.clip_ratio != 1.0 || q.weight_quant != "rtn") {
     fail("--abits, --clip-ratio and --weight-quant apply to --quant quarot only");
   }
-  if (s.quant.needs_calibration() && (s.quant.samples < 1 || s.quant.seq_len < 2))
-    fail("--calib-samples ", s.quant.samples, " / --calib-len ", s.quant.seq_len, " must be >= 1 / >= 2");
-  if (s.kv_bits != 16 && (s.kv_bits < 2 || s.kv_bits > 8)) fail("--kv-bits ", s.kv_bits, " must be 2..8 or 16");
-  if (s.intactkv_size < 0) fail("IntactKV size ", s.intactkv_size, " must be >= 0");
+  if (q.needs_calibration()) {
+    check("--calib-samples", q.samples, rules::kSamples);
+    check("--calib-len", q.seq_len, rules::kSeqLen);
+  }
+  check("--kv-bits", s.kv_bits, rules::kBitsOrOff);
+  check("--intactkv-size", static_cast<double>(s.intactkv_size), rules::kCount);
+  if (s.intactkv_size > 0 && !intactkv::is_prefix_spec(s.intactkv))
+    fail("--intactkv-size applies to bos, vicuna and prompt:TEXT prefixes, not to --intactkv ", s.intactkv);
 }
 
 quant::CalibrationTokens calibration_tokens(const std::string& data_root, const LoadedModel& m,

@@ -26,18 +26,30 @@ const YamlNode* YamlNode::find(std::string_view key) const {
 namespace {
 
 constexpr int kMaxDepth = 64;  // recursive aliases (`&a [*a]`) would otherwise never end
+// Aliases share nodes in yaml-cpp but are copied here, so nested anchors ("billion laughs": 9
+// levels of 9 aliases) expand exponentially. Real configs have hundreds of nodes and a few KB.
+constexpr int64_t kMaxNodes = 100000;
+constexpr int64_t kMaxScalarBytes = 16 << 20;
+constexpr size_t kMaxFileBytes = 4 << 20;
+
+// What has been expanded so far (over the whole `extends` chain).
+struct Budget {
+  int64_t nodes = 0, scalar_bytes = 0;
+};
 
 bool has_key(const YamlNode& map, const std::string& key) { return map.find(key) != nullptr; }
 
 // `fallback_line/column` place nodes yaml-cpp gives no useful mark (an empty value after `key:`
 // is marked at the next line), normally at their key.
 YamlNode convert(const YAML::Node& n, const std::string& file, int fallback_line, int fallback_column,
-                 int depth) {
+                 int depth, Budget& budget) {
   YamlNode out;
   out.file = file;
   out.line = fallback_line;
   out.column = fallback_column;
   if (depth > kMaxDepth) fail(out.where(), ": YAML nested too deeply (recursive alias?)");
+  if (++budget.nodes > kMaxNodes)
+    fail(out.where(), ": config expands to more than ", kMaxNodes, " YAML nodes (nested aliases?)");
   const bool null_like = !n.IsDefined() || n.IsNull();
   if (!null_like && n.Mark().line >= 0) {
     out.line = n.Mark().line + 1;
@@ -47,16 +59,18 @@ YamlNode convert(const YAML::Node& n, const std::string& file, int fallback_line
   if (n.IsScalar()) {
     out.kind = YamlNode::Kind::Scalar;
     out.scalar = n.Scalar();
+    if ((budget.scalar_bytes += static_cast<int64_t>(out.scalar.size())) > kMaxScalarBytes)
+      fail(out.where(), ": config expands to more than ", kMaxScalarBytes >> 20, " MB of text (nested aliases?)");
   } else if (n.IsSequence()) {
     out.kind = YamlNode::Kind::Sequence;
-    for (const auto& item : n) out.items.push_back(convert(item, file, out.line, out.column, depth + 1));
+    for (const auto& item : n) out.items.push_back(convert(item, file, out.line, out.column, depth + 1, budget));
   } else if (n.IsMap()) {
     out.kind = YamlNode::Kind::Map;
     std::vector<YamlNode> merges;  // `<<: *anchor` sources; explicit keys win over them
     for (auto it = n.begin(); it != n.end(); ++it) {
-      YamlNode key = convert(it->first, file, out.line, out.column, depth + 1);
+      YamlNode key = convert(it->first, file, out.line, out.column, depth + 1, budget);
       if (key.kind != YamlNode::Kind::Scalar) fail(key.where(), ": map keys must be plain scalars");
-      YamlNode value = convert(it->second, file, key.line, key.column, depth + 1);
+      YamlNode value = convert(it->second, file, key.line, key.column, depth + 1, budget);
       if (key.scalar == "<<") {
         merges.push_back(std::move(value));
         continue;
@@ -102,6 +116,7 @@ void merge_into(YamlNode& base, const YamlNode& over) {
 std::optional<std::string> read_file(const std::string& path) {
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) return std::nullopt;
+  if (fs::file_size(path, ec) > kMaxFileBytes) fail(path, ": config file is larger than ", kMaxFileBytes >> 20, " MB");
   std::ifstream in(path, std::ios::binary);
   if (!in) return std::nullopt;
   std::ostringstream os;
@@ -112,16 +127,18 @@ std::optional<std::string> read_file(const std::string& path) {
 struct Chain {
   std::vector<std::string> canonical, shown;  // files currently being resolved, outermost first
   std::vector<std::string>* sources = nullptr;
+  Budget budget;
 };
 
 YamlNode parse_chain(const std::string& text, const std::string& file, Chain& chain) {
+  if (text.size() > kMaxFileBytes) fail(file, ": config file is larger than ", kMaxFileBytes >> 20, " MB");
   YAML::Node root;
   try {
     root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
     fail(file, ":", e.mark.line + 1, ":", e.mark.column + 1, ": ", e.msg);
   }
-  YamlNode doc = convert(root, file, 1, 1, 0);
+  YamlNode doc = convert(root, file, 1, 1, 0, chain.budget);
   if (chain.sources) chain.sources->push_back(file);
   if (doc.kind == YamlNode::Kind::Null) doc.kind = YamlNode::Kind::Map;  // an empty file
   if (doc.kind != YamlNode::Kind::Map) fail(doc.where(), ": expected a map of settings at the top");

@@ -60,7 +60,7 @@ void load_chat(CalibrationData& d, const model::Tokenizer& tok, const std::vecto
 
 void load_text(CalibrationData& d, const model::Tokenizer& tok, const std::vector<int32_t>& prefix,
                const CalibrationDataOptions& opt) {
-  const std::string text = io::read_text_file(d.path);
+  const std::string text = io::read_utf8_text(d.path);
   const int64_t P = static_cast<int64_t>(prefix.size()), chunk = opt.max_len - P, want = opt.samples + opt.heldout;
   // Encode only as much text as needed (a corpus may be hundreds of MB): grow until enough tokens.
   std::vector<int32_t> ids;

@@ -9,6 +9,7 @@
 #include "exp/plot.h"
 #include "io/error.h"
 #include "io/mapped_file.h"
+#include "io/escape.h"
 
 namespace ikv::intactkv {
 
@@ -131,7 +132,7 @@ std::string format_inspect_table(const PivotReport& r, int64_t positions) {
     std::string layers;
     for (int64_t l : p.layers_above) layers += (layers.empty() ? "" : ",") + std::to_string(l + 1);
     std::snprintf(buf, sizeof buf, "| %lld | `%s` | %.1f | %.1f | %lld | %lld | %s | %.3f |\n", (long long)t,
-                  p.piece.c_str(), p.peak, p.ratio, (long long)p.layer + 1, (long long)p.channel, layers.c_str(), p.attention_mass);
+                  io::escape_md(p.piece).c_str(), p.peak, p.ratio, (long long)p.layer + 1, (long long)p.channel, layers.c_str(), p.attention_mass);
     os << buf;
   }
   std::snprintf(buf, sizeof buf, "\npivot threshold: peak ≥ %.0f× the layer's median token peak\n\n", r.pivot_ratio);
@@ -141,7 +142,7 @@ std::string format_inspect_table(const PivotReport& r, int64_t positions) {
     const TokenPeak& p = r.tokens[r.pivots[i]];
     std::snprintf(buf, sizeof buf,
                   "%zu. position %lld `%s`: peak %.1f (%.0f× median) at layer %lld channel %lld; attention mass %.3f\n",
-                  i + 1, (long long)p.position, p.piece.c_str(), p.peak, p.ratio, (long long)p.layer + 1,
+                  i + 1, (long long)p.position, io::escape_md(p.piece).c_str(), p.peak, p.ratio, (long long)p.layer + 1,
                   (long long)p.channel, p.attention_mass);
     os << buf;
   }
@@ -151,7 +152,7 @@ std::string format_inspect_table(const PivotReport& r, int64_t positions) {
 void write_inspect_outputs(const PivotReport& r, const std::string& out_dir, const std::string& title) {
   std::filesystem::create_directories(out_dir);
   const int64_t N = r.map_positions, L = static_cast<int64_t>(r.attention.size());
-  io::write_file_atomic(out_dir + "/inspect.md", "# " + title + "\n\n" + format_inspect_table(r, N));
+  io::write_file_atomic(out_dir + "/inspect.md", "# " + io::escape_md(title) + "\n\n" + format_inspect_table(r, N));
 
   exp::BarPlot peaks;
   peaks.title = title + ": peak |activation| per token";

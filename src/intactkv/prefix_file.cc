@@ -57,6 +57,8 @@ Prefix load_prefix(const std::string& path, const model::Config& c, const std::s
   }
   const int64_t P = p.size();
   if (P == 0) fail(path, ": empty IntactKV prefix");
+  for (int32_t t : p.tokens)
+    if (t < 0 || t >= c.vocab) fail(path, ": prefix token id ", t, " is outside the model's vocabulary (0..", c.vocab - 1, ")");
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const std::string base = "layers." + std::to_string(l);
     const io::TensorView& k = f.get(base + ".key");

@@ -26,7 +26,9 @@ std::vector<int32_t> prefix_tokens(const std::string& spec, const model::Tokeniz
     fail("IntactKV prefix '", spec, "' is not one of bos, vicuna, prompt:TEXT, or an .ikv.safetensors file");
   }
   if (size < 0) fail("IntactKV size ", size, " must be >= 0");
-  if (size > 0 && size < static_cast<int64_t>(ids.size())) ids.resize(size);
+  if (size > static_cast<int64_t>(ids.size()))
+    fail("IntactKV size ", size, " exceeds the ", ids.size(), " tokens of the prefix '", spec.substr(0, 40), "'");
+  if (size > 0) ids.resize(size);
   return ids;
 }
 

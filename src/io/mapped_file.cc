@@ -9,14 +9,21 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <sstream>
 #include <utility>
 
 #include "io/error.h"
 
 namespace ikv::io {
 
+void check_regular_file(const std::string& path, const char* what) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) fail(path, ": cannot open ", what, " (", std::strerror(errno), ")");
+  if (S_ISDIR(st.st_mode)) fail(path, ": ", what, " is a directory, not a file");
+  if (!S_ISREG(st.st_mode)) fail(path, ": ", what, " is not a regular file");
+}
+
 MappedFile::MappedFile(const std::string& path) : path_(path) {
+  check_regular_file(path, "file");  // before open(2): opening a FIFO would block forever
   int fd = ::open(path.c_str(), O_RDONLY);
   if (fd < 0) fail(path, ": cannot open (", std::strerror(errno), ")");
   struct stat st {};
@@ -53,13 +60,60 @@ MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
   return *this;
 }
 
-std::string read_text_file(const std::string& path) {
+std::string read_text_file(const std::string& path, size_t max_bytes) {
+  check_regular_file(path, "file");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path, ": cannot open (", std::strerror(errno), ")");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) fail(path, ": read error");
-  return ss.str();
+  in.seekg(0, std::ios::end);
+  const auto size = static_cast<size_t>(in.tellg());
+  if (size > max_bytes) fail(path, ": file is larger than ", max_bytes >> 20, " MB");
+  in.seekg(0);
+  std::string text(size, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(size));
+  if (static_cast<size_t>(in.gcount()) != size) fail(path, ": read error");
+  return text;
+}
+
+namespace {
+
+// Offset of the first byte that is not part of well-formed UTF-8 (or is a NUL), or npos.
+size_t first_bad_utf8(const std::string& s) {
+  const auto* b = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  for (size_t i = 0; i < n;) {
+    const unsigned c = b[i];
+    if (c == 0) return i;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len = 0;
+    unsigned min = 0;
+    if ((c & 0xE0) == 0xC0) len = 2, min = 0x80;
+    else if ((c & 0xF0) == 0xE0) len = 3, min = 0x800;
+    else if ((c & 0xF8) == 0xF0) len = 4, min = 0x10000;
+    else return i;
+    if (i + len > n) return i;
+    unsigned cp = c & (0xFF >> (len + 1));
+    for (size_t k = 1; k < len; ++k) {
+      if ((b[i + k] & 0xC0) != 0x80) return i;
+      cp = (cp << 6) | (b[i + k] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;  // overlong, surrogate
+    i += len;
+  }
+  return std::string::npos;
+}
+
+}  // namespace
+
+std::string read_utf8_text(const std::string& path) {
+  std::string text = read_text_file(path);
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos) fail(path, ": text file is empty");
+  const size_t bad = first_bad_utf8(text);
+  if (bad != std::string::npos)
+    fail(path, ": not UTF-8 text (", text[bad] == 0 ? "a NUL byte" : "an invalid byte", " at offset ", bad, ")");
+  return text;
 }
 
 void write_file_atomic(const std::string& path, const std::string& bytes) {

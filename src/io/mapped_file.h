@@ -25,8 +25,15 @@ class MappedFile {
   size_t size_ = 0;
 };
 
-// Reads a whole (small) file into a string; throws Error naming the path if it cannot.
-std::string read_text_file(const std::string& path);
+// Error "PATH: cannot open WHAT (...)" / "PATH: WHAT is a directory, not a file" / "... is not a
+// regular file" unless path names a regular file. FIFOs and devices are refused before they are
+// opened: a FIFO blocks open(2) forever and /dev/zero never ends.
+void check_regular_file(const std::string& path, const char* what);
+// Reads a whole regular file of at most max_bytes into a string; throws Error naming the path.
+std::string read_text_file(const std::string& path, size_t max_bytes = size_t{1} << 30);
+// read_text_file for text that is evaluated or tokenized: an empty (or all-blank) file, a NUL byte
+// or ill-formed UTF-8 (binary data) is an Error naming the file and the byte offset.
+std::string read_utf8_text(const std::string& path);
 // Writes via a temporary file and rename(2), so a crash never leaves a half-written file.
 void write_file_atomic(const std::string& path, const std::string& bytes);
 

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "io/dtype.h"
 #include "io/error.h"
@@ -66,13 +67,23 @@ SafetensorsHeader parse_safetensors(const uint8_t* bytes, size_t size, const std
   const uint8_t* buffer = bytes + 8 + header_len;
   const uint64_t buffer_size = size - 8 - header_len;
 
+  // JSON objects keep the last of repeated keys; a tensor named twice would silently lose one.
+  std::set<std::string> names;
+  std::string repeated;
+  auto note_keys = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    if (event == nlohmann::json::parse_event_t::key && depth == 1 && repeated.empty() &&
+        !names.insert(parsed.get<std::string>()).second)
+      repeated = parsed.get<std::string>();
+    return true;
+  };
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(bytes + 8, bytes + 8 + header_len);
+    j = nlohmann::json::parse(bytes + 8, bytes + 8 + header_len, note_keys);
   } catch (const nlohmann::json::exception& e) {
     fail(path, ": bad safetensors header JSON (", e.what(), ")");
   }
   if (!j.is_object()) fail(path, ": safetensors header is not a JSON object");
+  if (!repeated.empty()) fail(path, ": safetensors header names tensor ", repeated, " twice");
 
   SafetensorsHeader h;
   for (auto it = j.begin(); it != j.end(); ++it) {
@@ -145,7 +156,13 @@ const TensorView& SafetensorsFile::get(const std::string& name) const {
   return *t;
 }
 
+void check_float_dtype(const TensorView& t, const std::string& path) {
+  if (t.dtype != DType::F32 && t.dtype != DType::F16 && t.dtype != DType::BF16 && t.dtype != DType::F64)
+    fail(path, ": tensor ", t.name, ": dtype ", dtype_name(t.dtype), " is not a float type");
+}
+
 std::vector<float> to_f32(const TensorView& t, const std::string& path) {
+  check_float_dtype(t, path);
   std::vector<float> out(static_cast<size_t>(t.numel()));
   const size_t n = out.size();
   switch (t.dtype) {
@@ -174,7 +191,7 @@ std::vector<float> to_f32(const TensorView& t, const std::string& path) {
       }
       break;
     default:
-      fail(path, ": tensor ", t.name, ": dtype ", dtype_name(t.dtype), " is not a float type");
+      break;  // check_float_dtype refused it
   }
   return out;
 }

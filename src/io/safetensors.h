@@ -48,6 +48,8 @@ class SafetensorsFile {
   SafetensorsHeader header_;
 };
 
+// Error naming the file and tensor unless its dtype is F32/F16/BF16/F64.
+void check_float_dtype(const TensorView& t, const std::string& path);
 // Converts F32/F16/BF16/F64 data to fp32. Other dtypes are an error naming the tensor.
 std::vector<float> to_f32(const TensorView& t, const std::string& path);
 // Checks a tensor's shape; the error names file, tensor, expected and actual shape.

@@ -5,11 +5,32 @@
 #include "io/error.h"
 
 namespace ikv::model {
+namespace {
+
+// libsentencepiece reports most problems as a Status, but some malformed models throw from deep
+// inside it (darts_clone's "zero-length key" for an empty piece, found by fuzz/fuzz_tokenizer.cc);
+// both become the one Error naming the file.
+template <typename Load>
+void load_or_fail(const std::string& name, Load load) {
+  sentencepiece::util::Status status;
+  try {
+    status = load();
+  } catch (const std::exception& e) {
+    fail(name, ": cannot load SentencePiece model (", e.what(), ")");
+  }
+  if (!status.ok()) fail(name, ": cannot load SentencePiece model (", status.ToString(), ")");
+}
+
+}  // namespace
 
 Tokenizer::Tokenizer(const std::string& model_file)
     : sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()), path_(model_file) {
-  auto status = sp_->Load(model_file);
-  if (!status.ok()) fail(model_file, ": cannot load SentencePiece model (", status.ToString(), ")");
+  load_or_fail(model_file, [&] { return sp_->Load(model_file); });
+}
+
+Tokenizer::Tokenizer(std::string_view serialized, const std::string& name)
+    : sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()), path_(name) {
+  load_or_fail(name, [&] { return sp_->LoadFromSerializedProto(serialized); });
 }
 
 Tokenizer::~Tokenizer() = default;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace sentencepiece {
@@ -15,6 +16,8 @@ namespace ikv::model {
 class Tokenizer {
  public:
   explicit Tokenizer(const std::string& model_file);
+  // The same from a .model file's bytes already in memory; `name` stands for the file in errors.
+  Tokenizer(std::string_view serialized, const std::string& name);
   ~Tokenizer();
   std::vector<int32_t> encode(const std::string& text) const;
   std::string decode(const std::vector<int32_t>& ids) const;

@@ -3,7 +3,6 @@
 #include <filesystem>
 #include <map>
 #include <memory>
-#include <nlohmann/json.hpp>
 
 #include "io/dtype.h"
 #include "io/error.h"
@@ -11,6 +10,7 @@
 #include "io/safetensors.h"
 #include "io/sha256.h"
 #include "model/llama2c.h"
+#include "model/shard_index.h"
 
 namespace fs = std::filesystem;
 
@@ -21,6 +21,7 @@ namespace {
 struct TensorSource {
   std::vector<std::unique_ptr<io::SafetensorsFile>> files;
   std::map<std::string, const io::SafetensorsFile*> by_name;
+  bool check_only = false;  // probe_model: names, shapes and dtypes checked, nothing converted
 
   std::vector<float> read(const std::string& name, const std::vector<int64_t>& shape) const {
     auto it = by_name.find(name);
@@ -30,6 +31,10 @@ struct TensorSource {
     }
     const io::TensorView& t = it->second->get(name);
     io::expect_shape(t, shape, it->second->path());
+    if (check_only) {
+      io::check_float_dtype(t, it->second->path());
+      return {};
+    }
     return io::to_f32(t, it->second->path());
   }
 };
@@ -39,26 +44,16 @@ TensorSource open_tensors(const fs::path& dir) {
   fs::path single = dir / "model.safetensors", index = dir / "model.safetensors.index.json";
   std::error_code ec;
   if (fs::exists(index, ec)) {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(io::read_text_file(index.string()));
-    } catch (const nlohmann::json::exception& e) {
-      fail(index.string(), ": bad JSON (", e.what(), ")");
-    }
-    if (!j.contains("weight_map") || !j["weight_map"].is_object()) fail(index.string(), ": no weight_map object");
+    const ShardIndex shard_index = parse_shard_index(io::read_text_file(index.string()), index.string());
     std::map<std::string, const io::SafetensorsFile*> shard_by_file;
-    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
-      if (!it.value().is_string()) fail(index.string(), ": weight_map entry ", it.key(), " is not a file name");
-      std::string file = it.value();
-      if (file.find('/') != std::string::npos || file.find("..") != std::string::npos)
-        fail(index.string(), ": shard name '", file, "' must be a plain file name");
-      if (!shard_by_file.count(file)) {
+    for (const auto& [tensor, file] : shard_index.shard_of) {  // shards open in first-use order
+      const io::SafetensorsFile*& shard = shard_by_file[file];
+      if (!shard) {
         src.files.push_back(std::make_unique<io::SafetensorsFile>((dir / file).string()));
-        shard_by_file[file] = src.files.back().get();
+        shard = src.files.back().get();
       }
-      const io::SafetensorsFile* shard = shard_by_file[file];
-      if (!shard->find(it.key())) fail(shard->path(), ": missing tensor ", it.key(), " (listed in the index)");
-      src.by_name[it.key()] = shard;
+      if (!shard->find(tensor)) fail(shard->path(), ": missing tensor ", tensor, " (listed in the index)");
+      src.by_name[tensor] = shard;
     }
   } else if (fs::exists(single, ec)) {
     src.files.push_back(std::make_unique<io::SafetensorsFile>(single.string()));
@@ -86,12 +81,13 @@ std::string fingerprint_of(const Config& c, const std::vector<std::string>& file
   return io::sha256_hex(s);
 }
 
-Weights load_hf_folder(const fs::path& dir) {
+Weights load_hf_folder(const fs::path& dir, bool check_only) {
   const std::string config_path = (dir / "config.json").string();
   Weights w;
   w.config = parse_hf_config(io::read_text_file(config_path), config_path);
   const Config& c = w.config;
   TensorSource src = open_tensors(dir);
+  src.check_only = check_only;
   const int64_t D = c.dim, H = c.hidden, Q = c.q_dim(), KV = c.kv_dim();
   w.embed = src.read("model.embed_tokens.weight", {c.vocab, D});
   for (int64_t l = 0; l < c.n_layers; ++l) {
@@ -154,9 +150,17 @@ Weights load_llama2c(const std::string& path) {
 Weights load_model(const std::string& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) fail(path, ": model not found");
-  Weights w = fs::is_directory(path, ec) ? load_hf_folder(path) : load_llama2c(path);
+  Weights w = fs::is_directory(path, ec) ? load_hf_folder(path, false) : load_llama2c(path);
   w.source = path;
   return w;
+}
+
+ModelProbe probe_model(const std::string& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) fail(path, ": model not found");
+  // A llama2c .bin is small (a few MB): probing it is loading it.
+  Weights w = fs::is_directory(path, ec) ? load_hf_folder(path, true) : load_llama2c(path);
+  return {w.config, w.fingerprint};
 }
 
 namespace {

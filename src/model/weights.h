@@ -38,6 +38,13 @@ enum class ComputeType { F32, BF16 };
 // Loads an HF folder (config.json + model.safetensors or model.safetensors.index.json shards,
 // F32/F16/BF16) or a llama2.c .bin file. Every inconsistency is an Error naming file and tensor.
 Weights load_model(const std::string& path);
+// What load_model would check (config, every tensor's presence, shape and float dtype, shard
+// headers against their file sizes) and the fingerprint, without converting any tensor.
+struct ModelProbe {
+  Config config;
+  std::string fingerprint;
+};
+ModelProbe probe_model(const std::string& path);
 // The bf16 compute option: dense linears get bf16 weights (oneDNN rounds their inputs to bf16),
 // packed ones keep their exact codes and take bf16 inputs (kernels::Linear::packed_input).
 void convert_linears_to_bf16(Weights& w);

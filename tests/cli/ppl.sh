@@ -24,7 +24,7 @@ python3 -c 'import json,sys; c=json.loads(sys.argv[1])["completion"]; sys.exit(0
 
 expect_error "missing model" "nope: missing" -- "$EVAL" ppl -m nope
 expect_error "missing dataset" "no-such.txt: missing" -- "$EVAL" ppl -m stories260K -d no-such.txt
-expect_error "ctx too small" "ctx 2 is too small" -- "$EVAL" ppl -m stories260K --ctx 2
+expect_error "ctx too small" "ctx: must be at least 3, got 2" -- "$EVAL" ppl -m stories260K --ctx 2
 expect_error "ctx too large" "exceeds the model's max_position_embeddings" -- "$EVAL" ppl -m stories260K --ctx 4096
 expect_error "c4 absent" "c4: no copy of C4" -- "$EVAL" ppl -m stories260K -d c4
 expect_error "unknown option" "--bogus" -- "$EVAL" ppl -m stories260K --bogus

@@ -34,10 +34,10 @@ fp32, q8, dtype = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
 sys.exit(0 if dtype == "q8" and q8 != fp32 and abs(q8 / fp32 - 1) < 0.01 else 1)
 PY
 
-expect_error "bits out of range" "wbits 9 is out of range" -- "$EVAL" ppl -m stories260K --quant rtn --wbits 9
+expect_error "bits out of range" "wbits: must be between 2 and 8, got 9" -- "$EVAL" ppl -m stories260K --quant rtn --wbits 9
 expect_error "group not dividing" "down_proj.weight: group size 64 does not divide" -- \
   "$EVAL" ppl -m stories260K --quant rtn --wbits 4 --group 64
-expect_error "kv bits" "kv-bits 1" -- "$EVAL" ppl -m stories260K --kv-bits 1
+expect_error "kv bits" "kv-bits: must be between 2 and 8, or 16, got 1" -- "$EVAL" ppl -m stories260K --kv-bits 1
 expect_error "unknown method" "'gptx' is not supported" -- "$EVAL" ppl -m stories260K --quant gptx
 
 # Corrupt artifacts: truncated, applied to another model, a scale overwritten with NaN.

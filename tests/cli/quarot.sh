@@ -45,10 +45,10 @@ sys.exit(0 if all(abs(got[k] - v) <= 1e-6 * v for k, v in want.items()) else 1)
 PY
 
 expect_error "quarot group" "group must be -1, not 128" -- "$EVAL" ppl -m testbed-26M "${Q[@]}" --group 128
-expect_error "abits low" "abits 1 must be 2..8 or 16" -- "$EVAL" ppl -m testbed-26M --quant quarot --abits 1
-expect_error "abits high" "abits 9 must be 2..8 or 16" -- "$EVAL" ppl -m testbed-26M --quant quarot --abits 9
-expect_error "clip ratio 0" "clip-ratio 0 must be in (0, 1]" -- "$EVAL" ppl -m testbed-26M "${Q[@]}" --clip-ratio 0
-expect_error "clip ratio 1.5" "clip-ratio 1.5 must be in (0, 1]" -- "$EVAL" ppl -m testbed-26M "${Q[@]}" --clip-ratio 1.5
+expect_error "abits low" "abits: must be between 2 and 8, or 16, got 1" -- "$EVAL" ppl -m testbed-26M --quant quarot --abits 1
+expect_error "abits high" "abits: must be between 2 and 8, or 16, got 9" -- "$EVAL" ppl -m testbed-26M --quant quarot --abits 9
+expect_error "clip ratio 0" "clip-ratio: must be in (0, 1], got 0" -- "$EVAL" ppl -m testbed-26M "${Q[@]}" --clip-ratio 0
+expect_error "clip ratio 1.5" "clip-ratio: must be in (0, 1], got 1.5" -- "$EVAL" ppl -m testbed-26M "${Q[@]}" --clip-ratio 1.5
 expect_error "weight quantizer" "weight-quant 'awq' is not supported" -- "$EVAL" ppl -m testbed-26M "${Q[@]}" --weight-quant awq
 expect_error "abits without quarot" "apply to --quant quarot only" -- "$EVAL" ppl -m testbed-26M --quant rtn --abits 4
 expect_error "calibrate quarot group" "group must be -1" -- \

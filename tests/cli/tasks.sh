@@ -15,5 +15,5 @@ assert rows[3]["n"] == 4 * 57  # --limit is per subject for MMLU
 PY
 grep -q "tokens evaluated vs" "$TMP/err" && pass "context reuse reported" || bad "no reuse line"
 expect_error "unknown task" 'unknown task "arc_easyy"' -- "$EVAL" tasks -m stories260K --tasks arc_easyy
-expect_error "negative limit" "--limit -1" -- "$EVAL" tasks -m stories260K --tasks arc_easy --limit -1
+expect_error "negative limit" "--limit: must be at least 0, got -1" -- "$EVAL" tasks -m stories260K --tasks arc_easy --limit -1
 finish

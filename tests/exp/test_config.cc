@@ -227,3 +227,31 @@ TEST_CASE("config: check_paths_exist resolves against the data root") {
   ModelSpec absolute{"x", "/abs/path", "fp32", ""};
   CHECK(model_dir(absolute, root.path()) == "/abs/path");
 }
+
+TEST_CASE("config: nested aliases are bounded before they exhaust memory") {
+  // 9 levels of 9 aliases: 9^9 scalars once expanded. yaml-cpp shares aliased nodes; we copy them.
+  std::string text = "x-a0: &a0 [a, a, a, a, a, a, a, a, a]\n";
+  for (int i = 1; i < 10; ++i) {
+    text += "x-a" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+    for (int j = 0; j < 9; ++j) text += (j ? ", *a" : "*a") + std::to_string(i - 1);
+    text += "]\n";
+  }
+  const std::string e = error_of(text + kValid);
+  CHECK(e.starts_with("t.yaml:"));
+  CHECK(e.find("config expands to more than 100000 YAML nodes") != std::string::npos);
+  // A few levels (a real use of anchors) are fine.
+  CHECK(error_of("x-a: &a [1, 2]\nx-b: [*a, *a]\n" + kValid) == "no error");
+}
+
+TEST_CASE("config: threads are bounded by the machine, the same rule as --threads") {
+  CHECK(error_of(kValid + "threads: 100000\n").find("t.yaml:3:10: threads must be between 0 and") == 0);
+  CHECK(error_of(kValid + "threads: 1\n") == "no error");
+}
+
+TEST_CASE("config: one model path listed twice under two names") {
+  CHECK(error_of("models: [{path: models/m, name: a}, {path: models/m, name: b}]\ntasks: {ppl: {}}\n")
+            .find("model path \"models/m\" is already listed as \"a\"") != std::string::npos);
+  // Another dtype of the same checkpoint is another model.
+  CHECK(error_of("models: [{path: models/m, name: a}, {path: models/m, name: b, dtype: bf16}]\ntasks: {ppl: {}}\n") ==
+        "no error");
+}

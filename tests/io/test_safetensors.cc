@@ -103,3 +103,11 @@ TEST_CASE("truncated checkpoint files on disk are rejected") {
   }
   CHECK_THROWS_WITH_AS(io::SafetensorsFile{tmp_path("absent.safetensors")}, doctest::Contains("cannot open"), Error);
 }
+
+TEST_CASE("a tensor named twice in a header is an error (JSON would keep the last silently)") {
+  const std::string w = R"("w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})";
+  CHECK(parse_error(image("{" + w + "," + w + "}", 8)) == "f.safetensors: safetensors header names tensor w twice");
+  // The same key inside a tensor's entry or the metadata is not a tensor name.
+  const std::string nested = R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"__metadata__":{"w":"x"}})";
+  CHECK(parse_error(image(nested, 8)).empty());
+}
