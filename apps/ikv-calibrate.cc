@@ -15,6 +15,7 @@
 #include "intactkv/calibrate_data.h"
 #include "io/data_root.h"
 #include "variant_options.h"
+#include "exp/intactkv_figures.h"
 
 namespace ikv::cli {
 namespace {
@@ -68,6 +69,9 @@ void run(const Common& common, Args& a) {
     return true;
   };
   intactkv::CalibrationResult r = intactkv::calibrate_prefix(fp.weights, quantized, *fp.tokenizer, root, s, hooks);
+  const std::string stem = intactkv::calibration_stem(s.output);
+  exp::plot_calibration_loss(r.log, stem, "IntactKV calibration, " + s.quant_label);
+  const std::string plot_png = r.log.empty() ? "" : stem + ".loss.png";
   if (common.json) {
     std::printf("%s\n", nlohmann::json({{"output", r.output}, {"model", a.variant.model}, {"quant", s.quant_label},
                                         {"kv_bits", s.kv_bits}, {"prefix", s.prefix},
@@ -78,7 +82,7 @@ void run(const Common& common, Args& a) {
                                         {"heldout_mse_before", num(r.heldout_mse_before)},
                                         {"heldout_mse_after", num(r.heldout_mse_after)},
                                         {"targets_seconds", r.targets_seconds}, {"seconds", r.seconds},
-                                        {"plot", r.plot_png}, {"log", r.log_csv}})
+                                        {"plot", plot_png}, {"log", r.log_csv}})
                             .dump()
                             .c_str());
   } else {
@@ -86,7 +90,7 @@ void run(const Common& common, Args& a) {
                 "(FP prefix -> calibrated), %.1f s\n"
                 "loss curve: %s\n",
                 r.output.c_str(), s.quant_label.c_str(), (long long)r.steps, r.first_loss, r.final_loss,
-                r.heldout_mse_before, r.heldout_mse_after, r.seconds, r.plot_png.c_str());
+                r.heldout_mse_before, r.heldout_mse_after, r.seconds, plot_png.c_str());
   }
 }
 

@@ -9,6 +9,7 @@
 #include "intactkv/prefix_spec.h"
 #include "io/data_root.h"
 #include "io/mapped_file.h"
+#include "exp/intactkv_figures.h"
 
 namespace ikv::cli {
 namespace {
@@ -54,7 +55,7 @@ void run_inspect(const Common& common, const InspectArgs& a) {
   engine::Engine fp(m.weights);
   intactkv::PivotReport r = intactkv::inspect_pivots(fp, *m.tokenizer, ids, a.positions, a.ratio);
   const std::string title = std::filesystem::path(a.model).filename().string();
-  intactkv::write_inspect_outputs(r, a.out, title);
+  exp::write_inspect_outputs(r, a.out, title);
   if (common.json) {
     nlohmann::json pivots = nlohmann::json::array();
     for (int64_t p : r.pivots) {

@@ -9,6 +9,7 @@
 #include "io/data_root.h"
 #include "io/mapped_file.h"
 #include "variant_options.h"
+#include "exp/intactkv_figures.h"
 
 namespace ikv::cli {
 namespace {
@@ -46,7 +47,7 @@ void run_sweep(const Common& common, const SweepArgs& a) {
   std::filesystem::create_directories(a.out);
   const std::string title = exp::method_label(a.variant.quant.short_label(), 16) + (a.variant.kv_bits < 16 ? " KV" + std::to_string(a.variant.kv_bits) : "") +
                             ": MSE vs IntactKV size";
-  intactkv::plot_mse_sweep(r, a.out + "/mse_sweep", title);
+  exp::plot_mse_sweep(r, a.out + "/mse_sweep", title);
   io::write_file_atomic(a.out + "/mse_sweep.md", "# " + title + "\n\n" + intactkv::format_mse_sweep(r));
   if (common.json) {
     std::printf("%s\n", nlohmann::json({{"sizes", r.sizes}, {"layer_mse", r.layer_mse}, {"last_layer_mse", r.last_layer_mse},

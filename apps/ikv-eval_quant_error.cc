@@ -14,7 +14,7 @@
 #include "io/data_root.h"
 #include "io/mapped_file.h"
 #include "quant/recon_error.h"
-#include "io/escape.h"
+#include "io/text.h"
 
 namespace ikv::cli {
 namespace {
@@ -177,7 +177,7 @@ void run_quant_error(const Common& common, const QuantErrorArgs& a) {
   const model::Config& c = fp.weights.config;
   std::vector<std::string> names;
   for (auto& nl : model::named_linears(fp.weights)) {
-    quant::validate_spec({a.quant.wbits, a.quant.group, a.quant.sym}, nl.linear->in, nl.name);
+    kernels::validate_spec({a.quant.wbits, a.quant.group, a.quant.sym}, nl.linear->in, nl.name);
     names.push_back(nl.name);
   }
 

@@ -6,7 +6,7 @@
 #include "io/data_root.h"
 #include "io/mapped_file.h"
 #include "quant/artifact.h"
-#include "quant/packed_matrix.h"
+#include "kernels/packed_matrix.h"
 #include "variant_options.h"
 
 namespace ikv::cli {
@@ -27,7 +27,7 @@ void run_quantize(const Common& common, const QuantizeArgs& a) {
   const std::string label = exp::method_label(a.variant.quant.short_label(), 16);
   quant::save_quantized(m.weights, a.out, {{"method", a.variant.quant.method}, {"label", label}});
   size_t bytes = 0;
-  for (auto& nl : model::named_linears(m.weights)) bytes += quant::packed_bytes(*nl.linear->packed);
+  for (auto& nl : model::named_linears(m.weights)) bytes += kernels::packed_bytes(*nl.linear->packed);
   if (common.json)
     std::printf("%s\n", nlohmann::json({{"file", a.out}, {"label", label}, {"packed_bytes", bytes}}).dump().c_str());
   else

@@ -4,7 +4,7 @@
 
 #include "exp/report.h"
 #include "eval/loglikelihood.h"
-#include "eval/progress.h"
+#include "io/progress.h"
 #include "eval/tasks.h"
 #include "ikv-eval_commands.h"
 #include "io/data_root.h"
@@ -50,9 +50,9 @@ void run_tasks(const Common& common, const TasksArgs& a) {
     to.num_fewshot = static_cast<int>(a.shots);
     to.count_tokens = [&](const std::string& s) { return scorer.count_tokens(s); };
     to.max_ctx_tokens = scorer.max_ctx();
-    eval::Progress bar(spec->name, 1);
+    io::Progress bar(spec->name, 1);
     eval::TaskResult r = eval::run_task(*spec, to, loglik, [&](int64_t done, int64_t total) {
-      bar = eval::Progress(spec->name, total);
+      bar = io::Progress(spec->name, total);
       bar.update(done);
     });
     bar.finish();

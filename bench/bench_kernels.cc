@@ -223,10 +223,10 @@ Interleaved dense_seconds(const std::vector<float>& W, const std::vector<float>&
   return t;
 }
 
-Interleaved packed_seconds(const ikv::quant::PackedMatrix& W, const std::vector<float>& X, int64_t M,
+Interleaved packed_seconds(const ikv::kernels::PackedMatrix& W, const std::vector<float>& X, int64_t M,
                            Probes& probes, ikv::kernels::Activations act = ikv::kernels::Activations::kFp32) {
-  const double bytes = static_cast<double>(ikv::quant::packed_bytes(W));
-  std::vector<ikv::quant::PackedMatrix> copies(copies_for(bytes, M), W);
+  const double bytes = static_cast<double>(ikv::kernels::packed_bytes(W));
+  std::vector<ikv::kernels::PackedMatrix> copies(copies_for(bytes, M), W);
   std::vector<float> Y(M * W.rows);
   auto run = [&] {
     for (const auto& w : copies) ikv::kernels::packed_matmul(w, X.data(), M, Y.data(), ikv::kernels::Isa::kAuto, act);
@@ -287,8 +287,8 @@ int bench_kernels(bool json) {
   for (auto [K, N] : shapes) {
     std::vector<float> W(K * N);
     fill_uniform(W.data(), K * N, 0.05f, 1);
-    const ikv::quant::PackedMatrix w4 = ikv::quant::quantize_rtn(W.data(), N, K, {4, 128, false}, "bench.w4");
-    const ikv::quant::PackedMatrix w3 = ikv::quant::quantize_rtn(W.data(), N, K, {3, 128, false}, "bench.w3");
+    const ikv::kernels::PackedMatrix w4 = ikv::quant::quantize_rtn(W.data(), N, K, {4, 128, false}, "bench.w4");
+    const ikv::kernels::PackedMatrix w3 = ikv::quant::quantize_rtn(W.data(), N, K, {3, 128, false}, "bench.w3");
     const ikv::kernels::Int8Matrix i8 =
         ikv::kernels::int8_from_packed(ikv::quant::quantize_rtn(W.data(), N, K, {4, -1, true}, "bench.i8"));
     for (int64_t M : Ms) {
@@ -298,14 +298,14 @@ int bench_kernels(bool json) {
       if (M > 16) fp32.seconds = std::min(fp32.seconds, dense_seconds(W, X, M, K, N, dt::f32, false, probes).seconds);
       add("FP32", M, K, N, fp32, 4.0 * K * N);
       add("BF16", M, K, N, dense_seconds(W, X, M, K, N, dt::bf16, true, probes), 2.0 * K * N);
-      add("W4", M, K, N, packed_seconds(w4, X, M, probes), static_cast<double>(ikv::quant::packed_bytes(w4)));
-      add("W3", M, K, N, packed_seconds(w3, X, M, probes), static_cast<double>(ikv::quant::packed_bytes(w3)));
+      add("W4", M, K, N, packed_seconds(w4, X, M, probes), static_cast<double>(ikv::kernels::packed_bytes(w4)));
+      add("W3", M, K, N, packed_seconds(w3, X, M, probes), static_cast<double>(ikv::kernels::packed_bytes(w3)));
       if (M <= 16) {
         using ikv::kernels::Activations;
         add("W4bf16", M, K, N, packed_seconds(w4, X, M, probes, Activations::kBf16),
-            static_cast<double>(ikv::quant::packed_bytes(w4)));
+            static_cast<double>(ikv::kernels::packed_bytes(w4)));
         add("W3bf16", M, K, N, packed_seconds(w3, X, M, probes, Activations::kBf16),
-            static_cast<double>(ikv::quant::packed_bytes(w3)));
+            static_cast<double>(ikv::kernels::packed_bytes(w3)));
       }
       if (ikv::kernels::q8_tiles_runs_here())
         for (const auto* w : {&w4, &w3}) {

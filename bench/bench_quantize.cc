@@ -140,7 +140,7 @@ void bench_llama7b_layer(bool json) {
       t = std::chrono::steady_clock::now();
       quant::GptqMatrix m = quant::gptq_quantize(l->w.data(), l->out, l->in, h, opt, "bench");
       t_solve += seconds_since(t);
-      l->packed = std::make_shared<quant::PackedMatrix>(std::move(m.packed));
+      l->packed = std::make_shared<kernels::PackedMatrix>(std::move(m.packed));
       l->w = {};
     }
   };

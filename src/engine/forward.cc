@@ -4,8 +4,8 @@
 
 #include "io/error.h"
 #include "kernels/linear.h"
-#include "quant/kv_quant.h"
-#include "quant/quarot.h"
+#include "kernels/kv_quant.h"
+#include "model/rotation.h"
 
 namespace ikv::engine {
 
@@ -38,7 +38,7 @@ void Engine::run_layer(int64_t l, KVCache& cache, int64_t cl, float* x, int64_t 
   const int64_t D = c.dim, Q = c.q_dim(), KV = c.kv_dim(), Hd = c.head_dim, F = c.hidden;
   const int64_t p0 = cache.len;
   const model::LayerWeights& L = w_.layers[l];
-  const quant::Rotation* rot = w_.rotation.get();  // QuaRot's online rotations, when rotated
+  const model::Rotation* rot = w_.rotation.get();  // QuaRot's online rotations, when rotated
   // Attention block.
   kernels::rmsnorm(x, L.attn_norm.data(), n, D, c.norm_eps, s.xn.data());
   if (inputs) inputs->attn_in.assign(s.xn.begin(), s.xn.begin() + n * D);
@@ -50,8 +50,8 @@ void Engine::run_layer(int64_t l, KVCache& cache, int64_t cl, float* x, int64_t 
     kernels::rope_rotate(&s.q[t * Q], c.n_heads, Hd, p0 + t, rope_);
     kernels::rope_rotate(&s.k[t * KV], c.n_kv_heads, Hd, p0 + t, rope_);
     if (rot) {  // per-head Hadamard: q·k is unchanged, the cache holds (and quantizes) rotated keys
-      quant::hadamard_rows(rot->head, &s.q[t * Q], c.n_heads);
-      quant::hadamard_rows(rot->head, &s.k[t * KV], c.n_kv_heads);
+      kernels::hadamard_rows(rot->head, &s.q[t * Q], c.n_heads);
+      kernels::hadamard_rows(rot->head, &s.k[t * KV], c.n_kv_heads);
     }
     for (int64_t h = 0; h < c.n_kv_heads; ++h) {
       float* kd = cache.k_at(cl, h, p0 + t);
@@ -61,8 +61,8 @@ void Engine::run_layer(int64_t l, KVCache& cache, int64_t cl, float* x, int64_t 
       // Every new token's K and V are quantized as they enter the cache (the reference's
       // dynamic per-token, per-head quantizer).
       if (cache.kv_bits < 16) {
-        quant::fake_quantize_kv(kd, Hd, cache.kv_bits);
-        quant::fake_quantize_kv(vd, Hd, cache.kv_bits);
+        kernels::fake_quantize_kv(kd, Hd, cache.kv_bits);
+        kernels::fake_quantize_kv(vd, Hd, cache.kv_bits);
       }
     }
   }
@@ -77,7 +77,7 @@ void Engine::run_layer(int64_t l, KVCache& cache, int64_t cl, float* x, int64_t 
   kernels::linear_forward(L.gate, s.xn.data(), n, s.g.data());
   kernels::linear_forward(L.up, s.xn.data(), n, s.u.data());
   kernels::swiglu(s.g.data(), s.u.data(), n * F);
-  if (rot) quant::hadamard_rows(rot->down, s.g.data(), n);  // the rotation down_proj absorbed
+  if (rot) kernels::hadamard_rows(rot->down, s.g.data(), n);  // the rotation down_proj absorbed
   if (inputs) inputs->down_in.assign(s.g.begin(), s.g.begin() + n * F);
   kernels::linear_forward(L.down, s.g.data(), n, s.xn.data());
   for (int64_t i = 0; i < n * D; ++i) x[i] += s.xn[i];

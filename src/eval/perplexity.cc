@@ -3,7 +3,7 @@
 #include <chrono>
 #include <cmath>
 
-#include "eval/progress.h"
+#include "io/progress.h"
 #include "io/error.h"
 
 namespace ikv::eval {
@@ -39,7 +39,7 @@ PerplexityResult perplexity(const engine::Engine& eng, const std::vector<int32_t
   if (prefix) intactkv::install_prefix(cache, *prefix, eng, opt.quantize_prefix);
 
   PerplexityResult r;
-  Progress bar("ppl", n_windows - first);
+  io::Progress bar("ppl", n_windows - first);
   const auto t0 = std::chrono::steady_clock::now();
   int64_t tokens_run = 0;
   std::vector<float> logits;

@@ -8,16 +8,16 @@
 namespace ikv::eval {
 
 // lm-eval tasks (task_qa.cc).
-std::vector<TaskDoc> load_arc_easy(const TaskOptions& o);
-std::vector<TaskDoc> load_arc_challenge(const TaskOptions& o);
-std::vector<TaskDoc> load_boolq(const TaskOptions& o);
-std::vector<TaskDoc> load_openbookqa(const TaskOptions& o);
-std::vector<TaskDoc> load_winogrande(const TaskOptions& o);
-std::vector<TaskDoc> load_hellaswag(const TaskOptions& o);
-std::vector<TaskDoc> load_piqa(const TaskOptions& o);
-std::vector<TaskDoc> load_lambada_openai(const TaskOptions& o);
+std::vector<TaskDoc> load_arc_easy(const TaskOptions& o, const std::vector<std::string>& files);
+std::vector<TaskDoc> load_arc_challenge(const TaskOptions& o, const std::vector<std::string>& files);
+std::vector<TaskDoc> load_boolq(const TaskOptions& o, const std::vector<std::string>& files);
+std::vector<TaskDoc> load_openbookqa(const TaskOptions& o, const std::vector<std::string>& files);
+std::vector<TaskDoc> load_winogrande(const TaskOptions& o, const std::vector<std::string>& files);
+std::vector<TaskDoc> load_hellaswag(const TaskOptions& o, const std::vector<std::string>& files);
+std::vector<TaskDoc> load_piqa(const TaskOptions& o, const std::vector<std::string>& files);
+std::vector<TaskDoc> load_lambada_openai(const TaskOptions& o, const std::vector<std::string>& files);
 // Hendrycks MMLU (task_mmlu.cc).
-std::vector<TaskDoc> load_mmlu(const TaskOptions& o);
+std::vector<TaskDoc> load_mmlu(const TaskOptions& o, const std::vector<std::string>& files);
 
 // lm-eval's --limit: the first `limit` documents in file order.
 inline void keep_first(std::vector<TaskDoc>& docs, int64_t limit) {

@@ -154,7 +154,7 @@ std::vector<const MmluSubject*> selected_subjects(const std::vector<std::string>
 
 }  // namespace
 
-std::vector<TaskDoc> load_mmlu(const TaskOptions& o) {
+std::vector<TaskDoc> load_mmlu(const TaskOptions& o, const std::vector<std::string>& /*files: the checksum list*/) {
   if (o.num_fewshot < 0) fail("mmlu: num_fewshot must be >= 0, got ", o.num_fewshot);
   if (o.max_ctx_tokens > 0 && !o.count_tokens)
     fail("mmlu: max_ctx_tokens is set but no token counter was given (TaskOptions::count_tokens)");

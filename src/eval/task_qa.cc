@@ -66,7 +66,7 @@ Ai2Question parse_ai2(const JsonLine& row, const std::string& path, bool lstrip_
 }
 
 // arc_easy / arc_challenge: doc_to_text "Question: {{question}}\nAnswer:", choices " {text}".
-std::vector<TaskDoc> load_arc(const TaskOptions& o, const char* rel) {
+std::vector<TaskDoc> load_arc(const TaskOptions& o, const std::string& rel) {
   DataFile f = read_dataset_file(o.data_root, rel);
   std::vector<TaskDoc> docs;
   for (const JsonLine& row : parse_jsonl(f)) {
@@ -79,17 +79,17 @@ std::vector<TaskDoc> load_arc(const TaskOptions& o, const char* rel) {
 
 }  // namespace
 
-std::vector<TaskDoc> load_arc_easy(const TaskOptions& o) {
-  return load_arc(o, "datasets/arc/ARC-Easy/ARC-Easy-Test.jsonl");
+std::vector<TaskDoc> load_arc_easy(const TaskOptions& o, const std::vector<std::string>& files) {
+  return load_arc(o, files.at(0));
 }
 
-std::vector<TaskDoc> load_arc_challenge(const TaskOptions& o) {
-  return load_arc(o, "datasets/arc/ARC-Challenge/ARC-Challenge-Test.jsonl");
+std::vector<TaskDoc> load_arc_challenge(const TaskOptions& o, const std::vector<std::string>& files) {
+  return load_arc(o, files.at(0));
 }
 
 // openbookqa: doc_to_text is the bare question_stem; gold = labels.index(answerKey.lstrip()).
-std::vector<TaskDoc> load_openbookqa(const TaskOptions& o) {
-  DataFile f = read_dataset_file(o.data_root, "datasets/openbookqa/Main/test.jsonl");
+std::vector<TaskDoc> load_openbookqa(const TaskOptions& o, const std::vector<std::string>& files) {
+  DataFile f = read_dataset_file(o.data_root, files.at(0));
   std::vector<TaskDoc> docs;
   for (const JsonLine& row : parse_jsonl(f)) {
     Ai2Question q = parse_ai2(row, f.path, /*lstrip_key=*/true);
@@ -103,8 +103,8 @@ std::vector<TaskDoc> load_openbookqa(const TaskOptions& o) {
 // lm-eval reads SuperGLUE's copy, whose passage is "<title> -- <passage>" (e.g. "Ethanol fuel --
 // All biomass goes through …"); the bundle has Google's original release with title and passage
 // apart, so the SuperGLUE passage is rebuilt here. Gold: answer true -> 1 ("yes").
-std::vector<TaskDoc> load_boolq(const TaskOptions& o) {
-  DataFile f = read_dataset_file(o.data_root, "datasets/boolq/dev.jsonl");
+std::vector<TaskDoc> load_boolq(const TaskOptions& o, const std::vector<std::string>& files) {
+  DataFile f = read_dataset_file(o.data_root, files.at(0));
   std::vector<TaskDoc> docs;
   for (const JsonLine& row : parse_jsonl(f)) {
     std::string passage = string_field(row.value, "title", f.path, row.line) + " -- " +
@@ -122,8 +122,8 @@ std::vector<TaskDoc> load_boolq(const TaskOptions& o) {
 // winogrande (preprocess_winogrande.py): partial evaluation. Each option fills the blank and the
 // sentence up to it is the context (sentence[:idx] + option); the continuation is the rest of the
 // sentence, stripped, after the " " delimiter. The two requests differ in context only.
-std::vector<TaskDoc> load_winogrande(const TaskOptions& o) {
-  DataFile f = read_dataset_file(o.data_root, "datasets/winogrande/winogrande_1.1/dev.jsonl");
+std::vector<TaskDoc> load_winogrande(const TaskOptions& o, const std::vector<std::string>& files) {
+  DataFile f = read_dataset_file(o.data_root, files.at(0));
   std::vector<TaskDoc> docs;
   for (const JsonLine& row : parse_jsonl(f)) {
     std::string sentence = string_field(row.value, "sentence", f.path, row.line);
@@ -152,8 +152,8 @@ std::vector<TaskDoc> load_winogrande(const TaskOptions& o) {
 // "[www.kiddio.org]"). ctx_a/ctx_b cannot be separated again from the file, so we score the file
 // as is: numbers match llama.cpp-format scorers on this file, and differ slightly from lm-eval on
 // the HF dataset.
-std::vector<TaskDoc> load_hellaswag(const TaskOptions& o) {
-  DataFile f = read_dataset_file(o.data_root, "datasets/hellaswag/hellaswag_val_full.txt");
+std::vector<TaskDoc> load_hellaswag(const TaskOptions& o, const std::vector<std::string>& files) {
+  DataFile f = read_dataset_file(o.data_root, files.at(0));
   std::vector<TextLine> lines = split_lines(f.text);
   if (lines.size() % 6 != 0)
     fail(f.path, ": ", lines.size(), " lines is not a multiple of 6 (context, label, 4 endings per item)");
@@ -171,9 +171,9 @@ std::vector<TaskDoc> load_hellaswag(const TaskOptions& o) {
 }
 
 // piqa: "Question: {{goal}}\nAnswer:", choices " {sol1}", " {sol2}"; gold from valid-labels.lst.
-std::vector<TaskDoc> load_piqa(const TaskOptions& o) {
-  DataFile f = read_dataset_file(o.data_root, "datasets/piqa/valid.jsonl");
-  DataFile lf = read_dataset_file(o.data_root, "datasets/piqa/valid-labels.lst");
+std::vector<TaskDoc> load_piqa(const TaskOptions& o, const std::vector<std::string>& files) {
+  DataFile f = read_dataset_file(o.data_root, files.at(0));
+  DataFile lf = read_dataset_file(o.data_root, files.at(1));
   std::vector<JsonLine> rows = parse_jsonl(f);
   std::vector<TextLine> labels;
   for (TextLine& l : split_lines(lf.text))
@@ -197,8 +197,8 @@ std::vector<TaskDoc> load_piqa(const TaskOptions& o) {
 // lambada_openai (output_type loglikelihood): context = text.split(' ')[:-1] joined by ' ' (all
 // before the last space), target = ' ' + the last word. No delimiter is added for this output type:
 // the space is part of the target, as in the yaml.
-std::vector<TaskDoc> load_lambada_openai(const TaskOptions& o) {
-  DataFile f = read_dataset_file(o.data_root, "datasets/lambada-openai/lambada_test.jsonl");
+std::vector<TaskDoc> load_lambada_openai(const TaskOptions& o, const std::vector<std::string>& files) {
+  DataFile f = read_dataset_file(o.data_root, files.at(0));
   std::vector<TaskDoc> docs;
   for (const JsonLine& row : parse_jsonl(f)) {
     std::string text = string_field(row.value, "text", f.path, row.line);

@@ -19,15 +19,18 @@ const std::vector<TaskSpec>& all_tasks() {
   // as in the LLaMA paper and the Open LLM Leaderboard), plain acc elsewhere (ARC-Easy, BoolQ,
   // WinoGrande, PIQA, LAMBADA). Both numbers are always reported; this is the only place to change.
   static const std::vector<TaskSpec> tasks = {
-      {"arc_easy", load_arc_easy, kMultipleChoice, true, false, "acc"},
-      {"arc_challenge", load_arc_challenge, kMultipleChoice, true, false, "acc_norm"},
-      {"boolq", load_boolq, kMultipleChoice, false, false, "acc"},
-      {"hellaswag", load_hellaswag, kMultipleChoice, true, false, "acc_norm"},
-      {"lambada_openai", load_lambada_openai, kLoglikelihood, false, false, "acc"},
-      {"mmlu", load_mmlu, kMultipleChoice, false, true, "acc"},
-      {"openbookqa", load_openbookqa, kMultipleChoice, true, false, "acc_norm"},
-      {"piqa", load_piqa, kMultipleChoice, true, false, "acc"},
-      {"winogrande", load_winogrande, kMultipleChoice, false, false, "acc"},
+      {"arc_easy", load_arc_easy, kMultipleChoice, true, false, "acc", {"datasets/arc/ARC-Easy/ARC-Easy-Test.jsonl"}},
+      {"arc_challenge", load_arc_challenge, kMultipleChoice, true, false, "acc_norm",
+       {"datasets/arc/ARC-Challenge/ARC-Challenge-Test.jsonl"}},
+      {"boolq", load_boolq, kMultipleChoice, false, false, "acc", {"datasets/boolq/dev.jsonl"}},
+      {"hellaswag", load_hellaswag, kMultipleChoice, true, false, "acc_norm", {"datasets/hellaswag/hellaswag_val_full.txt"}},
+      {"lambada_openai", load_lambada_openai, kLoglikelihood, false, false, "acc",
+       {"datasets/lambada-openai/lambada_test.jsonl"}},
+      {"mmlu", load_mmlu, kMultipleChoice, false, true, "acc", {"datasets/mmlu/SHA256SUMS"}},
+      {"openbookqa", load_openbookqa, kMultipleChoice, true, false, "acc_norm", {"datasets/openbookqa/Main/test.jsonl"}},
+      {"piqa", load_piqa, kMultipleChoice, true, false, "acc", {"datasets/piqa/valid.jsonl", "datasets/piqa/valid-labels.lst"}},
+      {"winogrande", load_winogrande, kMultipleChoice, false, false, "acc",
+       {"datasets/winogrande/winogrande_1.1/dev.jsonl"}},
   };
   return tasks;
 }
@@ -42,7 +45,7 @@ const TaskSpec& find_task(const std::string& name) {
 }
 
 std::vector<TaskDoc> load_task_docs(const TaskSpec& spec, const TaskOptions& opts) {
-  std::vector<TaskDoc> docs = spec.load(opts);
+  std::vector<TaskDoc> docs = spec.load(opts, spec.files);
   for (size_t i = 0; i < docs.size(); ++i) {
     const TaskDoc& d = docs[i];
     size_t want_options = spec.output == OutputType::kLoglikelihood ? 1 : d.options.size();

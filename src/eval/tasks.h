@@ -41,12 +41,16 @@ enum class OutputType {
 
 struct TaskSpec {
   std::string name;  // lm-eval task name ("mmlu" is the Hendrycks 5-shot script, see above)
-  std::vector<TaskDoc> (*load)(const TaskOptions&);
+  // Reads files[...] (data-root relative) in the task's format.
+  std::vector<TaskDoc> (*load)(const TaskOptions&, const std::vector<std::string>& files);
   OutputType output = OutputType::kMultipleChoice;
   bool acc_norm = false;    // also report acc_norm (argmax of loglik / len(choice text))
   bool by_subject = false;  // MMLU: per-subject and per-category accuracy
   // The metric this task contributes to qa_average (see there for the choice).
   std::string paper_metric = "acc";
+  // The data files it reads, relative to the data root; they also identify its data in plan keys.
+  // MMLU's one file is its checksum list, which covers the 171 CSVs it reads by subject.
+  std::vector<std::string> files;
 };
 
 const std::vector<TaskSpec>& all_tasks();

@@ -11,6 +11,8 @@
 #include "eval/tasks.h"
 #include "exp/config.h"
 #include "exp/variant.h"
+#include "exp/intactkv_figures.h"
+#include "intactkv/calibrate_data.h"
 #include "intactkv/calibrate.h"
 #include "intactkv/inspect.h"
 #include "intactkv/mse_sweep.h"
@@ -65,27 +67,19 @@ Identities data_identities(const std::string& data_root) {
   const std::string root = data_root;
   ids.model = [root](const ModelSpec& m) { return files_digest(model_dir(m, root)); };
   ids.dataset = [root](const std::string& d) {
-    // Task names stand for their data files (MMLU for its checksum list, which covers all 171).
-    static const std::map<std::string, std::vector<std::string>> kFiles = {
-        {"arc_easy", {"datasets/arc/ARC-Easy/ARC-Easy-Test.jsonl"}},
-        {"arc_challenge", {"datasets/arc/ARC-Challenge/ARC-Challenge-Test.jsonl"}},
-        {"boolq", {"datasets/boolq/dev.jsonl"}},
-        {"openbookqa", {"datasets/openbookqa/Main/test.jsonl"}},
-        {"winogrande", {"datasets/winogrande/winogrande_1.1/dev.jsonl"}},
-        {"hellaswag", {"datasets/hellaswag/hellaswag_val_full.txt"}},
-        {"piqa", {"datasets/piqa/valid.jsonl", "datasets/piqa/valid-labels.lst"}},
-        {"lambada_openai", {"datasets/lambada-openai/lambada_test.jsonl"}},
-        {"mmlu", {"datasets/mmlu/SHA256SUMS"}},
-        {"sharegpt", {"datasets/sharegpt/sharegpt_v3_sample1000_fullconv.json"}},
-    };
-    auto it = kFiles.find(d);
-    if (it == kFiles.end()) return io::file_sha256_cached(resolve_text_dataset(root, d));
+    // A task name stands for its data files (eval::TaskSpec::files), sharegpt for its sample file;
+    // anything else is a text dataset.
+    std::vector<std::string> paths;
+    if (d == "sharegpt") paths.push_back(intactkv::resolve_calibration_data(root, d));
+    for (const eval::TaskSpec& t : eval::all_tasks())
+      if (t.name == d)
+        for (const std::string& f : t.files) {
+          paths.push_back(io::data_file(root, f));
+          io::verify_data_file(root, paths.back());
+        }
+    if (paths.empty()) return io::file_sha256_cached(resolve_text_dataset(root, d));
     std::string all;
-    for (const auto& f : it->second) {
-      const std::string path = io::data_file(root, f);
-      io::verify_data_file(root, path);
-      all += io::file_sha256_cached(path) + ";";
-    }
+    for (const auto& path : paths) all += io::file_sha256_cached(path) + ";";
     return io::sha256_hex(all);
   };
   ids.file = [](const std::string& f) { return io::file_sha256_cached(f); };
@@ -169,6 +163,7 @@ const intactkv::Prefix* Executor::prefix_for(const Cell& cell) {
       fs::create_directories(results_dir_ + "/artifacts");
       intactkv::CalibrationResult res =
           intactkv::calibrate_prefix(fp.weights, weights_for(cell), *fp.tokenizer, data_root_, cs);
+      plot_calibration_loss(res.log, intactkv::calibration_stem(path), "IntactKV calibration, " + cs.quant_label);
       p = std::move(res.prefix);
       // The loss curve travels in the artifact, so a cell that loads the prefix reports it too.
       nlohmann::json loss = nlohmann::json::array();

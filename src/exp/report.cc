@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <sstream>
 
-#include "io/escape.h"
+#include "io/text.h"
 
 namespace ikv::exp {
 namespace {

@@ -5,9 +5,9 @@
 #include <map>
 #include <set>
 
-#include "exp/plot.h"
+#include "plot/plot.h"
 #include "exp/report.h"
-#include "io/escape.h"
+#include "io/text.h"
 
 namespace ikv::exp {
 namespace {
@@ -26,7 +26,7 @@ std::vector<std::string> report_figures(const std::vector<CellRecord>& cells) {
     if (c.task_kind == "ppl" || c.task_kind == "qa" || c.task_kind == "mmlu") by_task[{c.model, c.task}].push_back(&c);
   for (const auto& [mt, group] : by_task) {
     const bool ppl = group.front()->task_kind == "ppl";
-    BarPlot p;
+    plot::BarPlot p;
     p.title = mt.first + " — " + mt.second;
     p.ylabel = ppl ? "perplexity (lower is better)" : "accuracy % (higher is better)";
     std::vector<std::string> methods, variants;
@@ -43,7 +43,7 @@ std::vector<std::string> report_figures(const std::vector<CellRecord>& cells) {
     if (methods.empty()) continue;
     p.categories = methods;
     for (const auto& v : variants) {
-      Series s;
+      plot::Series s;
       s.label = v;
       for (const auto& m : methods) {
         auto it = value.find({m, v});
@@ -51,17 +51,17 @@ std::vector<std::string> report_figures(const std::vector<CellRecord>& cells) {
       }
       p.groups.push_back(s);
     }
-    out.push_back(figure(plot_svg(p, 760, 420), p.title));
+    out.push_back(figure(plot::plot_svg(p, 760, 420), p.title));
   }
   // MSE sweeps: metrics "mse_last@S" per size S.
   for (const auto& c : cells) {
     if (c.task_kind != "mse_sweep") continue;
-    LinePlot p;
+    plot::LinePlot p;
     p.title = c.model + " " + method_label(c.quant, c.kv_bits) + ": MSE vs IntactKV size";
     p.xlabel = "IntactKV size (tokens)";
     p.ylabel = "MSE of decoder-layer output";
     p.log_y = true;
-    Series last{"last layer", {}, {}}, mean{"mean over layers", {}, {}};
+    plot::Series last{"last layer", {}, {}}, mean{"mean over layers", {}, {}};
     for (const auto& m : c.metrics) {
       auto at = m.name.find('@');
       if (at == std::string::npos) continue;
@@ -71,7 +71,7 @@ std::vector<std::string> report_figures(const std::vector<CellRecord>& cells) {
     }
     if (last.x.empty()) continue;
     p.series = {last, mean};
-    out.push_back(figure(plot_svg(p, 760, 420), p.title));
+    out.push_back(figure(plot::plot_svg(p, 760, 420), p.title));
   }
   // Calibration loss curves, one per calibrated prefix (every cell using it carries the same log).
   std::set<std::string> drawn;
@@ -79,15 +79,15 @@ std::vector<std::string> report_figures(const std::vector<CellRecord>& cells) {
     const ItemOutcomes* loss = c.outcomes_of("calibration_loss");
     if (!loss || loss->values.empty() || !drawn.insert(c.model + c.quant + std::to_string(c.kv_bits) + c.intactkv).second)
       continue;
-    LinePlot p;
+    plot::LinePlot p;
     p.title = c.model + " " + method_label(c.quant, c.kv_bits) + ": IntactKV calibration loss";
     p.xlabel = "optimizer step";
     p.ylabel = "Σ layers MSE / 2";
     p.log_y = true;
-    Series s{"training loss", {}, loss->values};
+    plot::Series s{"training loss", {}, loss->values};
     for (size_t i = 0; i < s.y.size(); ++i) s.x.push_back(static_cast<double>(i + 1));
     p.series = {s};
-    out.push_back(figure(plot_svg(p, 760, 420), p.title));
+    out.push_back(figure(plot::plot_svg(p, 760, 420), p.title));
   }
   return out;
 }

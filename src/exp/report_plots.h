@@ -1,4 +1,4 @@
-// Figures for the HTML report, drawn from a run's cells with exp/plot.h and inlined as SVG:
+// Figures for the HTML report, drawn from a run's cells with plot/plot.h and inlined as SVG:
 // the headline metric per method and IntactKV variant (grouped bars, one chart per task), and the
 // MSE-vs-IntactKV-size curves of mse_sweep cells.
 #pragma once

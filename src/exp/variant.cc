@@ -18,7 +18,7 @@
 #include "quant/artifact.h"
 #include "quant/awq.h"
 #include "quant/gptq.h"
-#include "quant/packed_matrix.h"
+#include "kernels/packed_matrix.h"
 #include "quant/quarot.h"
 #include "quant/rtn.h"
 
@@ -90,12 +90,12 @@ quant::CalibrationTokens calibration_tokens(const std::string& data_root, const 
 void quantize_weights(model::Weights& w, const QuantizerSpec& q, const quant::CalibrationTokens& calib,
                       quant::AwqFold* awq_fold) {
   if (q.method == "fp") return;
-  quant::QuantSpec spec;
+  kernels::QuantSpec spec;
   spec.bits = q.wbits;
   spec.group = q.group;
   spec.sym = q.sym;
   auto linears = model::named_linears(w);
-  for (auto& nl : linears) quant::validate_spec(spec, nl.linear->in, nl.name);  // fail before any work
+  for (auto& nl : linears) kernels::validate_spec(spec, nl.linear->in, nl.name);  // fail before any work
   if (q.needs_calibration() && calib.empty()) fail(q.method, " needs calibration samples; none were given");
   if (q.method == "quarot") {
     // Rotate, quantize the weights per output channel and symmetric (QuaRot's setting; q.sym is
@@ -128,7 +128,7 @@ void quantize_weights(model::Weights& w, const QuantizerSpec& q, const quant::Ca
   for (auto& nl : linears) {
     kernels::Linear& l = *nl.linear;
     std::vector<float> dense = kernels::linear_dense_weight(l);
-    l.packed = std::make_shared<quant::PackedMatrix>(quant::quantize_rtn(dense.data(), l.out, l.in, spec, nl.name));
+    l.packed = std::make_shared<kernels::PackedMatrix>(quant::quantize_rtn(dense.data(), l.out, l.in, spec, nl.name));
     l.in_perm.clear();
     l.w.clear();
     l.w.shrink_to_fit();

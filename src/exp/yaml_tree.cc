@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "io/error.h"
+#include "io/text.h"
 
 namespace ikv::exp {
 namespace fs = std::filesystem;
@@ -132,6 +133,10 @@ struct Chain {
 
 YamlNode parse_chain(const std::string& text, const std::string& file, Chain& chain) {
   if (text.size() > kMaxFileBytes) fail(file, ": config file is larger than ", kMaxFileBytes >> 20, " MB");
+  // yaml-cpp passes ill-formed UTF-8 through, and its writer would turn it into U+FFFD: a path in
+  // the config would name another file once the resolved config is written back (to_yaml).
+  if (const size_t bad = io::first_invalid_utf8(text); bad != std::string::npos)
+    fail(file, ": not UTF-8 text (byte offset ", bad, ")");
   YAML::Node root;
   try {
     root = YAML::Load(text);

@@ -19,7 +19,22 @@ struct YamlNode {
 
   std::string where() const;                         // "file:line:column"
   const YamlNode* find(std::string_view key) const;  // nullptr when absent (or not a map)
+
+  // Declared here, defaulted below: `entries` holds pairs of the still-incomplete YamlNode, which
+  // clang (with libstdc++ 12) cannot instantiate inside the class as implicit members require.
+  YamlNode();
+  YamlNode(const YamlNode&);
+  YamlNode(YamlNode&&) noexcept;
+  YamlNode& operator=(const YamlNode&);
+  YamlNode& operator=(YamlNode&&) noexcept;
+  ~YamlNode();
 };
+inline YamlNode::YamlNode() = default;
+inline YamlNode::YamlNode(const YamlNode&) = default;
+inline YamlNode::YamlNode(YamlNode&&) noexcept = default;
+inline YamlNode& YamlNode::operator=(const YamlNode&) = default;
+inline YamlNode& YamlNode::operator=(YamlNode&&) noexcept = default;
+inline YamlNode::~YamlNode() = default;
 
 // Parses `text` as the YAML file `file`, then resolves `extends: OTHER.yaml` (relative to the
 // extending file's folder, chains allowed): maps are deep-merged with the extending file winning

@@ -6,7 +6,7 @@
 #include "io/error.h"
 #include "kernels/int8_gemm.h"
 #include "kernels/linear.h"
-#include "quant/kv_quant.h"
+#include "kernels/kv_quant.h"
 
 namespace ikv::intactkv {
 
@@ -44,11 +44,11 @@ PrefixKV<T> zero_prefix_kv(const model::Config& c, int64_t P) {
 
 namespace {
 
-// The KV-cache quantizer is fp32 (quant::fake_quantize_kv); the double path rounds through it.
-void fake_quantize(float* x, int64_t n, int bits) { quant::fake_quantize_kv(x, n, bits); }
+// The KV-cache quantizer is fp32 (kernels::fake_quantize_kv); the double path rounds through it.
+void fake_quantize(float* x, int64_t n, int bits) { kernels::fake_quantize_kv(x, n, bits); }
 void fake_quantize(double* x, int64_t n, int bits) {
   std::vector<float> f(x, x + n);
-  quant::fake_quantize_kv(f.data(), n, bits);
+  kernels::fake_quantize_kv(f.data(), n, bits);
   for (int64_t i = 0; i < n; ++i) x[i] = f[i];
 }
 
@@ -97,10 +97,10 @@ void layer_front(const DenseModel& m, int64_t l, const T* x, const AttnDims& s, 
 #pragma omp parallel for if (n * Qd > detail::kParallelWork)
   for (int64_t t = 0; t < n; ++t) {
     kernels::rope_rotate(&a.q[t * Qd], c.n_heads, Hd, P + t, m.rope, T(1));
-    if (m.rotation) quant::hadamard_rows(m.rotation->head, &a.q[t * Qd], c.n_heads);
+    if (m.rotation) kernels::hadamard_rows(m.rotation->head, &a.q[t * Qd], c.n_heads);
     if (!fill_kv) continue;
     kernels::rope_rotate(&k[t * KVd], c.n_kv_heads, Hd, P + t, m.rope, T(1));
-    if (m.rotation) quant::hadamard_rows(m.rotation->head, &k[t * KVd], c.n_kv_heads);
+    if (m.rotation) kernels::hadamard_rows(m.rotation->head, &k[t * KVd], c.n_kv_heads);
     for (int64_t g = 0; g < c.n_kv_heads; ++g) {
       T* kd = &K[(g * Tn + P + t) * Hd];
       T* vd = &V[(g * Tn + P + t) * Hd];
@@ -186,7 +186,7 @@ SampleLoss prefix_loss(const DenseModel& m, const PrefixKV<T>& prefix, const int
     layer_front(m, l, xs[l].data(), dims, kv_bits, /*fill_kv=*/true, /*keep_probs=*/keep, K[l].data(), V[l].data(), a,
                 kv_error);
     for (int64_t i = 0; i < n * F; ++i) act[i] = a.g[i] * detail::sigmoid(a.g[i]) * a.u[i];
-    if (m.rotation) quant::hadamard_rows(m.rotation->down, act.data(), n);
+    if (m.rotation) kernels::hadamard_rows(m.rotation->down, act.data(), n);
     detail::linear(linear_input(m, act.data(), n, F, act_q), n, F, m.layers[l].down.data(), D, down.data());
     for (int64_t i = 0; i < n * D; ++i) xs[l + 1][i] = a.h[i] + down[i];
   }
@@ -226,7 +226,7 @@ SampleLoss prefix_loss(const DenseModel& m, const PrefixKV<T>& prefix, const int
 
     // FFN: out = h + down(silu(g) ⊙ u), silu'(g) = σ(g)(1 + g(1 − σ(g))).
     detail::linear_input_grad(dx.data(), n, D, dl.down.data(), F, dg.data(), false);
-    if (m.rotation) quant::hadamard_rows_inverse(m.rotation->down, dg.data(), n);  // VJP of a ← a H_f
+    if (m.rotation) kernels::hadamard_rows_inverse(m.rotation->down, dg.data(), n);  // VJP of a ← a H_f
 #pragma omp parallel for simd if (n * F > detail::kParallelWork)
     for (int64_t i = 0; i < n * F; ++i) {
       const T g = a.g[i], sg = detail::sigmoid(g), ds = dg[i];
@@ -259,8 +259,8 @@ SampleLoss prefix_loss(const DenseModel& m, const PrefixKV<T>& prefix, const int
         std::copy_n(&dV[(g * Tn + P + t) * Hd], Hd, &dv[t * KVd + g * Hd]);
       }
       if (m.rotation) {  // VJP of the per-head rotation after RoPE
-        quant::hadamard_rows_inverse(m.rotation->head, &dq[t * Qd], c.n_heads);
-        quant::hadamard_rows_inverse(m.rotation->head, &dk[t * KVd], KVH);
+        kernels::hadamard_rows_inverse(m.rotation->head, &dq[t * Qd], c.n_heads);
+        kernels::hadamard_rows_inverse(m.rotation->head, &dk[t * KVd], KVH);
       }
       kernels::rope_rotate(&dq[t * Qd], c.n_heads, Hd, P + t, m.rope, T(-1));
       kernels::rope_rotate(&dk[t * KVd], KVH, Hd, P + t, m.rope, T(-1));

@@ -32,7 +32,7 @@ struct DenseModel {
   // down_proj's input) run in the forward and, transposed, in the backward; its activation
   // quantization (the decoder linears' inputs, per token) runs in the forward and is the identity
   // in the backward (straight-through estimator, as for the KV-cache quantizer).
-  const quant::Rotation* rotation = nullptr;
+  const model::Rotation* rotation = nullptr;
   int act_bits = 16;
   float act_clip = 1.0f;
   const model::Config& config() const { return weights->config; }

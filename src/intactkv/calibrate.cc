@@ -7,8 +7,7 @@
 #include <random>
 #include <sstream>
 
-#include "eval/progress.h"
-#include "exp/plot.h"
+#include "io/progress.h"
 #include "intactkv/backward.h"
 #include "intactkv/calibrate_checkpoint.h"
 #include "intactkv/calibrate_data.h"
@@ -134,25 +133,17 @@ std::pair<double, double> epoch_mean(const std::vector<StepLog>& log, int64_t ep
   return {total / N, last / N};
 }
 
-void write_loss_outputs(const std::vector<StepLog>& log, const std::string& stem, const std::string& title,
-                        CalibrationResult& r) {
+void write_loss_log(const std::vector<StepLog>& log, const std::string& stem, CalibrationResult& r) {
   std::string csv = "step,epoch,lr,loss,loss_last_layer,grad_norm\n";
-  exp::Series total{"total (sum over layers)", {}, {}}, last{"last layer", {}, {}};
   for (const StepLog& s : log) {
     std::ostringstream row;
     row.precision(9);
     row << s.step << "," << s.epoch << "," << s.lr << "," << s.loss << "," << s.loss_last_layer << "," << s.grad_norm
         << "\n";
     csv += row.str();
-    total.x.push_back(s.step), total.y.push_back(s.loss);
-    last.x.push_back(s.step), last.y.push_back(s.loss_last_layer);
   }
-  r.log_csv = stem + ".loss.csv", r.plot_png = stem + ".loss.png", r.plot_svg = stem + ".loss.svg";
+  r.log_csv = stem + ".loss.csv";
   io::write_file_atomic(r.log_csv, csv);
-  if (log.empty()) return;
-  exp::LinePlot plot{title, "optimizer step", "loss (mean over the step's samples)", {total, last}, false, true};
-  exp::save_plot(plot, r.plot_png);
-  exp::save_plot(plot, r.plot_svg);
 }
 
 }  // namespace
@@ -241,7 +232,7 @@ CalibrationResult calibrate_prefix(const model::Weights& fp, const model::Weight
   // HF's linear warm-up: lr(s) = lr · s / W for the 0-based step s < W = ceil(warmup · steps), so the
   // first step has lr 0 (it still fills the Adam moments), as the reference's Trainer does.
   const int64_t warmup_steps = static_cast<int64_t>(std::ceil(spec.warmup * total_steps));
-  eval::Progress bar("calibrate", spec.progress ? (spec.epochs - st.epoch) * N : 0);
+  io::Progress bar("calibrate", spec.progress ? (spec.epochs - st.epoch) * N : 0);
   int64_t done = 0;
   PrefixKV<float> grad = zero_prefix_kv<float>(c, P);
   SampleTargets tg;
@@ -284,7 +275,7 @@ CalibrationResult calibrate_prefix(const model::Weights& fp, const model::Weight
     }
     ++st.epoch;
     save_checkpoint(ckpt_path, st, c, key);
-    write_loss_outputs(st.log, stem, "IntactKV calibration, " + spec.quant_label, r);
+    write_loss_log(st.log, stem, r);
     const auto [loss, last] = epoch_mean(st.log, st.epoch - 1, N, A);
     const EpochLog el{st.epoch, spec.epochs, st.step, loss, last,
                       heldout_loss(dense, st.p, data, *targets, spec.kv_bits), since(te)};
@@ -320,7 +311,7 @@ CalibrationResult calibrate_prefix(const model::Weights& fp, const model::Weight
   r.prefix.settings["heldout_mse_before"] = num(r.heldout_mse_before);
   r.prefix.settings["heldout_mse_after"] = num(r.heldout_mse_after);
   save_prefix(r.prefix, c, spec.output);
-  write_loss_outputs(st.log, stem, "IntactKV calibration, " + spec.quant_label, r);
+  write_loss_log(st.log, stem, r);
   std::error_code ec;
   fs::remove(ckpt_path, ec);
   r.output = spec.output;

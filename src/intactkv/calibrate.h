@@ -13,7 +13,8 @@
 //   OUT.ckpt.safetensors  after every epoch: prefix, Adam moments, step, RNG state, loss log and the
 //                         settings it was made with; written atomically. A rerun with the same output
 //                         and settings resumes from it (other settings: an Error); removed when done.
-//   OUT.loss.png/.svg     loss per optimizer step (total and last layer); OUT.loss.csv the numbers.
+//   OUT.loss.csv          loss per optimizer step (total and last layer); exp/intactkv_figures.h
+//                         draws it as OUT.loss.png/.svg.
 //   OUT.targets.f16       the FP targets while running, when they exceed the memory budget.
 #pragma once
 #include <cstdint>
@@ -68,7 +69,7 @@ struct CalibrationResult {
   int64_t steps = 0, resumed_from_epoch = 0;
   std::vector<StepLog> log;
   double seconds = 0, targets_seconds = 0;
-  std::string output, plot_png, plot_svg, log_csv;
+  std::string output, log_csv;  // the prefix file; OUT.loss.csv, the loss per step
 };
 
 struct CalibrationHooks {

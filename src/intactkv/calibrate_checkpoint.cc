@@ -34,12 +34,7 @@ bool load_checkpoint(const std::string& path, TrainState& st, const model::Confi
   std::error_code ec;
   if (!fs::exists(path, ec)) return false;
   io::SafetensorsFile f(path);
-  const auto& meta = f.metadata();
-  auto get = [&](const char* k) {
-    auto it = meta.find(k);
-    if (it == meta.end()) fail(path, ": not an IntactKV calibration checkpoint (metadata ", k, " missing)");
-    return it->second;
-  };
+  auto get = [&](const char* key) { return f.required_metadata(key, "an IntactKV calibration checkpoint"); };
   if (get("ikv_checkpoint") != "1") fail(path, ": unsupported checkpoint format");
   if (get("key") != key)
     fail(path, ": checkpoint of a calibration with other settings or another model; remove it or choose another "

@@ -3,7 +3,7 @@
 #include <cmath>
 #include <filesystem>
 
-#include "eval/progress.h"
+#include "io/progress.h"
 #include "io/dtype.h"
 #include "io/error.h"
 
@@ -81,7 +81,7 @@ std::unique_ptr<TargetStore> compute_targets(const engine::Engine& fp, const Pre
   auto store = std::make_unique<TargetStore>(c.n_layers, c.dim, rows, budget_bytes, spill_path);
   const int64_t P = fp_prefix.size();
   std::vector<std::vector<float>> outs;
-  eval::Progress bar("FP targets", progress ? static_cast<int64_t>(all.size()) : 0);
+  io::Progress bar("FP targets", progress ? static_cast<int64_t>(all.size()) : 0);
   for (size_t i = 0; i < all.size(); ++i) {
     const CalibrationSample& s = *all[i];
     const int64_t n = static_cast<int64_t>(s.tokens.size()) - P;

@@ -6,10 +6,9 @@
 #include <filesystem>
 #include <sstream>
 
-#include "exp/plot.h"
 #include "io/error.h"
 #include "io/mapped_file.h"
-#include "io/escape.h"
+#include "io/text.h"
 
 namespace ikv::intactkv {
 
@@ -149,47 +148,5 @@ std::string format_inspect_table(const PivotReport& r, int64_t positions) {
   return os.str();
 }
 
-void write_inspect_outputs(const PivotReport& r, const std::string& out_dir, const std::string& title) {
-  std::filesystem::create_directories(out_dir);
-  const int64_t N = r.map_positions, L = static_cast<int64_t>(r.attention.size());
-  io::write_file_atomic(out_dir + "/inspect.md", "# " + io::escape_md(title) + "\n\n" + format_inspect_table(r, N));
-
-  exp::BarPlot peaks;
-  peaks.title = title + ": peak |activation| per token";
-  peaks.xlabel = "token";
-  peaks.ylabel = "max |h| over layers and channels";
-  peaks.log_y = true;
-  exp::Series s;
-  s.label = "peak |h|";
-  const int64_t shown = std::min<int64_t>(r.tokens.size(), 48);
-  for (int64_t t = 0; t < shown; ++t) {
-    peaks.categories.push_back(std::to_string(t) + ":" + r.tokens[t].piece);
-    s.y.push_back(r.tokens[t].peak);
-  }
-  peaks.groups.push_back(s);
-  exp::Heatmap mass;
-  mass.title = title + ": attention mass received";
-  mass.xlabel = "key position";
-  mass.ylabel = "layer";
-  mass.rows = L;
-  mass.cols = N;
-  for (int64_t l = 0; l < L; ++l) {
-    mass.row_labels.push_back(std::to_string(l + 1));
-    for (int64_t k = 0; k < N; ++k) mass.values.push_back(r.attention[l][k]);
-  }
-  for (const char* ext : {".png", ".svg"}) {
-    exp::save_plot(peaks, out_dir + "/peaks" + ext);
-    exp::save_plot(mass, out_dir + "/attention_mass" + ext);
-    for (int64_t l = 0; l < L; ++l) {
-      exp::Heatmap m;
-      m.title = title + ": attention, layer " + std::to_string(l + 1) + " (mean over heads)";
-      m.xlabel = "key position";
-      m.ylabel = "query position";
-      m.rows = m.cols = N;
-      m.values = r.first_maps[l];
-      exp::save_plot(m, out_dir + "/attention_layer" + std::to_string(l + 1) + ext, 640, 600);
-    }
-  }
-}
 
 }  // namespace ikv::intactkv

@@ -45,9 +45,6 @@ struct AutoSize {
 };
 AutoSize auto_prefix_size(const PivotReport& report, int64_t prefix_len);
 
-// Writes the report as a Markdown table file plus plots (PNG and SVG): peak |activation| per
-// token, attention mass per layer × position, and a per-layer attention map of the first positions.
-void write_inspect_outputs(const PivotReport& report, const std::string& out_dir, const std::string& title);
 std::string format_inspect_table(const PivotReport& report, int64_t positions);
 
 }  // namespace ikv::intactkv

@@ -3,7 +3,6 @@
 #include <cstdio>
 #include <sstream>
 
-#include "exp/plot.h"
 #include "intactkv/prefix.h"
 #include "io/error.h"
 #include "quant/quarot.h"
@@ -82,21 +81,5 @@ std::string format_mse_sweep(const MseSweepResult& r) {
   return os.str();
 }
 
-void plot_mse_sweep(const MseSweepResult& r, const std::string& path_stem, const std::string& title) {
-  exp::LinePlot p;
-  p.title = title;
-  p.xlabel = "IntactKV size (tokens)";
-  p.ylabel = "MSE of decoder-layer output";
-  p.log_y = true;
-  const size_t L = r.layer_mse.empty() ? 0 : r.layer_mse[0].size();
-  for (size_t l = 0; l < L; ++l) {
-    exp::Series s;
-    s.label = "layer " + std::to_string(l + 1);
-    for (size_t i = 0; i < r.sizes.size(); ++i) s.x.push_back(r.sizes[i]), s.y.push_back(r.layer_mse[i][l]);
-    p.series.push_back(s);
-  }
-  exp::save_plot(p, path_stem + ".png");
-  exp::save_plot(p, path_stem + ".svg");
-}
 
 }  // namespace ikv::intactkv

@@ -23,6 +23,5 @@ MseSweepResult mse_sweep(const engine::Engine& fp, const engine::Engine& quant, 
                          const std::vector<std::vector<int32_t>>& samples, int64_t max_size, int kv_bits = 16);
 
 std::string format_mse_sweep(const MseSweepResult& r);
-void plot_mse_sweep(const MseSweepResult& r, const std::string& path_stem, const std::string& title);
 
 }  // namespace ikv::intactkv

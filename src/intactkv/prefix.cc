@@ -3,7 +3,7 @@
 #include <cstring>
 
 #include "io/error.h"
-#include "quant/kv_quant.h"
+#include "kernels/kv_quant.h"
 #include "quant/quarot.h"
 
 namespace ikv::intactkv {
@@ -46,8 +46,8 @@ void install_prefix(engine::KVCache& cache, const Prefix& prefix, const engine::
         quant::kv_to_model(eng.weights(), kd, 1);
         quant::kv_to_model(eng.weights(), vd, 1);
         if (quantize_prefix && cache.kv_bits < 16) {
-          quant::fake_quantize_kv(kd, Hd, cache.kv_bits);
-          quant::fake_quantize_kv(vd, Hd, cache.kv_bits);
+          kernels::fake_quantize_kv(kd, Hd, cache.kv_bits);
+          kernels::fake_quantize_kv(vd, Hd, cache.kv_bits);
         }
       }
   }

@@ -36,12 +36,7 @@ void save_prefix(const Prefix& p, const model::Config& c, const std::string& pat
 
 Prefix load_prefix(const std::string& path, const model::Config& c, const std::string& model_fingerprint) {
   io::SafetensorsFile f(path);
-  const auto& meta = f.metadata();
-  auto get = [&](const char* key) {
-    auto it = meta.find(key);
-    if (it == meta.end()) fail(path, ": not an IntactKV file (metadata ", key, " missing)");
-    return it->second;
-  };
+  auto get = [&](const char* key) { return f.required_metadata(key, "an IntactKV file"); };
   if (get("ikv_format") != "1") fail(path, ": unsupported IntactKV format ", get("ikv_format"));
   Prefix p;
   p.model_fingerprint = get("model_fingerprint");

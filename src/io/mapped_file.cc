@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "io/error.h"
+#include "io/text.h"
 
 namespace ikv::io {
 
@@ -74,43 +75,10 @@ std::string read_text_file(const std::string& path, size_t max_bytes) {
   return text;
 }
 
-namespace {
-
-// Offset of the first byte that is not part of well-formed UTF-8 (or is a NUL), or npos.
-size_t first_bad_utf8(const std::string& s) {
-  const auto* b = reinterpret_cast<const unsigned char*>(s.data());
-  const size_t n = s.size();
-  for (size_t i = 0; i < n;) {
-    const unsigned c = b[i];
-    if (c == 0) return i;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t len = 0;
-    unsigned min = 0;
-    if ((c & 0xE0) == 0xC0) len = 2, min = 0x80;
-    else if ((c & 0xF0) == 0xE0) len = 3, min = 0x800;
-    else if ((c & 0xF8) == 0xF0) len = 4, min = 0x10000;
-    else return i;
-    if (i + len > n) return i;
-    unsigned cp = c & (0xFF >> (len + 1));
-    for (size_t k = 1; k < len; ++k) {
-      if ((b[i + k] & 0xC0) != 0x80) return i;
-      cp = (cp << 6) | (b[i + k] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;  // overlong, surrogate
-    i += len;
-  }
-  return std::string::npos;
-}
-
-}  // namespace
-
 std::string read_utf8_text(const std::string& path) {
   std::string text = read_text_file(path);
   if (text.find_first_not_of(" \t\r\n") == std::string::npos) fail(path, ": text file is empty");
-  const size_t bad = first_bad_utf8(text);
+  const size_t bad = first_invalid_utf8(text);
   if (bad != std::string::npos)
     fail(path, ": not UTF-8 text (", text[bad] == 0 ? "a NUL byte" : "an invalid byte", " at offset ", bad, ")");
   return text;

@@ -156,6 +156,12 @@ const TensorView& SafetensorsFile::get(const std::string& name) const {
   return *t;
 }
 
+const std::string& SafetensorsFile::required_metadata(const std::string& key, const std::string& kind) const {
+  auto it = header_.metadata.find(key);
+  if (it == header_.metadata.end()) fail(path(), ": not ", kind, " (metadata ", key, " missing)");
+  return it->second;
+}
+
 void check_float_dtype(const TensorView& t, const std::string& path) {
   if (t.dtype != DType::F32 && t.dtype != DType::F16 && t.dtype != DType::BF16 && t.dtype != DType::F64)
     fail(path, ": tensor ", t.name, ": dtype ", dtype_name(t.dtype), " is not a float type");

@@ -42,6 +42,9 @@ class SafetensorsFile {
   const std::map<std::string, std::string>& metadata() const { return header_.metadata; }
   const TensorView* find(const std::string& name) const;
   const TensorView& get(const std::string& name) const;  // Error naming the file and tensor
+  // metadata[key]; absent is the Error "PATH: not KIND (metadata KEY missing)", kind as in
+  // "an IntactKV file": a file of another kind is refused by the first key it lacks.
+  const std::string& required_metadata(const std::string& key, const std::string& kind) const;
 
  private:
   MappedFile file_;

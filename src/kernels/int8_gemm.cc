@@ -8,7 +8,7 @@
 
 #include "io/error.h"
 #include "kernels/onednn.h"
-#include "quant/packed_matrix.h"
+#include "kernels/packed_matrix.h"
 
 namespace ikv::kernels {
 
@@ -72,15 +72,15 @@ Int8Matrix make_int8_matrix(std::vector<int8_t> q, std::vector<float> scale, int
   return m;
 }
 
-Int8Matrix int8_from_packed(const quant::PackedMatrix& W) {
+Int8Matrix int8_from_packed(const kernels::PackedMatrix& W) {
   if (!W.sym || W.group != W.cols)
     fail("int8 weights need a symmetric per-channel matrix (", W.rows, "x", W.cols, " has ",
          W.sym ? "sym" : "asym", ", group ", W.group, ")");
   std::vector<int32_t> codes(W.rows * W.cols);
-  quant::unpack_codes(W, codes.data());
+  kernels::unpack_codes(W, codes.data());
   std::vector<int8_t> q(codes.begin(), codes.end());  // signed codes of at most 8 bits
   std::vector<float> scale(W.rows);
-  for (int64_t n = 0; n < W.rows; ++n) scale[n] = quant::scale_value(W, n, 0);
+  for (int64_t n = 0; n < W.rows; ++n) scale[n] = kernels::scale_value(W, n, 0);
   return make_int8_matrix(std::move(q), std::move(scale), W.rows, W.cols);
 }
 

@@ -14,11 +14,9 @@
 #include <memory>
 #include <vector>
 
-namespace ikv::quant {
-struct PackedMatrix;
-}
-
 namespace ikv::kernels {
+
+struct PackedMatrix;
 
 struct Int8MatmulWeights;  // oneDNN's copy of the codes (int8_gemm.cc)
 
@@ -33,9 +31,9 @@ struct Int8Matrix {
 
 // From codes and per-row scales (q[n, k] is multiplied by scale[n]).
 Int8Matrix make_int8_matrix(std::vector<int8_t> q, std::vector<float> scale, int64_t rows, int64_t cols);
-// From a packed symmetric per-channel matrix (quant/packed_matrix.h): the same codes and the
+// From a packed symmetric per-channel matrix (kernels/packed_matrix.h): the same codes and the
 // stored fp16 scales, so dequantize(W) equals q · scale exactly. Other formats: ikv::Error.
-Int8Matrix int8_from_packed(const quant::PackedMatrix& W);
+Int8Matrix int8_from_packed(const kernels::PackedMatrix& W);
 
 // Per-token symmetric quantization of X [M, K] (QuaRot's ActQuantizer with sym = True):
 //   s[m] = clip · max_k |x[m, k]| / (2^(bits-1) − 1)   (1 for an all-zero row),

@@ -5,7 +5,7 @@
 #include "kernels/gemm.h"
 #include "kernels/int8_gemm.h"
 #include "kernels/packed_matmul.h"
-#include "quant/packed_matrix.h"
+#include "kernels/packed_matrix.h"
 
 namespace ikv::kernels {
 
@@ -40,7 +40,7 @@ void linear_forward(const Linear& layer, const float* X, int64_t M, float* Y) {
 std::vector<float> linear_dense_weight(const Linear& layer) {
   if (layer.packed) {
     std::vector<float> w(static_cast<size_t>(layer.out * layer.in));
-    quant::dequantize(*layer.packed, w.data());
+    kernels::dequantize(*layer.packed, w.data());
     if (layer.in_perm.empty()) return w;
     std::vector<float> unperm(w.size());
     for (int64_t n = 0; n < layer.out; ++n)

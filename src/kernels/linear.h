@@ -16,7 +16,7 @@ struct Linear {
   int64_t out = 0, in = 0;
   std::vector<float> w;                                 // dense fp32 [out, in]; empty once packed
   std::vector<uint16_t> w_bf16;                         // bf16 [out, in] when compute dtype is bf16
-  std::shared_ptr<const quant::PackedMatrix> packed;    // low-bit weights when quantized
+  std::shared_ptr<const kernels::PackedMatrix> packed;    // low-bit weights when quantized
   // What a packed layer's input is rounded to before the product (the codes stay exact): kBf16
   // with bf16 compute, the packed counterpart of w_bf16; kQ8 for int8 blocks (dtype q8).
   Activations packed_input = Activations::kFp32;

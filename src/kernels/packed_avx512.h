@@ -12,13 +12,13 @@
 #include <utility>
 
 #include "io/dtype.h"
-#include "quant/packed_matrix.h"
+#include "kernels/packed_matrix.h"
 
 namespace ikv::kernels::detail::avx512 {
 
-using quant::CodeLayout;
-using quant::CodeWord;
-using quant::PackedMatrix;
+using kernels::CodeLayout;
+using kernels::CodeWord;
+using kernels::PackedMatrix;
 
 // Compile-time view of one bit width's block (see CodeLayout for the runtime one).
 template <int B>

@@ -142,7 +142,7 @@ template <int B>
 void bf16_gemv(const PackedMatrix& W, const float* X, int64_t M, float* Y) {
   using F = Format<B>;
   using P = Pairs<B>;
-  const CodeLayout lay = quant::code_layout(B, W.cols);
+  const CodeLayout lay = kernels::code_layout(B, W.cols);
   const int64_t blocks = total_blocks(lay), groups = W.groups_per_row();
   const int64_t padded = blocks * F::kBlockCodes, xstride = blocks * P::kCount * 32;
   std::vector<float> xr(padded, 0.0f), xg(M * groups, 0.0f), xc(M * groups, 0.0f);

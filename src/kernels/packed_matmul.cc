@@ -12,14 +12,15 @@
 
 #include "io/dtype.h"
 #include "io/error.h"
-#include "quant/packed_matrix.h"
+#include "kernels/gemm.h"
+#include "kernels/packed_matrix.h"
 
 namespace ikv::kernels {
 namespace {
 
-using quant::CodeLayout;
-using quant::CodeWord;
-using quant::PackedMatrix;
+using kernels::CodeLayout;
+using kernels::CodeWord;
+using kernels::PackedMatrix;
 
 // Row n of W dequantized into out[0, cols). Any bits and group size; the AVX2 build vectorizes
 // the lane loop where it can.
@@ -40,8 +41,8 @@ void dequantize_row_portable(const PackedMatrix& W, const CodeLayout& lay, int64
     const int count = static_cast<int>(std::min<int64_t>(16, W.cols - k0));
     for (int i = 0; i < count; ++i) {
       const int64_t g = (k0 + i) / W.group;
-      out[k0 + i] = static_cast<float>(static_cast<int>(q[i]) - quant::zero_point(W, n, g)) *
-                    quant::scale_value(W, n, g);
+      out[k0 + i] = static_cast<float>(static_cast<int>(q[i]) - kernels::zero_point(W, n, g)) *
+                    kernels::scale_value(W, n, g);
     }
   }
 }
@@ -50,13 +51,13 @@ void dequantize_row_portable(const PackedMatrix& W, const CodeLayout& lay, int64
 void dequantize_rows(const PackedMatrix& W, int64_t n0, int64_t n1, float* out, int64_t ld,
                      bool avx512) {
   if (avx512) return detail::dequantize_rows_avx512(W, n0, n1, out, ld);
-  const CodeLayout lay = quant::code_layout(W.bits, W.cols);
+  const CodeLayout lay = kernels::code_layout(W.bits, W.cols);
   for (int64_t n = n0; n < n1; ++n) dequantize_row_portable(W, lay, n, out + (n - n0) * ld);
 }
 
 // Small M without AVX-512: dequantize a row, dot it with every row of X.
 void gemv_portable(const PackedMatrix& W, const float* X, int64_t M, float* Y) {
-  const CodeLayout lay = quant::code_layout(W.bits, W.cols);
+  const CodeLayout lay = kernels::code_layout(W.bits, W.cols);
   const int64_t K = W.cols, N = W.rows;
 #pragma omp parallel
   {
@@ -270,13 +271,8 @@ void packed_matmul_reference(const PackedMatrix& W, const float* X, int64_t M, f
     X = xr.data();
   }
   std::vector<float> w(N * K);
-  quant::dequantize(W, w.data());
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t n = 0; n < N; ++n) {
-      double acc = 0;
-      for (int64_t k = 0; k < K; ++k) acc += static_cast<double>(X[m * K + k]) * w[n * K + k];
-      Y[m * N + n] = static_cast<float>(acc);
-    }
+  dequantize(W, w.data());
+  gemm_reference(X, M, K, w.data(), N, Y);
 }
 
 }  // namespace ikv::kernels

@@ -1,4 +1,4 @@
-// Y = X · Wᵀ with W a packed low-bit matrix (quant/packed_matrix.h), fp32 in and out.
+// Y = X · Wᵀ with W a packed low-bit matrix (kernels/packed_matrix.h), fp32 in and out.
 //
 // Regimes (every fast path is checked against packed_matmul_reference in tests):
 //  - M <= 4 (decode): codes are decoded in registers and each packed byte is streamed once; scale
@@ -24,11 +24,9 @@
 
 #include "kernels/cpu.h"
 
-namespace ikv::quant {
-struct PackedMatrix;
-}
-
 namespace ikv::kernels {
+
+struct PackedMatrix;
 
 // What X is before the product. kFp32: as given. kBf16: rounded to bf16 (nearest even), as oneDNN's
 // bf16 matmul does, while the packed weights stay exact: Y = bf16(X)·W'ᵀ with fp32 accumulation.
@@ -48,11 +46,11 @@ std::vector<float> rounded_activations(const float* X, int64_t M, int64_t K, Act
 
 // Y[M, rows] = X[M, cols] · Wᵀ, OpenMP-parallel over output features. isa picks the decoder
 // (kAuto: AVX-512 when cpu_has_avx512(), which IKV_NO_AVX512=1 turns off).
-void packed_matmul(const quant::PackedMatrix& W, const float* X, int64_t M, float* Y,
+void packed_matmul(const kernels::PackedMatrix& W, const float* X, int64_t M, float* Y,
                    Isa isa = Isa::kAuto, Activations act = Activations::kFp32);
 
 // dequantize() then Y[m, n] = Σ_k X'[m, k] · W'[n, k] accumulated in double (X' = X rounded as act says).
-void packed_matmul_reference(const quant::PackedMatrix& W, const float* X, int64_t M, float* Y,
+void packed_matmul_reference(const kernels::PackedMatrix& W, const float* X, int64_t M, float* Y,
                              Activations act = Activations::kFp32);
 
 // From this many rows of X on, packed_matmul dequantizes panels and runs a GEMM on them.
@@ -64,20 +62,20 @@ namespace detail {
 inline constexpr int64_t kFoldedMaxM = 4;
 
 // True when the AVX-512 decoders cover W's format (bits 3/4, group % 16 == 0 or per-channel).
-bool avx512_decodes(const quant::PackedMatrix& W);
+bool avx512_decodes(const kernels::PackedMatrix& W);
 // Fused decode + FMA for M < kPanelMinRows (packed_matmul_avx512.cc).
-void packed_gemv_avx512(const quant::PackedMatrix& W, const float* X, int64_t M, float* Y);
+void packed_gemv_avx512(const kernels::PackedMatrix& W, const float* X, int64_t M, float* Y);
 // True when packed_gemv_bf16_avx512 runs here and covers W's format: AVX512_BF16 + VBMI + VBMI2, and W4
 // groups of 128k / W3 groups of 64k columns or per-channel scales.
-bool avx512_bf16_gemv_covers(const quant::PackedMatrix& W);
+bool avx512_bf16_gemv_covers(const kernels::PackedMatrix& W);
 // The base c of column k in packed_gemv_bf16_avx512 (a power of two): its code q decodes to the
 // bf16 1 + q/c and its x to c·bf16(x), so the sums it accumulates carry c·x on top of q·x.
 int bf16_gemv_code_base(int bits, int64_t k);
 // Y = bf16(X)·Wᵀ for M < kPanelMinRows on vdpbf16ps (packed_gemv_bf16_avx512.cc).
-void packed_gemv_bf16_avx512(const quant::PackedMatrix& W, const float* X, int64_t M, float* Y);
+void packed_gemv_bf16_avx512(const kernels::PackedMatrix& W, const float* X, int64_t M, float* Y);
 // out[(n - n0) * ld + k] = dequantized W[n, k] for n in [n0, n1), k < cols; bit-identical to
-// quant::dequantize_rows.
-void dequantize_rows_avx512(const quant::PackedMatrix& W, int64_t n0, int64_t n1, float* out,
+// kernels::dequantize_rows.
+void dequantize_rows_avx512(const kernels::PackedMatrix& W, int64_t n0, int64_t n1, float* out,
                             int64_t ld);
 
 // A [K, np] weight panel in a oneDNN layout with at most one inner block per dimension, n
@@ -90,8 +88,8 @@ struct PanelLayout {
 };
 // Rows [n0, n0 + rows) of W dequantized into a panel with kb == 16 and nb % 16 == 0 (16x16 tiles
 // transposed in registers); the padding (k >= cols, n >= rows up to a multiple of nb) is zeroed.
-// Bit-identical values to quant::dequantize_rows.
-void dequantize_panel_avx512(const quant::PackedMatrix& W, int64_t n0, int64_t rows,
+// Bit-identical values to kernels::dequantize_rows.
+void dequantize_panel_avx512(const kernels::PackedMatrix& W, int64_t n0, int64_t rows,
                              const PanelLayout& layout, float* out);
 
 }  // namespace detail

@@ -1,4 +1,4 @@
-// AVX-512 decoders for packed W3/W4 (layout: quant/packed_matrix.h). One aligned 64-byte load gives
+// AVX-512 decoders for packed W3/W4 (layout: kernels/packed_matrix.h). One aligned 64-byte load gives
 // a dword of all 16 lanes; position p of the block is a mask (or, where the field straddles two
 // dwords, a funnel of two shifts) away, and vcvtudq2ps turns it into floats.
 //
@@ -10,7 +10,7 @@
 //
 // Where a dequantized weight is needed (small-M GEMM, panels for the large-M GEMM) it is
 // fmsub(q·2^o, s·2^-o, z·s) = (q − z)·s with one rounding, and q·s and z·s are exact in fp32
-// (8-bit integer times an fp16 scale), so it is bit-identical to quant::dequantize_rows.
+// (8-bit integer times an fp16 scale), so it is bit-identical to kernels::dequantize_rows.
 
 // GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself (_mm512_undefined_ps),
 // which -W(maybe-)uninitialized reports at every inlined use; the warning says nothing about this code.
@@ -85,7 +85,7 @@ struct Fp32Steps {
 template <int B>
 void folded_gemm(const PackedMatrix& W, const float* X, int64_t M, float* Y) {
   using F = Format<B>;
-  const CodeLayout lay = quant::code_layout(B, W.cols);
+  const CodeLayout lay = kernels::code_layout(B, W.cols);
   const int64_t groups = W.groups_per_row(), xstride = total_blocks(lay) * F::kBlockCodes;
   std::vector<float> xs(M * xstride, 0.0f), xg(M * groups, 0.0f);
   for (int64_t m = 0; m < M; ++m) {
@@ -188,7 +188,7 @@ template <int B>
 void dequant_gemm(const PackedMatrix& W, const float* X, int64_t M, float* Y) {
   using F = Format<B>;
   constexpr int R = 2;
-  const CodeLayout lay = quant::code_layout(B, W.cols);
+  const CodeLayout lay = kernels::code_layout(B, W.cols);
   const int64_t xstride = total_blocks(lay) * F::kBlockCodes;
   std::vector<float> xp(M * xstride, 0.0f);
   for (int64_t m = 0; m < M; ++m) std::copy_n(X + m * W.cols, W.cols, xp.data() + m * xstride);
@@ -212,7 +212,7 @@ void dequant_gemm(const PackedMatrix& W, const float* X, int64_t M, float* Y) {
 template <int B>
 void dequantize_rows(const PackedMatrix& W, int64_t n0, int64_t n1, float* out, int64_t ld) {
   using F = Format<B>;
-  const CodeLayout lay = quant::code_layout(B, W.cols);
+  const CodeLayout lay = kernels::code_layout(B, W.cols);
   const int64_t blocks = total_blocks(lay), ppg = positions_per_group(W);
   const int64_t gstride = (W.groups_per_row() + F::L + 1 + 15) / 16 * 16;
   std::vector<float> s(gstride), sz(gstride);
@@ -292,7 +292,7 @@ inline void transpose16x16(__m512 (&r)[16]) {
 template <int B>
 void dequantize_panel(const PackedMatrix& W, int64_t n0, int64_t rows, const PanelLayout& pl, float* out) {
   using F = Format<B>;
-  const CodeLayout lay = quant::code_layout(B, W.cols);
+  const CodeLayout lay = kernels::code_layout(B, W.cols);
   const int64_t blocks = total_blocks(lay), ppg = positions_per_group(W);
   const int64_t gstride = (W.groups_per_row() + F::L + 1 + 15) / 16 * 16;
   const int64_t padded_rows = (rows + pl.nb - 1) / pl.nb * pl.nb;

@@ -8,11 +8,11 @@
 
 namespace ikv::kernels {
 
-bool q8_tiles_cover(const quant::PackedMatrix& W) {
+bool q8_tiles_cover(const kernels::PackedMatrix& W) {
   return (W.bits == 3 || W.bits == 4) && (W.group == W.cols || W.group % kQ8Block == 0);
 }
 
-Q8Tiles tile_for_q8(const quant::PackedMatrix& W) {
+Q8Tiles tile_for_q8(const kernels::PackedMatrix& W) {
   if (!q8_tiles_cover(W))
     fail("q8 tiles: need 3- or 4-bit codes with groups of 128k columns or per-channel, got ", W.bits,
          " bits, group ", W.group);
@@ -27,7 +27,7 @@ Q8Tiles tile_for_q8(const quant::PackedMatrix& W) {
   T.codes.resize(T.tiles * T.units * uw);
   T.scales.assign(T.tiles * groups * 16, 0);
   T.zeros.assign(T.tiles * groups * 8, 0);
-  const quant::CodeLayout lay = quant::code_layout(W.bits, W.cols);
+  const kernels::CodeLayout lay = kernels::code_layout(W.bits, W.cols);
 #pragma omp parallel for schedule(dynamic)
   for (int64_t t = 0; t < T.tiles; ++t) {
     // The tile's codes as bytes [16][units · 128], zero past the matrix.
@@ -35,11 +35,11 @@ Q8Tiles tile_for_q8(const quant::PackedMatrix& W) {
     const int64_t width = T.units * kQ8Block;
     for (int r = 0; r < 16 && 16 * t + r < W.rows; ++r) {
       const int64_t n = 16 * t + r;
-      const quant::CodeWord* row = W.codes.data() + n * lay.row_words;
-      for (int64_t k = 0; k < W.cols; ++k) c[r * width + k] = static_cast<uint8_t>(quant::code_at(row, lay, W.bits, k));
+      const kernels::CodeWord* row = W.codes.data() + n * lay.row_words;
+      for (int64_t k = 0; k < W.cols; ++k) c[r * width + k] = static_cast<uint8_t>(kernels::code_at(row, lay, W.bits, k));
       for (int64_t g = 0; g < groups; ++g) {
         T.scales[(t * groups + g) * 16 + r] = W.scales[n * groups + g];
-        T.zeros[(t * groups + g) * 8 + r % 8] |= static_cast<uint8_t>(quant::zero_point(W, n, g) << (4 * (r / 8)));
+        T.zeros[(t * groups + g) * 8 + r % 8] |= static_cast<uint8_t>(kernels::zero_point(W, n, g) << (4 * (r / 8)));
       }
     }
     for (int64_t u = 0; u < T.units; ++u) {
@@ -82,7 +82,7 @@ int q8_tile_code(const Q8Tiles& T, int64_t n, int64_t k) {
 }
 
 size_t q8_tiles_bytes(const Q8Tiles& T) {
-  return T.codes.size() * sizeof(quant::CodeWord) + T.scales.size() * 2 + T.zeros.size();
+  return T.codes.size() * sizeof(kernels::CodeWord) + T.scales.size() * 2 + T.zeros.size();
 }
 
 bool q8_tiles_runs_here() { return cpu_has_avx512_vnni(); }

@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "kernels/packed_matmul.h"
-#include "quant/packed_matrix.h"
+#include "kernels/packed_matrix.h"
 
 namespace ikv::kernels {
 
@@ -34,7 +34,7 @@ struct Q8Tiles {
   int64_t rows = 0, cols = 0;        // N, K of the source matrix
   int64_t group = 0;                 // columns per group (== cols for per-channel)
   int64_t tiles = 0, units = 0;      // ceil(N / 16), ceil(K / 128)
-  std::vector<quant::CodeWord> codes;  // tiles * units * unit_words()
+  std::vector<kernels::CodeWord> codes;  // tiles * units * unit_words()
   std::vector<uint16_t> scales;        // tiles * groups * 16
   std::vector<uint8_t> zeros;          // tiles * groups * 8
 
@@ -43,10 +43,10 @@ struct Q8Tiles {
 };
 
 // True when W can be tiled: bits 3 or 4, groups of 128k columns or per-channel scales.
-bool q8_tiles_cover(const quant::PackedMatrix& W);
+bool q8_tiles_cover(const kernels::PackedMatrix& W);
 // W's codes and constants in the tiled layout (same values; W is not needed afterwards by the
 // GEMV). Throws ikv::Error unless q8_tiles_cover(W).
-Q8Tiles tile_for_q8(const quant::PackedMatrix& W);
+Q8Tiles tile_for_q8(const kernels::PackedMatrix& W);
 // Code of row n, column k (reference decoder of the layout, for tests).
 int q8_tile_code(const Q8Tiles& T, int64_t n, int64_t k);
 // Bytes the GEMV streams: codes + scales + zeros.

@@ -7,10 +7,7 @@
 
 #include "kernels/linear.h"
 #include "model/config.h"
-
-namespace ikv::quant {
-struct Rotation;
-}
+#include "model/rotation.h"
 
 namespace ikv::model {
 
@@ -30,7 +27,7 @@ struct Weights {
   std::string fingerprint;        // sha256 over the config and weight files' digests
   // Set when QuaRot rotated the model (quant/quarot.h): the rotations the engine applies online,
   // and that map FP residual streams and IntactKV prefixes into the model's coordinates.
-  std::shared_ptr<const quant::Rotation> rotation;
+  std::shared_ptr<const model::Rotation> rotation;
 };
 
 enum class ComputeType { F32, BF16 };

@@ -6,7 +6,7 @@
 
 #include "io/error.h"
 #include "io/safetensors.h"
-#include "quant/packed_matrix.h"
+#include "kernels/packed_matrix.h"
 #include "quant/quarot.h"
 
 namespace ikv::quant {
@@ -39,7 +39,7 @@ void save_quantized(model::Weights& w, const std::string& path, const std::map<s
   int64_t group = -1;  // per-channel (every matrix one group per row) unless some matrix has narrower groups
   for (auto& nl : model::named_linears(w)) {
     if (!nl.linear->packed) fail(path, ": ", nl.name, " is not quantized; nothing to save");
-    const PackedMatrix& p = *nl.linear->packed;
+    const kernels::PackedMatrix& p = *nl.linear->packed;
     const int64_t lanes = static_cast<int64_t>(p.codes.size()) * 16;
     tensors.push_back({nl.name + ".codes", io::DType::U32, {p.rows, lanes / p.rows}, p.codes.data(), p.codes.size() * 64});
     tensors.push_back({nl.name + ".scales", io::DType::F16, {p.rows, p.groups_per_row()}, p.scales.data(), p.scales.size() * 2});
@@ -80,12 +80,7 @@ void save_quantized(model::Weights& w, const std::string& path, const std::map<s
 
 std::map<std::string, std::string> load_quantized(model::Weights& w, const std::string& path) {
   io::SafetensorsFile f(path);
-  const auto& meta = f.metadata();
-  auto get = [&](const char* key) {
-    auto it = meta.find(key);
-    if (it == meta.end()) fail(path, ": not an ikv quantized model (metadata ", key, " missing)");
-    return it->second;
-  };
+  auto get = [&](const char* key) { return f.required_metadata(key, "an ikv quantized model"); };
   if (get("ikv_quant_format") != "1") fail(path, ": unsupported quantized format ", get("ikv_quant_format"));
   if (get("source_fingerprint") != w.fingerprint)
     fail(path, ": quantized from another model (", get("source_fingerprint").substr(0, 12), "…), not ", w.source);
@@ -98,7 +93,7 @@ std::map<std::string, std::string> load_quantized(model::Weights& w, const std::
     fail(path, ": bad bits/group metadata");
   }
   const bool sym = get("sym") == "1";
-  if (auto it = meta.find("rotation"); it != meta.end()) {
+  if (auto it = f.metadata().find("rotation"); it != f.metadata().end()) {
     if (it->second != "quarot") fail(path, ": unknown rotation '", it->second, "'");
     uint64_t seed = 0;
     try {
@@ -110,16 +105,16 @@ std::map<std::string, std::string> load_quantized(model::Weights& w, const std::
   }
   for (auto& nl : model::named_linears(w)) {
     kernels::Linear& l = *nl.linear;
-    QuantSpec spec{bits, static_cast<int>(group), sym};
-    validate_spec(spec, l.in, nl.name);
+    kernels::QuantSpec spec{bits, static_cast<int>(group), sym};
+    kernels::validate_spec(spec, l.in, nl.name);
     const int64_t resolved = group == -1 ? l.in : group;
-    auto P = std::make_shared<PackedMatrix>();
+    auto P = std::make_shared<kernels::PackedMatrix>();
     P->rows = l.out;
     P->cols = l.in;
     P->bits = bits;
     P->group = resolved;
     P->sym = sym;
-    const CodeLayout lay = code_layout(bits, l.in);
+    const kernels::CodeLayout lay = kernels::code_layout(bits, l.in);
     const io::TensorView& codes = f.get(nl.name + ".codes");
     io::expect_shape(codes, {l.out, lay.row_words * 16}, path);
     if (codes.dtype != io::DType::U32) fail(path, ": tensor ", codes.name, " must be U32");
@@ -131,7 +126,7 @@ std::map<std::string, std::string> load_quantized(model::Weights& w, const std::
     P->scales.resize(scales.numel());
     std::memcpy(P->scales.data(), scales.data, scales.nbytes);
     for (int64_t g = 0; g < static_cast<int64_t>(P->scales.size()); ++g) {
-      const float s = scale_value(*P, g / P->groups_per_row(), g % P->groups_per_row());
+      const float s = kernels::scale_value(*P, g / P->groups_per_row(), g % P->groups_per_row());
       if (!(std::isfinite(s) && s > 0)) fail(path, ": tensor ", scales.name, " holds an invalid scale ", s);
     }
     if (!sym) {
@@ -159,7 +154,7 @@ std::map<std::string, std::string> load_quantized(model::Weights& w, const std::
         if (!std::isfinite(x)) fail(path, ": tensor ", t->name, " holds a non-finite value");
       *norm = std::move(v);
     }
-  if (auto it = meta.find("act_bits"); it != meta.end()) {
+  if (auto it = f.metadata().find("act_bits"); it != f.metadata().end()) {
     int act_bits = 16;
     float act_clip = 1;
     try {
@@ -170,7 +165,7 @@ std::map<std::string, std::string> load_quantized(model::Weights& w, const std::
     }
     set_activation_quant(w, act_bits, act_clip);
   }
-  return std::map<std::string, std::string>(meta.begin(), meta.end());
+  return f.metadata();
 }
 
 }  // namespace ikv::quant

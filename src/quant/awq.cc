@@ -98,7 +98,7 @@ void quantize_model_awq(model::Weights& w, const CalibrationTokens& calib, const
   const model::Config& c = w.config;
   const int64_t D = c.dim;
   auto linears = model::named_linears(w);
-  for (auto& nl : linears) validate_spec(opt.spec, nl.linear->in, nl.name);
+  for (auto& nl : linears) kernels::validate_spec(opt.spec, nl.linear->in, nl.name);
   if (calib.empty()) fail("awq: no calibration sequences");
   // A QuaRot model applies an online Hadamard between up_proj and down_proj: the up → down fold
   // (and the engine's LinearInputs) would no longer describe one another.
@@ -162,7 +162,7 @@ void quantize_model_awq(model::Weights& w, const CalibrationTokens& calib, const
     }
     for (int j = 0; j < 7; ++j) {
       kernels::Linear& li = *lin[j];
-      li.packed = std::make_shared<PackedMatrix>(
+      li.packed = std::make_shared<kernels::PackedMatrix>(
           quantize_rtn(li.w.data(), li.out, li.in, opt.spec, linears[l * 7 + j].name));
       li.w.clear();
       li.w.shrink_to_fit();

@@ -13,12 +13,12 @@
 
 #include "model/weights.h"
 #include "quant/layerwise.h"
-#include "quant/packed_matrix.h"
+#include "kernels/packed_matrix.h"
 
 namespace ikv::quant {
 
 struct AwqOptions {
-  QuantSpec spec;          // bits, group (-1 = per channel), sym
+  kernels::QuantSpec spec;          // bits, group (-1 = per channel), sym
   int scale_grid = 20;     // α in {0, 1/grid, …, (grid-1)/grid}
   bool clip = true;        // weight-clipping search after scaling (skips q/k, as llm-awq)
   int clip_grid = 20;      // max|w| shrunk by 1 - i/grid for i = 0 .. max_shrink·grid - 1 (llm-awq)

@@ -14,8 +14,8 @@
 namespace ikv::quant {
 
 std::vector<float> search_clip(const float* W, int64_t rows, int64_t cols, const float* X, int64_t n,
-                               const QuantSpec& spec, int grid, double max_shrink) {
-  validate_spec(spec, cols, "weight");
+                               const kernels::QuantSpec& spec, int grid, double max_shrink) {
+  kernels::validate_spec(spec, cols, "weight");
   const int steps = static_cast<int>(max_shrink * grid);
   if (grid < 1 || steps < 1 || max_shrink >= 1) fail("awq: clip grid ", grid, " / max shrink ", max_shrink, " give no step");
   if (n < 1) fail("awq: the clipping search needs tokens");
@@ -70,7 +70,7 @@ std::vector<float> search_clip(const float* W, int64_t rows, int64_t cols, const
   return best;
 }
 
-void apply_clip(float* W, int64_t rows, int64_t cols, const QuantSpec& spec, const std::vector<float>& max_val) {
+void apply_clip(float* W, int64_t rows, int64_t cols, const kernels::QuantSpec& spec, const std::vector<float>& max_val) {
   const int64_t G = spec.group == -1 ? cols : spec.group, groups = cols / G;
   if (static_cast<int64_t>(max_val.size()) != rows * groups) fail("awq: clip values do not match the weight's groups");
   for (int64_t r = 0; r < rows; ++r)

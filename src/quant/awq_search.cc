@@ -23,7 +23,7 @@ std::vector<float> awq_scales(const std::vector<float>& x_mean_abs, double alpha
 }
 
 std::vector<float> scaled_fake_quant(const float* W, int64_t rows, int64_t cols, const std::vector<float>& s,
-                                     const QuantSpec& spec) {
+                                     const kernels::QuantSpec& spec) {
   std::vector<float> ws(static_cast<size_t>(rows * cols));
 #pragma omp parallel for if (rows * cols > (1 << 16))
   for (int64_t r = 0; r < rows; ++r)
@@ -73,7 +73,7 @@ double mean_squared_error(const float* a, const float* b, int64_t n) {
 }
 
 ScaleSearch search_linear_scale(const float* X, int64_t n, const float* W, int64_t out, int64_t in,
-                                const std::vector<float>& x_mean_abs, const QuantSpec& spec, int grid) {
+                                const std::vector<float>& x_mean_abs, const kernels::QuantSpec& spec, int grid) {
   std::vector<float> org(static_cast<size_t>(n * out)), y(org.size());
   kernels::gemm_f32(X, n, in, W, out, org.data());
   return search_scale_grid(x_mean_abs, grid, [&](const std::vector<float>& s) {
@@ -165,7 +165,7 @@ AwqLayerScales search_awq_scales(const model::LayerWeights& L, const model::Conf
   const std::vector<float>&wq = dense(L.q, "q_proj"), &wk = dense(L.k, "k_proj"), &wv = dense(L.v, "v_proj"),
         &wo = dense(L.o, "o_proj"), &wg = dense(L.gate, "gate_proj"), &wu = dense(L.up, "up_proj"),
         &wd = dense(L.down, "down_proj");
-  const QuantSpec& spec = opt.spec;
+  const kernels::QuantSpec& spec = opt.spec;
   AwqLayerScales s;
   std::vector<float> org(n * D), y(n * D);
 

@@ -21,7 +21,7 @@ std::vector<float> awq_scales(const std::vector<float>& x_mean_abs, double alpha
 // Q(W · diag(s)) · diag(1/s): W [rows, cols] scaled per input channel, quantized with the exact fp32
 // RTN numerics (fake_quantize_rtn) and mapped back, as the search evaluates a candidate.
 std::vector<float> scaled_fake_quant(const float* W, int64_t rows, int64_t cols, const std::vector<float>& s,
-                                     const QuantSpec& spec);
+                                     const kernels::QuantSpec& spec);
 
 struct ScaleSearch {
   int best = 0;                // grid index of the lowest loss (the first one on ties)
@@ -38,7 +38,7 @@ double mean_squared_error(const float* a, const float* b, int64_t n);
 
 // One linear alone (o_proj, down_proj): loss = mean((X Ŵᵀ − X Wᵀ)²) with Ŵ = scaled_fake_quant(W, s).
 ScaleSearch search_linear_scale(const float* X, int64_t n, const float* W, int64_t out, int64_t in,
-                                const std::vector<float>& x_mean_abs, const QuantSpec& spec, int grid);
+                                const std::vector<float>& x_mean_abs, const kernels::QuantSpec& spec, int grid);
 
 // The blocks the q/k/v and gate/up searches inspect (llm-awq's module2inspect), on x holding
 // consecutive sequences of lens[i] tokens, each at positions 0.. of its own causal attention.
@@ -90,8 +90,8 @@ std::vector<float> repeat_kv_scale(const std::vector<float>& s_kv, const model::
 // RTN gives the lowest mean over the n tokens of X [n, cols] of (x_g · (Q(clamp(w_g)) − w_g))²
 // (first minimum on ties). Returns [rows * groups].
 std::vector<float> search_clip(const float* W, int64_t rows, int64_t cols, const float* X, int64_t n,
-                               const QuantSpec& spec, int grid, double max_shrink);
+                               const kernels::QuantSpec& spec, int grid, double max_shrink);
 // W[r, g·G + j] = clamp(W[r, g·G + j], -max_val[r·groups + g], max_val[r·groups + g]).
-void apply_clip(float* W, int64_t rows, int64_t cols, const QuantSpec& spec, const std::vector<float>& max_val);
+void apply_clip(float* W, int64_t rows, int64_t cols, const kernels::QuantSpec& spec, const std::vector<float>& max_val);
 
 }  // namespace ikv::quant

@@ -39,7 +39,7 @@ void invert_lower(Eigen::Ref<Eigen::MatrixXd> L) {
 // when the rounded scale is not a positive finite fp16 value.
 bool fp16_group_params(const float* w, int64_t n, int bits, bool sym, GroupParams& p) {
   p = rtn_group_params(w, n, bits, sym);
-  p.scale = round_scale_to_fp16(p.scale);
+  p.scale = kernels::round_scale_to_fp16(p.scale);
   if (!(std::isfinite(p.scale) && p.scale > 0)) return false;
   if (!sym) {
     const float lo = *std::min_element(w, w + n);
@@ -88,8 +88,8 @@ GptqHessian gptq_prepare(const std::vector<double>& H, int64_t cols, const GptqO
 
 GptqMatrix gptq_quantize(const float* W, int64_t rows, int64_t cols, const GptqHessian& h, const GptqOptions& opt,
                          const std::string& what) {
-  const QuantSpec& spec = opt.spec;
-  validate_spec(spec, cols, what);
+  const kernels::QuantSpec& spec = opt.spec;
+  kernels::validate_spec(spec, cols, what);
   if (rows <= 0) fail(what, ": row count ", rows, " must be positive");
   if (h.cols != cols) fail(what, ": the Hessian is for ", h.cols, " input channels, the weight has ", cols);
   if (opt.block <= 0) fail(what, ": GPTQ block size ", opt.block, " must be positive");
@@ -162,7 +162,7 @@ GptqMatrix gptq_quantize(const float* W, int64_t rows, int64_t cols, const GptqH
     if (i2 < cols) Wd.rightCols(cols - i2).noalias() -= err.leftCols(n) * U.block(i1, i2, n, cols - i2);
   }
   if (bad_scale) fail(what, ": a group's scale is not a positive fp16 value (weights too large to pack)");
-  return {pack_codes(q.data(), scales.data(), sym ? nullptr : zeros.data(), rows, cols, spec, what), h.perm};
+  return {kernels::pack_codes(q.data(), scales.data(), sym ? nullptr : zeros.data(), rows, cols, spec, what), h.perm};
 }
 
 GptqMatrix gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::vector<double>& H,

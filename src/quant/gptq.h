@@ -29,19 +29,19 @@
 
 #include "model/weights.h"
 #include "quant/layerwise.h"
-#include "quant/packed_matrix.h"
+#include "kernels/packed_matrix.h"
 
 namespace ikv::quant {
 
 struct GptqOptions {
-  QuantSpec spec;            // bits, group (-1 = per channel), sym
+  kernels::QuantSpec spec;            // bits, group (-1 = per channel), sym
   double damp = 0.01;        // dampening: λ = damp · mean(diag H) added to the diagonal
   int64_t block = 128;       // columns per lazy-batch block
   bool act_order = false;    // quantize columns in order of decreasing diag(H)
 };
 
 struct GptqMatrix {
-  PackedMatrix packed;         // codes of W[:, perm] when act_order, else of W
+  kernels::PackedMatrix packed;         // codes of W[:, perm] when act_order, else of W
   std::vector<int32_t> perm;   // empty, or the column order: packed column j is input channel perm[j]
 };
 

@@ -83,7 +83,7 @@ void quantize_linears(HessianAccumulator& acc, const std::vector<kernels::Linear
   for (kernels::Linear* l : linears) {
     const std::vector<float> dense = kernels::linear_dense_weight(*l);
     GptqMatrix m = gptq_quantize(dense.data(), l->out, l->in, h, opt, names.at(l));
-    l->packed = std::make_shared<PackedMatrix>(std::move(m.packed));
+    l->packed = std::make_shared<kernels::PackedMatrix>(std::move(m.packed));
     l->in_perm = std::move(m.perm);
     l->w.clear();
     l->w.shrink_to_fit();
@@ -99,7 +99,7 @@ void quantize_model_gptq(model::Weights& w, const CalibrationTokens& calib, cons
   const model::Config& c = w.config;
   std::map<const kernels::Linear*, std::string> names;
   for (auto& nl : model::named_linears(w)) {
-    validate_spec(opt.spec, nl.linear->in, nl.name);  // fail before any work
+    kernels::validate_spec(opt.spec, nl.linear->in, nl.name);  // fail before any work
     names[nl.linear] = nl.name;
   }
   if (calib.empty()) fail("gptq: no calibration samples");

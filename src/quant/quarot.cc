@@ -4,7 +4,7 @@
 
 #include "io/error.h"
 #include "kernels/int8_gemm.h"
-#include "quant/packed_matrix.h"
+#include "kernels/packed_matrix.h"
 
 namespace ikv::quant {
 namespace {
@@ -16,12 +16,12 @@ void scale_columns(kernels::Linear& l, std::vector<float>& g) {
 }
 
 // W [t.n, cols] ← Tᵀ W, i.e. Wᵀ ← Wᵀ T: transposed, rotated as rows, transposed back.
-void rotate_output_rows(const HadamardTransform& t, float* w, int64_t cols) {
+void rotate_output_rows(const kernels::HadamardTransform& t, float* w, int64_t cols) {
   const int64_t n = t.n;
   std::vector<float> wt(n * cols);
   for (int64_t r = 0; r < n; ++r)
     for (int64_t c = 0; c < cols; ++c) wt[c * n + r] = w[r * cols + c];
-  hadamard_rows(t, wt.data(), cols);
+  kernels::hadamard_rows(t, wt.data(), cols);
   for (int64_t r = 0; r < n; ++r)
     for (int64_t c = 0; c < cols; ++c) w[r * cols + c] = wt[c * n + r];
 }
@@ -37,12 +37,12 @@ void rotate_model(model::Weights& w, uint64_t seed) {
   };
   for (auto& nl : model::named_linears(w)) dense(*nl.linear, nl.name);
   dense(w.lm_head, "lm_head.weight");
-  auto rot = std::make_shared<Rotation>();
+  auto rot = std::make_shared<model::Rotation>();
   rot->seed = seed;
-  rot->residual = make_hadamard(c.dim, seed, /*random_signs=*/true);
-  rot->head = make_hadamard(c.head_dim, seed);
-  rot->down = make_hadamard(c.hidden, seed);
-  const HadamardTransform &Q = rot->residual, &H = rot->head, &F = rot->down;
+  rot->residual = kernels::make_hadamard(c.dim, seed, /*random_signs=*/true);
+  rot->head = kernels::make_hadamard(c.head_dim, seed);
+  rot->down = kernels::make_hadamard(c.hidden, seed);
+  const kernels::HadamardTransform &Q = rot->residual, &H = rot->head, &F = rot->down;
   const int64_t D = c.dim, Hd = c.head_dim;
 
   for (model::LayerWeights& L : w.layers) {
@@ -50,17 +50,17 @@ void rotate_model(model::Weights& w, uint64_t seed) {
     for (kernels::Linear* l : {&L.gate, &L.up}) scale_columns(*l, L.ffn_norm);
     std::fill(L.attn_norm.begin(), L.attn_norm.end(), 1.0f);
     std::fill(L.ffn_norm.begin(), L.ffn_norm.end(), 1.0f);
-    for (kernels::Linear* l : {&L.q, &L.k, &L.v, &L.gate, &L.up}) hadamard_rows(Q, l->w.data(), l->out);
+    for (kernels::Linear* l : {&L.q, &L.k, &L.v, &L.gate, &L.up}) kernels::hadamard_rows(Q, l->w.data(), l->out);
     rotate_output_rows(Q, L.o.w.data(), L.o.in);
     rotate_output_rows(Q, L.down.w.data(), L.down.in);
     for (int64_t h = 0; h < c.n_kv_heads; ++h) rotate_output_rows(H, &L.v.w[h * Hd * D], D);
-    hadamard_rows(H, L.o.w.data(), D * c.n_heads);  // every row's head segments
-    hadamard_rows(F, L.down.w.data(), D);
+    kernels::hadamard_rows(H, L.o.w.data(), D * c.n_heads);  // every row's head segments
+    kernels::hadamard_rows(F, L.down.w.data(), D);
   }
   scale_columns(w.lm_head, w.final_norm);
   std::fill(w.final_norm.begin(), w.final_norm.end(), 1.0f);
-  hadamard_rows(Q, w.lm_head.w.data(), w.lm_head.out);
-  hadamard_rows(Q, w.embed.data(), c.vocab);
+  kernels::hadamard_rows(Q, w.lm_head.w.data(), w.lm_head.out);
+  kernels::hadamard_rows(Q, w.embed.data(), c.vocab);
   w.rotation = std::move(rot);
 }
 
@@ -78,15 +78,15 @@ void set_activation_quant(model::Weights& w, int bits, float clip) {
 }
 
 void residual_to_model(const model::Weights& w, float* x, int64_t rows) {
-  if (w.rotation) hadamard_rows(w.rotation->residual, x, rows);
+  if (w.rotation) kernels::hadamard_rows(w.rotation->residual, x, rows);
 }
 
 void kv_to_model(const model::Weights& w, float* x, int64_t rows, bool inverse) {
   if (!w.rotation) return;
   if (inverse)
-    hadamard_rows_inverse(w.rotation->head, x, rows);
+    kernels::hadamard_rows_inverse(w.rotation->head, x, rows);
   else
-    hadamard_rows(w.rotation->head, x, rows);
+    kernels::hadamard_rows(w.rotation->head, x, rows);
 }
 
 }  // namespace ikv::quant

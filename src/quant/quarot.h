@@ -26,16 +26,8 @@
 #include <cstdint>
 
 #include "model/weights.h"
-#include "quant/hadamard.h"
 
 namespace ikv::quant {
-
-struct Rotation {
-  uint64_t seed = 0;
-  HadamardTransform residual;  // Q [dim]: random signs drawn from seed
-  HadamardTransform head;      // H_hd [head_dim]
-  HadamardTransform down;      // H_f [hidden]
-};
 
 // The fixed seed of the residual rotation's signs (and of any random orthogonal block).
 inline constexpr uint64_t kQuarotSeed = 0;

@@ -33,9 +33,9 @@ int rtn_code(float w, const GroupParams& p, int bits, bool sym) {
   return static_cast<int>(std::clamp(std::nearbyint(w / p.scale) + static_cast<float>(p.zero), lo, hi));
 }
 
-void fake_quantize_rtn(const float* w, int64_t rows, int64_t cols, const QuantSpec& spec,
+void fake_quantize_rtn(const float* w, int64_t rows, int64_t cols, const kernels::QuantSpec& spec,
                        float* out) {
-  validate_spec(spec, cols, "weight");
+  kernels::validate_spec(spec, cols, "weight");
   const int64_t group = spec.group == -1 ? cols : spec.group;
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < rows; ++n) {
@@ -55,9 +55,9 @@ void fake_quantize_rtn(const float* w, int64_t rows, int64_t cols, const QuantSp
   }
 }
 
-PackedMatrix quantize_rtn(const float* w, int64_t rows, int64_t cols, const QuantSpec& spec,
+kernels::PackedMatrix quantize_rtn(const float* w, int64_t rows, int64_t cols, const kernels::QuantSpec& spec,
                           const std::string& what) {
-  validate_spec(spec, cols, what);
+  kernels::validate_spec(spec, cols, what);
   if (rows <= 0) fail(what, ": row count ", rows, " must be positive");
   const int64_t group = spec.group == -1 ? cols : spec.group;
   const int64_t groups = cols / group;
@@ -77,7 +77,7 @@ PackedMatrix quantize_rtn(const float* w, int64_t rows, int64_t cols, const Quan
       // (Deriving the codes from the rounded scale instead flips codes at rounding ties and moved
       // testbed-26M's W3 perplexity 0.6% away from the fp32 reference.)
       const GroupParams p = rtn_group_params(src, group, spec.bits, spec.sym);
-      const float stored = round_scale_to_fp16(p.scale);
+      const float stored = kernels::round_scale_to_fp16(p.scale);
       if (!std::isfinite(stored)) {
         overflow = true;
         continue;
@@ -89,7 +89,7 @@ PackedMatrix quantize_rtn(const float* w, int64_t rows, int64_t cols, const Quan
     }
   }
   if (overflow) fail(what, ": a group's scale exceeds the fp16 maximum 65504 (weights too large to pack)");
-  return pack_codes(q.data(), scales.data(), spec.sym ? nullptr : zeros.data(), rows, cols, spec, what);
+  return kernels::pack_codes(q.data(), scales.data(), spec.sym ? nullptr : zeros.data(), rows, cols, spec, what);
 }
 
 }  // namespace ikv::quant

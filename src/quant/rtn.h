@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <string>
 
-#include "quant/packed_matrix.h"
+#include "kernels/packed_matrix.h"
 
 namespace ikv::quant {
 
@@ -25,14 +25,14 @@ int rtn_code(float w, const GroupParams& p, int bits, bool sym);
 
 // Quantize then dequantize w[rows][cols] in exact fp32 (scales are not rounded to fp16): the
 // reference the evaluation compares against. Validates the spec (tensor name "weight").
-void fake_quantize_rtn(const float* w, int64_t rows, int64_t cols, const QuantSpec& spec,
+void fake_quantize_rtn(const float* w, int64_t rows, int64_t cols, const kernels::QuantSpec& spec,
                        float* out);
 
 // RTN into the packed format. Codes and zero points are exactly fake_quantize_rtn's (computed with
 // the fp32 scale); the stored scale is that scale rounded to fp16, so dequantize(result) differs
 // from fake_quantize_rtn by at most a relative 2^-11 per weight. Throws ikv::Error
 // naming `what` on a bad spec, a non-finite weight or a scale beyond the fp16 range.
-PackedMatrix quantize_rtn(const float* w, int64_t rows, int64_t cols, const QuantSpec& spec,
+kernels::PackedMatrix quantize_rtn(const float* w, int64_t rows, int64_t cols, const kernels::QuantSpec& spec,
                           const std::string& what);
 
 }  // namespace ikv::quant

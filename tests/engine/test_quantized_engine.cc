@@ -23,12 +23,12 @@ TEST_CASE("packed W4/W3 linears of testbed-26M == fake-quant reference at M = 1,
   std::mt19937 rng(3);
   std::normal_distribution<float> nd;
   for (int bits : {3, 4}) {
-    quant::QuantSpec spec{bits, 128, false};
+    kernels::QuantSpec spec{bits, 128, false};
     auto linears = model::named_linears(m.weights);
     // One layer's seven linears cover every shape of the model (K, N ∈ {512, 256, 1408}).
     for (size_t i = 0; i < 7; ++i) {
       const kernels::Linear& l = *linears[i].linear;
-      quant::PackedMatrix P = quant::quantize_rtn(l.w.data(), l.out, l.in, spec, linears[i].name);
+      kernels::PackedMatrix P = quant::quantize_rtn(l.w.data(), l.out, l.in, spec, linears[i].name);
       std::vector<float> fq(l.w.size());
       quant::fake_quantize_rtn(l.w.data(), l.out, l.in, spec, fq.data());
       for (int64_t M : {1, 7, 512}) {

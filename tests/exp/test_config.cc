@@ -255,3 +255,7 @@ TEST_CASE("config: one model path listed twice under two names") {
   CHECK(error_of("models: [{path: models/m, name: a}, {path: models/m, name: b, dtype: bf16}]\ntasks: {ppl: {}}\n") ==
         "no error");
 }
+
+TEST_CASE("config: text that is not UTF-8 is refused (written back it would name another file)") {
+  CHECK(error_of("models: [{path: \"p\xfb\x05\"}]\ntasks: {ppl: {}}\n") == "t.yaml: not UTF-8 text (byte offset 18)");
+}

@@ -10,7 +10,7 @@
 #include "kernels/gemm.h"
 #include "kernels/int8_gemm.h"
 #include "kernels/linear.h"
-#include "quant/packed_matrix.h"
+#include "kernels/packed_matrix.h"
 #include "quant/rtn.h"
 #include "test_util.h"
 
@@ -96,10 +96,10 @@ TEST_CASE("int8 GEMM == fake-quant reference on a sweep of shapes (M = 1 .. 300)
 TEST_CASE("int8 weights from a packed symmetric per-channel matrix: the same values; other formats refused") {
   const int64_t N = 48, K = 160;
   const std::vector<float> w = test::gaussian(N * K, 3);
-  const quant::PackedMatrix P = quant::quantize_rtn(w.data(), N, K, {4, -1, true}, "w");
+  const kernels::PackedMatrix P = quant::quantize_rtn(w.data(), N, K, {4, -1, true}, "w");
   const kernels::Int8Matrix I = kernels::int8_from_packed(P);
   std::vector<float> deq(N * K);
-  quant::dequantize(P, deq.data());
+  kernels::dequantize(P, deq.data());
   bool same = true, in_range = true;
   for (int64_t n = 0; n < N; ++n)
     for (int64_t k = 0; k < K; ++k) {
@@ -121,7 +121,7 @@ TEST_CASE("Linear W4A4: int8 GEMM path == fake-quantized X times dequantized W; 
   const std::vector<float> w = test::gaussian(N * K, 11);
   kernels::Linear packed;
   packed.out = N, packed.in = K;
-  packed.packed = std::make_shared<quant::PackedMatrix>(quant::quantize_rtn(w.data(), N, K, {4, -1, true}, "w"));
+  packed.packed = std::make_shared<kernels::PackedMatrix>(quant::quantize_rtn(w.data(), N, K, {4, -1, true}, "w"));
   packed.act_bits = 4, packed.act_clip = 0.9f;
   packed.w_int8 = std::make_shared<kernels::Int8Matrix>(kernels::int8_from_packed(*packed.packed));
   kernels::Linear dense;  // the dequantized weight, A4 by fake quantization

@@ -36,13 +36,13 @@
 #include "kernels/int8_gemm.h"
 #include "kernels/packed_matmul.h"
 #include "kernels/q8_tiles.h"
-#include "quant/packed_matrix.h"
+#include "kernels/packed_matrix.h"
 #include "quant/rtn.h"
 
 using ikv::kernels::Activations;
 using ikv::kernels::Isa;
-using ikv::quant::PackedMatrix;
-using ikv::quant::QuantSpec;
+using ikv::kernels::PackedMatrix;
+using ikv::kernels::QuantSpec;
 
 namespace {
 
@@ -53,13 +53,13 @@ std::vector<double> magnitude(const PackedMatrix& W, const std::vector<float>& X
                               const std::function<int(int64_t)>& extra) {
   const int64_t K = W.cols, N = W.rows;
   std::vector<int32_t> q(N * K);
-  ikv::quant::unpack_codes(W, q.data());
+  ikv::kernels::unpack_codes(W, q.data());
   const int offset = W.sym ? 1 << (W.bits - 1) : 0;
   std::vector<double> S(M * N, 0.0);
   for (int64_t n = 0; n < N; ++n)
     for (int64_t k = 0; k < K; ++k) {
       const int64_t g = k / W.group;
-      const double t = ikv::quant::scale_value(W, n, g) * (q[n * K + k] + offset + ikv::quant::zero_point(W, n, g) + extra(k));
+      const double t = ikv::kernels::scale_value(W, n, g) * (q[n * K + k] + offset + ikv::kernels::zero_point(W, n, g) + extra(k));
       for (int64_t m = 0; m < M; ++m) S[m * N + n] += std::fabs(X[m * K + k]) * t;
     }
   return S;
@@ -247,7 +247,7 @@ TEST_CASE("Q8Tiles hold W's codes, scales and zero points; q8_tiles_matmul equal
           REQUIRE(ikv::kernels::q8_tiles_cover(W));
           const ikv::kernels::Q8Tiles T = ikv::kernels::tile_for_q8(W);
           std::vector<int32_t> q(N * K);
-          ikv::quant::unpack_codes(W, q.data());
+          ikv::kernels::unpack_codes(W, q.data());
           const int offset = W.sym ? 1 << (bits - 1) : 0;
           int64_t wrong = 0;
           for (int64_t n = 0; n < N; ++n) {
@@ -255,7 +255,7 @@ TEST_CASE("Q8Tiles hold W's codes, scales and zero points; q8_tiles_matmul equal
             for (int64_t g = 0; g < W.groups_per_row(); ++g) {
               const int64_t f = (n / 16) * W.groups_per_row() + g;
               wrong += T.scales[16 * f + n % 16] != W.scales[n * W.groups_per_row() + g];
-              wrong += ((T.zeros[8 * f + n % 8] >> (4 * (n % 16 / 8))) & 0xF) != ikv::quant::zero_point(W, n, g);
+              wrong += ((T.zeros[8 * f + n % 8] >> (4 * (n % 16 / 8))) & 0xF) != ikv::kernels::zero_point(W, n, g);
             }
           }
           INFO("bits " << bits << " N " << N << " K " << K << " group " << group);
@@ -292,7 +292,7 @@ TEST_CASE("packed_matmul bits 2..8 (portable decoder) matches the reference") {
       }
 }
 
-TEST_CASE("AVX-512 panel dequantization is bit-identical to quant::dequantize") {
+TEST_CASE("AVX-512 panel dequantization is bit-identical to kernels::dequantize") {
   if (!ikv::kernels::cpu_has_avx512()) return;
   for (int bits : {3, 4})
     for (bool sym : {false, true})
@@ -302,7 +302,7 @@ TEST_CASE("AVX-512 panel dequantization is bit-identical to quant::dequantize") 
           const PackedMatrix W = random_packed(5, K, {bits, group, sym}, 5);
           REQUIRE(ikv::kernels::detail::avx512_decodes(W));
           std::vector<float> ref(5 * K), fast(5 * (K + 3), -1.0f);
-          ikv::quant::dequantize(W, ref.data());
+          ikv::kernels::dequantize(W, ref.data());
           ikv::kernels::detail::dequantize_rows_avx512(W, 0, 5, fast.data(), K + 3);
           bool same = true;
           for (int64_t n = 0; n < 5; ++n) {
@@ -326,7 +326,7 @@ TEST_CASE("AVX-512 blocked panels (oneDNN's BA16a64b and kin) hold the dequantiz
           const ikv::kernels::detail::PanelLayout lay{16, nb, 16 * nb, Kp * nb};
           const PackedMatrix W = random_packed(rows + 3, K, {bits, K % 64 ? -1 : 64, false}, 17);
           std::vector<float> ref((rows + 3) * K);
-          ikv::quant::dequantize(W, ref.data());
+          ikv::kernels::dequantize(W, ref.data());
           // 64-byte aligned buffer, prefilled with garbage that must all be overwritten.
           std::unique_ptr<float, decltype(&std::free)> storage(
               static_cast<float*>(std::aligned_alloc(64, Kp * Np * sizeof(float))), &std::free);

@@ -13,7 +13,7 @@
 #include "test_util.h"
 
 using namespace ikv;
-using quant::QuantSpec;
+using kernels::QuantSpec;
 
 namespace {
 

@@ -15,11 +15,11 @@
 #include "kernels/gemm.h"
 #include "kernels/linear.h"
 #include "quant/gptq.h"
-#include "quant/packed_matrix.h"
+#include "kernels/packed_matrix.h"
 #include "quant/rtn.h"
 
 using ikv::quant::GptqOptions;
-using ikv::quant::QuantSpec;
+using ikv::kernels::QuantSpec;
 
 namespace {
 
@@ -66,14 +66,14 @@ double output_error(const std::vector<float>& w, const std::vector<float>& wq, i
 std::vector<float> dequantized(const ikv::quant::GptqMatrix& m) {
   ikv::kernels::Linear l;
   l.out = m.packed.rows, l.in = m.packed.cols;
-  l.packed = std::make_shared<ikv::quant::PackedMatrix>(m.packed);
+  l.packed = std::make_shared<ikv::kernels::PackedMatrix>(m.packed);
   l.in_perm = m.perm;
   return ikv::kernels::linear_dense_weight(l);  // input-channel order
 }
 
 std::vector<float> rtn_dequantized(const std::vector<float>& w, int64_t rows, int64_t cols, const QuantSpec& spec) {
   std::vector<float> out(w.size());
-  ikv::quant::dequantize(ikv::quant::quantize_rtn(w.data(), rows, cols, spec, "w"), out.data());
+  ikv::kernels::dequantize(ikv::quant::quantize_rtn(w.data(), rows, cols, spec, "w"), out.data());
   return out;
 }
 
@@ -91,11 +91,11 @@ void group_params(const std::vector<float>& g, int bits, bool sym, float& scale,
   const float lo = *std::min_element(g.begin(), g.end()), hi = *std::max_element(g.begin(), g.end());
   if (sym) {
     const float amax = std::max(std::fabs(lo), std::fabs(hi));
-    scale = ikv::quant::round_scale_to_fp16(std::max(amax, 1e-5f) / static_cast<float>((1 << (bits - 1)) - 1));
+    scale = ikv::kernels::round_scale_to_fp16(std::max(amax, 1e-5f) / static_cast<float>((1 << (bits - 1)) - 1));
     zero = 0;
   } else {
     const float qmax = static_cast<float>((1 << bits) - 1);
-    scale = ikv::quant::round_scale_to_fp16(std::max(hi - lo, 1e-5f) / qmax);
+    scale = ikv::kernels::round_scale_to_fp16(std::max(hi - lo, 1e-5f) / qmax);
     zero = static_cast<int>(std::clamp(-std::nearbyint(lo / scale), 0.0f, qmax));
   }
 }
@@ -208,16 +208,16 @@ TEST_CASE("gptq == the column-by-column reference: codes, scales, permutation, d
               CHECK(m.perm.empty());
             }
             std::vector<int32_t> q(rows * cols);
-            ikv::quant::unpack_codes(m.packed, q.data());
+            ikv::kernels::unpack_codes(m.packed, q.data());
             int64_t mismatch = 0;
             for (int64_t i = 0; i < rows * cols; ++i) mismatch += q[i] != ref.q[i];
             CHECK(mismatch == 0);
             const int64_t groups = m.packed.groups_per_row();
             for (int64_t i = 0; i < rows * groups; ++i)
-              CHECK(ikv::quant::scale_value(m.packed, i / groups, i % groups) == ref.scales[i]);
+              CHECK(ikv::kernels::scale_value(m.packed, i / groups, i % groups) == ref.scales[i]);
             // The packed matrix holds exactly the weights the error feedback assumed.
             std::vector<float> deq(rows * cols);
-            ikv::quant::dequantize(m.packed, deq.data());
+            ikv::kernels::dequantize(m.packed, deq.data());
             CHECK(deq == ref.deq);
             ++cases;
           }
@@ -303,7 +303,7 @@ TEST_CASE("act-order: linear_forward through the permutation == the dense un-per
   CHECK(m.perm != identity);  // channel magnitudes differ, so the order does too
   ikv::kernels::Linear l;
   l.out = rows, l.in = cols;
-  l.packed = std::make_shared<ikv::quant::PackedMatrix>(std::move(m.packed));
+  l.packed = std::make_shared<ikv::kernels::PackedMatrix>(std::move(m.packed));
   l.in_perm = m.perm;
   const auto dense = ikv::kernels::linear_dense_weight(l);
   const auto X = gaussian(M * cols, 43);
@@ -336,6 +336,6 @@ TEST_CASE("gptq errors name the tensor and the problem") {
   opt.spec.group = 2;
   const auto m = ikv::quant::gptq_quantize(W.data(), 2, 2, std::vector<double>(4, 0.0), opt, "layer.w");
   std::vector<float> deq(4);
-  ikv::quant::dequantize(m.packed, deq.data());
+  ikv::kernels::dequantize(m.packed, deq.data());
   for (float v : deq) CHECK(std::fabs(v) < 1e-5f);
 }

@@ -18,7 +18,7 @@
 #include "kernels/gemm.h"
 #include "quant/artifact.h"
 #include "quant/gptq.h"
-#include "quant/packed_matrix.h"
+#include "kernels/packed_matrix.h"
 #include "test_util.h"
 
 using namespace ikv;

@@ -15,7 +15,7 @@
 #include "io/error.h"
 #include "kernels/int8_gemm.h"
 #include "quant/artifact.h"
-#include "quant/packed_matrix.h"
+#include "kernels/packed_matrix.h"
 #include "quant/quarot.h"
 #include "test_util.h"
 
@@ -103,8 +103,8 @@ TEST_CASE("quarot: FP + rotation + IntactKV reproduces the FP logits (toy model,
   // The map matters: with another per-head rotation online (q·k does not notice) the prefix values
   // land in coordinates that o_proj does not undo.
   model::Weights wrong = rot;
-  auto r = std::make_shared<quant::Rotation>(*rot.rotation);
-  r->head = quant::make_hadamard(fp.config.head_dim, 99, true);
+  auto r = std::make_shared<model::Rotation>(*rot.rotation);
+  r->head = kernels::make_hadamard(fp.config.head_dim, 99, true);
   wrong.rotation = r;
   CHECK(rel_diff(logits_of(wrong, ids, &prefix), tail) > 1e-3);
 }

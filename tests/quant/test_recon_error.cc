@@ -38,7 +38,7 @@ TEST_CASE("effective weight: AWQ's fold and GPTQ's act-order permutation undone"
   const std::vector<float> packed_row = {3, 2, 1, 0};
   kernels::Linear p;
   p.out = 1, p.in = 4;
-  p.packed = std::make_shared<quant::PackedMatrix>(quant::quantize_rtn(packed_row.data(), 1, 4, {2, 4, false}, "w"));
+  p.packed = std::make_shared<kernels::PackedMatrix>(quant::quantize_rtn(packed_row.data(), 1, 4, {2, 4, false}, "w"));
   p.in_perm = {3, 2, 1, 0};
   CHECK(quant::effective_weight(p) == std::vector<float>{0, 1, 2, 3});
   quant::LinearFold f2{{1, 1, 1, 2}, {}};

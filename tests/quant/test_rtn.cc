@@ -10,7 +10,7 @@
 #include "io/error.h"
 #include "quant/rtn.h"
 
-using ikv::quant::QuantSpec;
+using ikv::kernels::QuantSpec;
 
 namespace {
 
@@ -24,7 +24,7 @@ std::vector<float> packed_dequant(const std::vector<float>& w, int64_t rows, con
   const int64_t cols = static_cast<int64_t>(w.size()) / rows;
   const auto m = ikv::quant::quantize_rtn(w.data(), rows, cols, spec, "test.weight");
   std::vector<float> out(w.size());
-  ikv::quant::dequantize(m, out.data());
+  ikv::kernels::dequantize(m, out.data());
   return out;
 }
 
@@ -38,7 +38,7 @@ double mse(const std::vector<float>& a, const std::vector<float>& b) {
 
 std::string error_of(const QuantSpec& spec, int64_t cols) {
   try {
-    ikv::quant::validate_spec(spec, cols, "model.layers.0.mlp.down_proj.weight");
+    ikv::kernels::validate_spec(spec, cols, "model.layers.0.mlp.down_proj.weight");
   } catch (const ikv::Error& e) {
     return e.what();
   }

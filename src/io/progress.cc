@@ -1,10 +1,10 @@
-#include "eval/progress.h"
+#include "io/progress.h"
 
 #include <unistd.h>
 
 #include <cstdio>
 
-namespace ikv::eval {
+namespace ikv::io {
 
 Progress::Progress(std::string label, int64_t total)
     : label_(std::move(label)), total_(total), tty_(isatty(STDERR_FILENO)), start_(std::chrono::steady_clock::now()) {}
@@ -26,4 +26,4 @@ void Progress::finish() {
   finished_ = true;
 }
 
-}  // namespace ikv::eval
+}  // namespace ikv::io

@@ -6,12 +6,12 @@
 #include <vector>
 
 #include "io/error.h"
-#include "quant/kv_quant.h"
+#include "kernels/kv_quant.h"
 
 namespace {
 
 std::vector<float> kv(std::vector<float> x, int bits) {
-  ikv::quant::fake_quantize_kv(x.data(), static_cast<int64_t>(x.size()), bits);
+  ikv::kernels::fake_quantize_kv(x.data(), static_cast<int64_t>(x.size()), bits);
   return x;
 }
 
@@ -79,6 +79,6 @@ TEST_CASE("kv quant: error shrinks with bits and stays within half a step") {
 
 TEST_CASE("kv quant: bits outside 2..8 are an error") {
   std::vector<float> x(4, 1.0f);
-  CHECK_THROWS_AS(ikv::quant::fake_quantize_kv(x.data(), 4, 1), ikv::Error);
-  CHECK_THROWS_AS(ikv::quant::fake_quantize_kv(x.data(), 4, 9), ikv::Error);
+  CHECK_THROWS_AS(ikv::kernels::fake_quantize_kv(x.data(), 4, 1), ikv::Error);
+  CHECK_THROWS_AS(ikv::kernels::fake_quantize_kv(x.data(), 4, 9), ikv::Error);
 }

@@ -7,10 +7,10 @@
 #include <vector>
 
 #include "test_util.h"
-#include "quant/hadamard.h"
+#include "kernels/hadamard.h"
 
-using ikv::quant::HadamardTransform;
-using ikv::quant::make_hadamard;
+using ikv::kernels::HadamardTransform;
+using ikv::kernels::make_hadamard;
 
 namespace {
 
@@ -24,7 +24,7 @@ double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
 
 // max |T Tᵀ − I| of the dense matrix.
 double orthogonality_error(const HadamardTransform& h) {
-  const std::vector<double> t = ikv::quant::hadamard_dense(h);
+  const std::vector<double> t = ikv::kernels::hadamard_dense(h);
   const int64_t n = h.n;
   double err = 0;
   for (int64_t i = 0; i < n; ++i)
@@ -64,7 +64,7 @@ TEST_CASE("hadamard: orthogonal for every construction; ±1/√n entries where a
       const HadamardTransform h = make_hadamard(n, 3, signs);
       CHECK(orthogonality_error(h) < 1e-6);
       if (h.construction.find("random-orthogonal") != std::string::npos) continue;
-      const std::vector<double> t = ikv::quant::hadamard_dense(h);
+      const std::vector<double> t = ikv::kernels::hadamard_dense(h);
       double worst = 0;
       for (double v : t) worst = std::max(worst, std::abs(std::abs(v) * std::sqrt(static_cast<double>(n)) - 1.0));
       CHECK(worst < 1e-6);
@@ -79,18 +79,18 @@ TEST_CASE("hadamard: fast transform equals the dense twin; inverse undoes it; do
     const int64_t rows = 5;
     const std::vector<float> x = gaussian(rows * n, static_cast<uint32_t>(n));
     std::vector<float> fast = x, ref = x;
-    ikv::quant::hadamard_rows(h, fast.data(), rows);
-    ikv::quant::hadamard_rows_reference(h, ref.data(), rows);
+    ikv::kernels::hadamard_rows(h, fast.data(), rows);
+    ikv::kernels::hadamard_rows_reference(h, ref.data(), rows);
     CHECK(max_abs_diff(fast, ref) < 2e-5);
     // Norm preserved (orthogonal), the inverse restores the input.
     double nx = 0, ny = 0;
     for (int64_t i = 0; i < rows * n; ++i) nx += double(x[i]) * x[i], ny += double(fast[i]) * fast[i];
     CHECK(std::abs(ny / nx - 1) < 1e-5);
     std::vector<float> back = fast;
-    ikv::quant::hadamard_rows_inverse(h, back.data(), rows);
+    ikv::kernels::hadamard_rows_inverse(h, back.data(), rows);
     CHECK(max_abs_diff(back, x) < 2e-5);
     std::vector<double> xd(x.begin(), x.end());
-    ikv::quant::hadamard_rows(h, xd.data(), rows);
+    ikv::kernels::hadamard_rows(h, xd.data(), rows);
     double worst = 0;
     for (size_t i = 0; i < xd.size(); ++i) worst = std::max(worst, std::abs(xd[i] - ref[i]));
     CHECK(worst < 2e-5);
@@ -111,7 +111,7 @@ TEST_CASE("hadamard: an outlier is spread over every coordinate") {
   const HadamardTransform h = make_hadamard(1408, 0, true);
   std::vector<float> x(1408, 0.0f);
   x[10] = 454.0f;  // testbed-26M's massive activation at <bos>
-  ikv::quant::hadamard_rows(h, x.data(), 1);
+  ikv::kernels::hadamard_rows(h, x.data(), 1);
   float mx = 0;
   for (float v : x) mx = std::max(mx, std::abs(v));
   CHECK(mx == doctest::Approx(454.0 / std::sqrt(1408.0)).epsilon(1e-4));

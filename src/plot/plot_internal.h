@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "exp/plot.h"
+#include "plot/plot.h"
 
-namespace ikv::exp::detail {
+namespace ikv::plot::detail {
 
 struct Rect {
   double x = 0, y = 0, w = 0, h = 0;
@@ -95,4 +95,4 @@ void draw_plot(cairo_t* cr, const LinePlot& p, double w, double h, const std::st
 void draw_plot(cairo_t* cr, const BarPlot& p, double w, double h, const std::string& where);
 void draw_plot(cairo_t* cr, const Heatmap& p, double w, double h, const std::string& where);
 
-}  // namespace ikv::exp::detail
+}  // namespace ikv::plot::detail

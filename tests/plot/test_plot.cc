@@ -9,10 +9,10 @@
 #include <functional>
 #include <sstream>
 
-#include "exp/plot.h"
+#include "plot/plot.h"
 #include "io/error.h"
 
-using namespace ikv::exp;
+using namespace ikv::plot;
 namespace fs = std::filesystem;
 
 namespace {

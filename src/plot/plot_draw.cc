@@ -2,10 +2,10 @@
 #include <algorithm>
 #include <cmath>
 
-#include "exp/plot_internal.h"
+#include "plot/plot_internal.h"
 #include "io/error.h"
 
-namespace ikv::exp::detail {
+namespace ikv::plot::detail {
 
 // ---------------------------------------------------------------- text
 
@@ -325,4 +325,4 @@ void draw_legend(cairo_t* cr, const Legend& lg, double x, double y) {
   }
 }
 
-}  // namespace ikv::exp::detail
+}  // namespace ikv::plot::detail

@@ -1,4 +1,4 @@
-#include "quant/hadamard.h"
+#include "kernels/hadamard.h"
 
 #include <Eigen/Core>
 #include <Eigen/QR>
@@ -6,7 +6,7 @@
 
 #include "io/error.h"
 
-namespace ikv::quant {
+namespace ikv::kernels {
 namespace {
 
 constexpr int64_t kMaxPaleyBlock = 256;
@@ -198,4 +198,4 @@ template void hadamard_rows<double>(const HadamardTransform&, double*, int64_t);
 template void hadamard_rows_inverse<float>(const HadamardTransform&, float*, int64_t);
 template void hadamard_rows_inverse<double>(const HadamardTransform&, double*, int64_t);
 
-}  // namespace ikv::quant
+}  // namespace ikv::kernels

@@ -1,10 +1,10 @@
 // Heatmaps: cells coloured with the viridis-like colormap, row 0 at the top, colour bar on the right.
 #include <cmath>
 
-#include "exp/plot_internal.h"
+#include "plot/plot_internal.h"
 #include "io/error.h"
 
-namespace ikv::exp::detail {
+namespace ikv::plot::detail {
 namespace {
 
 // Integer positions 0..n-1 worth labelling when there are no label strings (nice steps, >= 1).
@@ -136,4 +136,4 @@ void draw_plot(cairo_t* cr, const Heatmap& p, double w, double h, const std::str
   draw_axis_labels(cr, a, p.xlabel, p.ylabel, h);
 }
 
-}  // namespace ikv::exp::detail
+}  // namespace ikv::plot::detail

@@ -39,7 +39,7 @@
 #include <string>
 #include <vector>
 
-namespace ikv::quant {
+namespace ikv::kernels {
 
 struct QuantSpec {
   int bits = 4;      // 2..8
@@ -120,4 +120,4 @@ void dequantize_rows(const PackedMatrix& m, int64_t row_begin, int64_t row_end, 
 // Bytes a kernel streams to use the matrix: codes + scales + zeros.
 size_t packed_bytes(const PackedMatrix& m);
 
-}  // namespace ikv::quant
+}  // namespace ikv::kernels

@@ -26,7 +26,7 @@
 #include <string>
 #include <vector>
 
-namespace ikv::quant {
+namespace ikv::kernels {
 
 struct HadamardTransform {
   int64_t n = 0;                    // size
@@ -53,4 +53,4 @@ std::vector<double> hadamard_dense(const HadamardTransform& h);
 // ... and x[r] ← x[r] · T by a plain matrix product accumulated in double.
 void hadamard_rows_reference(const HadamardTransform& h, float* x, int64_t rows);
 
-}  // namespace ikv::quant
+}  // namespace ikv::kernels

@@ -1,10 +1,10 @@
 // Line plots and grouped bar charts: numeric y axis (linear or log), legend right of the data.
 #include <cmath>
 
-#include "exp/plot_internal.h"
+#include "plot/plot_internal.h"
 #include "io/error.h"
 
-namespace ikv::exp::detail {
+namespace ikv::plot::detail {
 namespace {
 
 struct Range {
@@ -143,4 +143,4 @@ void draw_plot(cairo_t* cr, const BarPlot& p, double w, double h, const std::str
   draw_legend(cr, lg, a.right() + 16, a.y);
 }
 
-}  // namespace ikv::exp::detail
+}  // namespace ikv::plot::detail

@@ -1,5 +1,5 @@
 // Plot output (PNG / SVG through Cairo, atomic file writes, base64), tick and colour helpers.
-#include "exp/plot.h"
+#include "plot/plot.h"
 
 #include <cairo-svg.h>
 
@@ -10,10 +10,10 @@
 #include <cstring>
 #include <map>
 
-#include "exp/plot_internal.h"
+#include "plot/plot_internal.h"
 #include "io/error.h"
 
-namespace ikv::exp {
+namespace ikv::plot {
 
 // ---------------------------------------------------------------- ticks and labels
 
@@ -241,4 +241,4 @@ std::string plot_png_base64(const Heatmap& p, int w, int h) {
   return base64(render(p, Format::png, w, h, describe(p.title)));
 }
 
-}  // namespace ikv::exp
+}  // namespace ikv::plot

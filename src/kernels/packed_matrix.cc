@@ -1,4 +1,4 @@
-#include "quant/packed_matrix.h"
+#include "kernels/packed_matrix.h"
 
 #include <cmath>
 #include <numeric>
@@ -6,7 +6,7 @@
 #include "io/dtype.h"
 #include "io/error.h"
 
-namespace ikv::quant {
+namespace ikv::kernels {
 
 void validate_spec(const QuantSpec& spec, int64_t cols, const std::string& what) {
   if (spec.bits < 2 || spec.bits > 8)
@@ -144,4 +144,4 @@ size_t packed_bytes(const PackedMatrix& m) {
   return m.codes.size() * sizeof(CodeWord) + m.scales.size() * sizeof(uint16_t) + m.zeros.size();
 }
 
-}  // namespace ikv::quant
+}  // namespace ikv::kernels

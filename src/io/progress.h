@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-namespace ikv::eval {
+namespace ikv::io {
 
 class Progress {
  public:
@@ -20,4 +20,4 @@ class Progress {
   std::chrono::steady_clock::time_point start_;
 };
 
-}  // namespace ikv::eval
+}  // namespace ikv::io

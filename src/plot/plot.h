@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-namespace ikv::exp {
+namespace ikv::plot {
 
 // One line (LinePlot) or one group of bars (BarPlot; x unused there). NaN y values are gaps;
 // on a log axis so are values <= 0.
@@ -81,4 +81,4 @@ Rgb palette_color(size_t index);
 // Sequential colormap approximating viridis; t is clamped to [0, 1] (0 = dark purple, 1 = yellow).
 Rgb colormap(double t);
 
-}  // namespace ikv::exp
+}  // namespace ikv::plot

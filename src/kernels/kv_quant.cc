@@ -1,11 +1,11 @@
-#include "quant/kv_quant.h"
+#include "kernels/kv_quant.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "io/error.h"
 
-namespace ikv::quant {
+namespace ikv::kernels {
 
 void fake_quantize_kv(float* x, int64_t n, int bits) {
   if (bits < 2 || bits > 8) fail("KV-cache quantization: bits ", bits, " out of range (supported: 2..8)");
@@ -26,4 +26,4 @@ void fake_quantize_kv(float* x, int64_t n, int bits) {
   }
 }
 
-}  // namespace ikv::quant
+}  // namespace ikv::kernels

@@ -4,7 +4,7 @@
 #pragma once
 #include <cstdint>
 
-namespace ikv::quant {
+namespace ikv::kernels {
 
 // Over the n values of x (one token, one head):
 //   scale = clamp((max - min) / (2^bits - 1), 1e-5, 1e4)
@@ -13,4 +13,4 @@ namespace ikv::quant {
 // in fp32 with round half to even. bits in 2..8, else ikv::Error.
 void fake_quantize_kv(float* x, int64_t n, int bits);
 
-}  // namespace ikv::quant
+}  // namespace ikv::kernels
