@@ -35,7 +35,8 @@ struct RunArgs {
 // Writes md/html/csv/json reports of a run next to the store, and returns the Markdown.
 std::string write_reports(exp::Store& store, int64_t run_id, const std::string& out_dir, const std::string& title) {
   std::vector<exp::CellRecord> cells = store.cells_of_run(run_id);
-  exp::ReportOptions opt;
+  const std::optional<exp::RunInfo> run = store.get_run(run_id);
+  exp::ReportOptions opt = exp::stored_report_options(store.run_options(run_id), run ? &*run : nullptr);
   opt.title = title;
   opt.html_fragments = exp::report_figures(cells);
   const std::string stem = out_dir + "/report-run" + std::to_string(run_id);
@@ -126,7 +127,7 @@ void run_report(const ReportArgs& a) {
   }
   auto info = store.get_run(id);
   if (!info) fail(db, ": no run ", id);
-  exp::ReportOptions opt;
+  exp::ReportOptions opt = exp::stored_report_options(store.run_options(id), &*info);
   opt.title = std::filesystem::path(info->config_path).stem().string();
   std::vector<exp::CellRecord> cells = store.cells_of_run(id);
   if (fmt == exp::ReportFormat::Html) opt.html_fragments = exp::report_figures(cells);

@@ -16,7 +16,8 @@ namespace {
 struct TasksArgs {
   exp::VariantSpec variant;
   std::string tasks = "arc_easy,arc_challenge,boolq,openbookqa,winogrande,hellaswag,piqa,lambada_openai";
-  int64_t limit = 0, max_ctx = 0, shots = 5;
+  int64_t limit = 0, max_ctx = 0, shots = 5, mmlu_max_ctx = exp::kMmluMaxCtx;
+  std::string bos = "always", mmlu_format = "paper";
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -33,6 +34,8 @@ void run_tasks(const Common& common, const TasksArgs& a) {
   std::vector<const eval::TaskSpec*> specs;
   for (const auto& name : split(a.tasks)) specs.push_back(&eval::find_task(name));  // unknown names fail here
   if (specs.empty()) fail("--tasks '", a.tasks, "' names no task (e.g. arc_easy,hellaswag,mmlu)");
+  if (a.bos == "never" && a.variant.intactkv != "none")
+    fail("--bos never: IntactKV prefixes start with <bos>; they cannot be used without one");
   const std::string root = io::resolve_data_root(common.data_root);
   exp::PreparedVariant v = exp::prepare_variant(root, a.variant);
   engine::Engine eng(v.model.weights);
@@ -40,6 +43,7 @@ void run_tasks(const Common& common, const TasksArgs& a) {
   so.max_ctx = a.max_ctx;
   so.kv_bits = a.variant.kv_bits;
   so.quantize_prefix = a.variant.quantize_prefix;
+  so.bos = a.bos == "always";
   eval::LoglikelihoodScorer scorer(eng, *v.model.tokenizer, so, v.prefix_ptr());
   eval::LoglikFn loglik = [&](const std::vector<eval::LoglikRequest>& r) { return scorer.score(r); };
   std::vector<eval::TaskResult> results;
@@ -49,7 +53,8 @@ void run_tasks(const Common& common, const TasksArgs& a) {
     to.limit = a.limit;
     to.num_fewshot = static_cast<int>(a.shots);
     to.count_tokens = [&](const std::string& s) { return scorer.count_tokens(s); };
-    to.max_ctx_tokens = scorer.max_ctx();
+    to.max_ctx_tokens = eval::mmlu_prompt_limit(a.mmlu_max_ctx, scorer.max_ctx());
+    to.mmlu_format = a.mmlu_format;
     io::Progress bar(spec->name, 1);
     eval::TaskResult r = eval::run_task(*spec, to, loglik, [&](int64_t done, int64_t total) {
       bar = io::Progress(spec->name, total);
@@ -96,6 +101,13 @@ void add_tasks_command(CLI::App& app, Common& common) {
   cmd->add_option("--max-ctx", a.max_ctx, "context length limit in tokens (0 = the model's maximum)")
       ->check(rule(exp::rules::kCount));
   cmd->add_option("--shots", a.shots, "MMLU few-shot examples")->check(rule(exp::rules::kCount));
+  cmd->add_option("--mmlu-max-ctx", a.mmlu_max_ctx,
+                  "MMLU: drop shots while the prompt (with <bos>) exceeds this many tokens (the reference's 2048; 0 = never)")
+      ->check(rule(exp::rules::kCount));
+  cmd->add_option("--mmlu-format", a.mmlu_format, "MMLU prompt: paper (the Hendrycks script) | lm-eval (v0.4's mmlu)")
+      ->check(CLI::IsMember(exp::kMmluFormats));
+  cmd->add_option("--bos", a.bos, "start every request with <bos>: always (the paper, lm-eval >= 0.4.9.2) | never")
+      ->check(CLI::IsMember(exp::kBosPolicies));
   cmd->callback([&common] { run_tasks(common, a); });
 }
 

@@ -20,23 +20,27 @@ std::pair<double, bool> token_logprob(const float* row, int64_t vocab, int32_t t
 }
 
 // The model input for one request: <bos> + context + continuation, truncated from the left (after
-// <bos>) so that the input (all but the last token) fits max_ctx.
+// <bos>) so that the input (all but the last token) fits max_ctx. Without <bos> (opt.bos false):
+// context + continuation, an empty context standing as the end-of-text token.
 struct Encoded {
-  std::vector<int32_t> context;  // starts with <bos>
+  std::vector<int32_t> context;  // starts with <bos> (with opt.bos)
   std::vector<int32_t> continuation;
 };
 
-Encoded encode_request(const model::Tokenizer& tok, const LoglikRequest& r, int32_t bos, int64_t max_ctx) {
+Encoded encode_request(const model::Tokenizer& tok, const LoglikRequest& r, const model::Config& c, bool bos,
+                       int64_t max_ctx) {
   auto [ctx, cont] = encode_pair(tok, r.context, r.continuation);
   if (cont.empty()) fail("loglikelihood: continuation '", r.continuation, "' encodes to no tokens");
   if (static_cast<int64_t>(cont.size()) >= max_ctx)
     fail("loglikelihood: continuation of ", cont.size(), " tokens does not fit the context of ", max_ctx);
-  // Input = bos + ctx + cont minus the last token: 1 + |ctx| + |cont| - 1 positions.
-  const int64_t excess = static_cast<int64_t>(ctx.size() + cont.size()) - max_ctx;
+  // Input = [bos] + ctx + cont minus the last token: |ctx| + |cont| positions with <bos>, one
+  // fewer without.
+  const int64_t excess = static_cast<int64_t>(ctx.size() + cont.size()) - (bos ? 0 : 1) - max_ctx;
   if (excess > 0) ctx.erase(ctx.begin(), ctx.begin() + std::min<int64_t>(excess, ctx.size()));
   Encoded e;
-  e.context.push_back(bos);
+  if (bos) e.context.push_back(c.bos_id);
   e.context.insert(e.context.end(), ctx.begin(), ctx.end());
+  if (e.context.empty()) e.context.push_back(c.eos_id);
   e.continuation = std::move(cont);
   return e;
 }
@@ -84,6 +88,7 @@ std::pair<std::vector<int32_t>, std::vector<int32_t>> encode_pair(const model::T
 LoglikelihoodScorer::LoglikelihoodScorer(const engine::Engine& eng, const model::Tokenizer& tok, ScorerOptions opt,
                                          const intactkv::Prefix* prefix)
     : eng_(eng), tok_(tok), opt_(opt), prefix_(prefix) {
+  if (prefix && !opt.bos) fail("loglikelihood: an IntactKV prefix stands in for <bos>; it cannot be used without one");
   const int64_t P = prefix ? prefix->size() : 0;
   max_ctx_ = opt.max_ctx > 0 ? std::min(opt.max_ctx, eng.config().max_pos) : eng.config().max_pos;
   // The prefix occupies P positions (one of them standing in for <bos>).
@@ -97,7 +102,7 @@ std::vector<LoglikResult> LoglikelihoodScorer::score(const std::vector<LoglikReq
   std::vector<LoglikResult> out(requests.size());
   std::vector<Encoded> enc;
   enc.reserve(requests.size());
-  for (const auto& r : requests) enc.push_back(encode_request(tok_, r, c.bos_id, max_ctx_));
+  for (const auto& r : requests) enc.push_back(encode_request(tok_, r, c, opt_.bos, max_ctx_));
   // Group requests by context tokens; each context runs once, each continuation after it.
   std::map<std::vector<int32_t>, std::vector<size_t>> groups;
   for (size_t i = 0; i < enc.size(); ++i) groups[enc[i].context].push_back(i);
@@ -148,7 +153,7 @@ std::vector<LoglikResult> score_brute_force(const engine::Engine& eng, const mod
   for (const auto& r : requests) {
     // A fresh scorer per request: no sharing of anything between requests.
     LoglikelihoodScorer one(eng, tok, opt, prefix);
-    Encoded e = encode_request(tok, r, c.bos_id, one.max_ctx());
+    Encoded e = encode_request(tok, r, c, opt.bos, one.max_ctx());
     std::vector<int32_t> input = e.context;
     input.insert(input.end(), e.continuation.begin(), e.continuation.end() - 1);
     engine::KVCache cache = engine::make_kv_cache(c, input.size() + (prefix ? prefix->size() : 0), opt.kv_bits);

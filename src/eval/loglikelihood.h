@@ -20,6 +20,9 @@ struct ScorerOptions {
   int64_t max_ctx = 0;  // 0 = the model's max_position_embeddings
   int kv_bits = 16;
   bool quantize_prefix = false;
+  // false: requests start without <bos>, as lm-eval 0.4.0-0.4.9.1 scored LLaMA; an empty context
+  // is then the end-of-text token (lm-eval's convention). An IntactKV prefix needs <bos>.
+  bool bos = true;
 };
 
 struct ScorerStats {

@@ -105,8 +105,8 @@ std::vector<MmluRow> read_mmlu_csv(const std::string& root, const std::string& r
     if (r.fields.size() != 6)
       fail(f.path, ":", r.line, ": ", r.fields.size(), " fields, expected 6 (question, A, B, C, D, answer)");
     MmluRow row;
-    row.question = as_pandas_prints(r.fields[0]);
-    for (int j = 0; j < 4; ++j) row.choices[j] = as_pandas_prints(r.fields[j + 1]);
+    row.question = r.fields[0];
+    for (int j = 0; j < 4; ++j) row.choices[j] = r.fields[j + 1];
     const std::string& a = r.fields[5];
     if (a.size() != 1 || a[0] < 'A' || a[0] > 'D') fail(f.path, ":", r.line, ": answer \"", a, "\" is not A-D");
     row.answer = a[0] - 'A';
@@ -115,10 +115,21 @@ std::vector<MmluRow> read_mmlu_csv(const std::string& root, const std::string& r
   return rows;
 }
 
+// Python's str.strip(): ASCII whitespace from both ends.
+std::string py_strip(const std::string& s) {
+  const char* ws = " \t\n\r\v\f";
+  const size_t b = s.find_first_not_of(ws);
+  return b == std::string::npos ? "" : s.substr(b, s.find_last_not_of(ws) - b + 1);
+}
+
 // format_example(): "{question}\nA. {a}\nB. {b}\nC. {c}\nD. {d}\nAnswer:" (+ " {X}\n\n" for a shot).
-std::string format_example(const MmluRow& r, bool with_answer) {
-  std::string s = r.question;
-  for (int j = 0; j < 4; ++j) s += std::string("\n") + kLetters[j] + ". " + r.choices[j];
+// The paper's script prints cells as pandas reads them; lm-eval strips the question and keeps
+// every cell as written (its dataset has no NA conversion). The shot layout is the same in both:
+// lm-eval joins "question Answer: X" examples with "\n\n".
+std::string format_example(const MmluRow& r, bool with_answer, bool lm_eval) {
+  std::string s = lm_eval ? py_strip(r.question) : as_pandas_prints(r.question);
+  for (int j = 0; j < 4; ++j)
+    s += std::string("\n") + kLetters[j] + ". " + (lm_eval ? r.choices[j] : as_pandas_prints(r.choices[j]));
   s += "\nAnswer:";
   if (with_answer) s += std::string(" ") + kLetters[r.answer] + "\n\n";
   return s;
@@ -126,12 +137,13 @@ std::string format_example(const MmluRow& r, bool with_answer) {
 
 // gen_prompt()'s header. format_subject() joins the words with a leading " " each, so the
 // reference prompt has TWO spaces after "about": "… about  abstract algebra.\n\n". Kept verbatim.
-std::string prompt_header(const std::string& subject) {
+// lm-eval's description has one space: "… about abstract algebra.\n\n".
+std::string prompt_header(const std::string& subject, bool lm_eval) {
   std::string words;
   size_t pos = 0;
   while (true) {
     size_t us = subject.find('_', pos);
-    words += ' ';
+    if (!lm_eval || !words.empty()) words += ' ';
     words += subject.substr(pos, us == std::string::npos ? std::string::npos : us - pos);
     if (us == std::string::npos) break;
     pos = us + 1;
@@ -158,21 +170,24 @@ std::vector<TaskDoc> load_mmlu(const TaskOptions& o, const std::vector<std::stri
   if (o.num_fewshot < 0) fail("mmlu: num_fewshot must be >= 0, got ", o.num_fewshot);
   if (o.max_ctx_tokens > 0 && !o.count_tokens)
     fail("mmlu: max_ctx_tokens is set but no token counter was given (TaskOptions::count_tokens)");
+  if (o.mmlu_format != "paper" && o.mmlu_format != "lm-eval")
+    fail("mmlu: format '", o.mmlu_format, "' is not paper or lm-eval");
+  const bool lm_eval = o.mmlu_format == "lm-eval";
   std::vector<TaskDoc> docs;
   for (const MmluSubject* subject : selected_subjects(o.subjects)) {
     const std::string name = subject->name;
     // dev_df[:num_fewshot]: the first k dev rows are the shots, in file order.
     std::vector<MmluRow> dev = read_mmlu_csv(o.data_root, "datasets/mmlu/dev/" + name + "_dev.csv");
     std::vector<MmluRow> test = read_mmlu_csv(o.data_root, "datasets/mmlu/test/" + name + "_test.csv");
-    const std::string header = prompt_header(name);
+    const std::string header = prompt_header(name, lm_eval);
     std::vector<std::string> shots;
     for (size_t i = 0; i < dev.size() && static_cast<int>(i) < o.num_fewshot; ++i)
-      shots.push_back(format_example(dev[i], true));
+      shots.push_back(format_example(dev[i], true, lm_eval));
 
     size_t n = test.size();
     if (o.limit > 0 && static_cast<int64_t>(n) > o.limit) n = static_cast<size_t>(o.limit);
     for (size_t i = 0; i < n; ++i) {
-      const std::string end = format_example(test[i], false);
+      const std::string end = format_example(test[i], false, lm_eval);
       auto prompt_with = [&](size_t k) {
         std::string p = header;
         for (size_t s = 0; s < k; ++s) p += shots[s];

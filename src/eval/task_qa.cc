@@ -1,6 +1,7 @@
 // The zero-shot lm-eval tasks: each loader is the task yaml of lm-evaluation-harness v0.4
 // (doc_to_text / doc_to_choice / doc_to_target) applied to the bundle's copy of the dataset.
 // Continuations get lm-eval's default target_delimiter " " in front of the choice text.
+#include <cctype>
 #include <string>
 
 #include "eval/dataset_io.h"
@@ -152,7 +153,79 @@ std::vector<TaskDoc> load_winogrande(const TaskOptions& o, const std::vector<std
 // "[www.kiddio.org]"). ctx_a/ctx_b cannot be separated again from the file, so we score the file
 // as is: numbers match llama.cpp-format scorers on this file, and differ slightly from lm-eval on
 // the HF dataset.
+namespace {
+
+// lm-eval's hellaswag preprocess(): strip, " [title]" -> ". ", drop [bracketed] text (up to the
+// next ']'), "  " -> " " (once, left to right, as str.replace does).
+std::string hellaswag_preprocess(std::string text) {
+  const char* ws = " \t\n\r\v\f";
+  const size_t b = text.find_first_not_of(ws);
+  text = b == std::string::npos ? "" : text.substr(b, text.find_last_not_of(ws) - b + 1);
+  auto replace_all = [](std::string& s, const std::string& from, const std::string& to) {
+    std::string out;
+    for (size_t pos = 0;;) {
+      const size_t at = s.find(from, pos);
+      out += s.substr(pos, at == std::string::npos ? std::string::npos : at - pos);
+      if (at == std::string::npos) break;
+      out += to;
+      pos = at + from.size();
+    }
+    s = out;
+  };
+  replace_all(text, " [title]", ". ");
+  std::string kept;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const size_t close = text[i] == '[' ? text.find(']', i + 1) : std::string::npos;
+    if (close == std::string::npos) {
+      kept += text[i];
+    } else {
+      i = close;
+    }
+  }
+  replace_all(kept, "  ", " ");
+  return kept;
+}
+
+// Python's str.capitalize() on ASCII: first letter upper, the rest lower (other bytes unchanged).
+std::string py_capitalize(std::string s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const unsigned char ch = static_cast<unsigned char>(s[i]);
+    if (ch < 0x80) s[i] = static_cast<char>(i == 0 ? std::toupper(ch) : std::tolower(ch));
+  }
+  return s;
+}
+
+// The canonical hellaswag_val.jsonl (rowanz/hellaswag) the way lm-eval reads it:
+// query = preprocess(activity_label + ": " + ctx_a + " " + ctx_b.capitalize()), choices =
+// preprocess(ending) each after a " ", gold = label.
+std::vector<TaskDoc> load_hellaswag_jsonl(const TaskOptions& o, const std::string& rel) {
+  DataFile f = read_dataset_file(o.data_root, rel);
+  std::vector<TaskDoc> docs;
+  for (const JsonLine& row : parse_jsonl(f)) {
+    const std::string query = hellaswag_preprocess(json_string(row, "activity_label", f.path) + ": " +
+                                                   json_string(row, "ctx_a", f.path) + " " +
+                                                   py_capitalize(json_string(row, "ctx_b", f.path)));
+    const nlohmann::json& endings = row.value.value("endings", nlohmann::json());
+    if (!endings.is_array() || endings.size() != 4)
+      fail(f.path, ":", row.line, ": \"endings\" is not a list of 4 strings");
+    std::vector<std::string> choices;
+    for (const auto& e : endings) {
+      if (!e.is_string()) fail(f.path, ":", row.line, ": \"endings\" is not a list of 4 strings");
+      choices.push_back(hellaswag_preprocess(e.get<std::string>()));
+    }
+    const nlohmann::json& label = row.value.value("label", nlohmann::json());
+    const int gold = label.is_number_integer() ? label.get<int>() : -1;
+    if (gold < 0 || gold > 3) fail(f.path, ":", row.line, ": \"label\" is not 0-3");
+    docs.push_back(shared_context_doc(query, choices, gold));
+  }
+  keep_first(docs, o.limit);
+  return docs;
+}
+
+}  // namespace
+
 std::vector<TaskDoc> load_hellaswag(const TaskOptions& o, const std::vector<std::string>& files) {
+  if (files.at(0).ends_with(".jsonl")) return load_hellaswag_jsonl(o, files[0]);
   DataFile f = read_dataset_file(o.data_root, files.at(0));
   std::vector<TextLine> lines = split_lines(f.text);
   if (lines.size() % 6 != 0)

@@ -2,6 +2,7 @@
 #include "eval/tasks.h"
 
 #include <cmath>
+#include <filesystem>
 #include <map>
 
 #include "eval/dataset_io.h"
@@ -23,7 +24,8 @@ const std::vector<TaskSpec>& all_tasks() {
       {"arc_challenge", load_arc_challenge, kMultipleChoice, true, false, "acc_norm",
        {"datasets/arc/ARC-Challenge/ARC-Challenge-Test.jsonl"}},
       {"boolq", load_boolq, kMultipleChoice, false, false, "acc", {"datasets/boolq/dev.jsonl"}},
-      {"hellaswag", load_hellaswag, kMultipleChoice, true, false, "acc_norm", {"datasets/hellaswag/hellaswag_val_full.txt"}},
+      {"hellaswag", load_hellaswag, kMultipleChoice, true, false, "acc_norm", {"datasets/hellaswag/hellaswag_val_full.txt"},
+       {"datasets/hellaswag/hellaswag_val.jsonl"}},
       {"lambada_openai", load_lambada_openai, kLoglikelihood, false, false, "acc",
        {"datasets/lambada-openai/lambada_test.jsonl"}},
       {"mmlu", load_mmlu, kMultipleChoice, false, true, "acc", {"datasets/mmlu/SHA256SUMS"}},
@@ -44,8 +46,16 @@ const TaskSpec& find_task(const std::string& name) {
   fail("unknown task \"", name, "\"; valid tasks: ", valid);
 }
 
+std::vector<std::string> task_files(const TaskSpec& spec, const std::string& data_root) {
+  if (spec.canonical_files.empty()) return spec.files;
+  std::error_code ec;
+  for (const std::string& f : spec.canonical_files)
+    if (!std::filesystem::is_regular_file(std::filesystem::path(data_root) / f, ec)) return spec.files;
+  return spec.canonical_files;
+}
+
 std::vector<TaskDoc> load_task_docs(const TaskSpec& spec, const TaskOptions& opts) {
-  std::vector<TaskDoc> docs = spec.load(opts, spec.files);
+  std::vector<TaskDoc> docs = spec.load(opts, task_files(spec, opts.data_root));
   for (size_t i = 0; i < docs.size(); ++i) {
     const TaskDoc& d = docs[i];
     size_t want_options = spec.output == OutputType::kLoglikelihood ? 1 : d.options.size();

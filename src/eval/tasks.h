@@ -3,6 +3,7 @@
 // which metrics the task reports. The prompts follow lm-eval v0.4's task yamls (the version the
 // IntactKV repo vendors) exactly; MMLU follows the Hendrycks / IntactKV-repo 5-shot script instead.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -31,6 +32,9 @@ struct TaskOptions {
   int num_fewshot = 5;                // MMLU: dev examples in the prompt before shot dropping
   TokenCountFn count_tokens;          // MMLU: token count of a prompt without <bos>
   int64_t max_ctx_tokens = 0;         // MMLU: drop shots while count_tokens(prompt) + 1 exceeds it (0 = never)
+  // MMLU prompt: "paper" (the Hendrycks script of the IntactKV repo) or "lm-eval" (lm-eval v0.4's
+  // mmlu: one space after "about", the question stripped, cells as written, no pandas NA).
+  std::string mmlu_format = "paper";
   int64_t docs_per_batch = 64;        // documents per LoglikFn call (all options of a doc in one call)
 };
 
@@ -51,12 +55,17 @@ struct TaskSpec {
   // The data files it reads, relative to the data root; they also identify its data in plan keys.
   // MMLU's one file is its checksum list, which covers the 171 CSVs it reads by subject.
   std::vector<std::string> files;
+  // Read instead of `files` when present in the data root: the canonical form of a dataset the
+  // bundle ships converted (HellaSwag: rowanz's hellaswag_val.jsonl, with lm-eval's preprocessing).
+  std::vector<std::string> canonical_files;
 };
 
 const std::vector<TaskSpec>& all_tasks();
 // Unknown name -> Error listing the valid names.
 const TaskSpec& find_task(const std::string& name);
 std::vector<TaskDoc> load_task_docs(const TaskSpec& spec, const TaskOptions& opts);
+// The files the task reads from this data root: canonical_files when all are there, else files.
+std::vector<std::string> task_files(const TaskSpec& spec, const std::string& data_root);
 
 struct MetricValue {
   std::string name;
@@ -95,6 +104,12 @@ TaskResult score_items(const TaskSpec& spec, const std::vector<TaskDoc>& docs, c
 // Fills r.metrics from r's per-item outcomes; `subjects` (one per document, MMLU only, else
 // empty) gives the per-subject and per-category groups.
 void add_task_metrics(const TaskSpec& spec, const std::vector<std::string>& subjects, TaskResult& r);
+
+// The prompt length at which MMLU drops shots: the task's setting (the reference's 2048 by default;
+// 0 = never drop) capped by the scorer's context.
+inline int64_t mmlu_prompt_limit(int64_t setting, int64_t scorer_ctx) {
+  return setting > 0 ? std::min(setting, scorer_ctx) : 0;
+}
 
 // The zero-shot QA suite of the IntactKV repo (intactkv_eval.py --tasks qa); it has no PIQA.
 const std::vector<std::string>& paper_qa_tasks();

@@ -21,7 +21,9 @@ struct Entry {
   std::optional<double> value;
 };
 
-std::vector<Entry> entries(const json& doc, const std::string& which) {
+std::vector<Entry> entries(const json& report, const std::string& which) {
+  // A report is {"provenance": …, "results": [...]}; older reports (and baselines) are the list.
+  const json& doc = report.is_object() && report.contains("results") ? report["results"] : report;
   if (!doc.is_array()) fail(which, " report is not a JSON list");
   std::vector<Entry> out;
   std::map<Identity, size_t> seen;

@@ -58,6 +58,18 @@ void read_dataset(SchemaChecker& c, const YamlNode& map, const char* key, std::s
   if (n) check_dataset(c, *n, out);
 }
 
+// A setting that must be one of `choices`.
+void read_choice(SchemaChecker& c, const YamlNode& map, const char* key, std::string& out,
+                 const std::vector<std::string>& choices) {
+  const YamlNode* n = map.find(key);
+  if (!n) return;
+  c.read(map, key, out);
+  if (std::find(choices.begin(), choices.end(), out) != choices.end()) return;
+  std::string list;
+  for (const auto& ch : choices) list += (list.empty() ? "" : " or ") + ch;
+  c.problem(*n, std::string(key) + " must be " + list + ", got '" + out + "'" + did_you_mean(out, choices));
+}
+
 // A list, or a single item standing for a one-element list.
 std::vector<const YamlNode*> items_of(const YamlNode& n) {
   std::vector<const YamlNode*> out;
@@ -66,6 +78,20 @@ std::vector<const YamlNode*> items_of(const YamlNode& n) {
   else
     out.push_back(&n);
   return out;
+}
+
+// A list of QA task names (a single name is a one-element list); unknown names are problems.
+std::vector<std::string> qa_task_names(SchemaChecker& c, const YamlNode& n) {
+  std::vector<std::string> names;
+  for (const YamlNode* item : items_of(n)) {
+    auto name = c.string(*item);
+    if (!name) continue;
+    if (std::find(kQaTasks.begin(), kQaTasks.end(), *name) == kQaTasks.end())
+      c.problem(*item, "unknown QA task \"" + *name + "\"" + did_you_mean(*name, kQaTasks));
+    else
+      names.push_back(*name);
+  }
+  return names;
 }
 
 ModelSpec parse_model(SchemaChecker& c, const YamlNode& n) {
@@ -196,27 +222,28 @@ void parse_tasks(SchemaChecker& c, const YamlNode& n, TaskSpecs& t) {
     c.read(*p, "ctx", s.ctx, kCtx);
     c.read(*p, "windows", s.windows, kCount);
   }
-  if (const YamlNode* p = n.find("mmlu"); p && task_map(c, *p, {"shots", "subjects", "limit"}, "mmlu")) {
+  if (const YamlNode* p = n.find("mmlu");
+      p && task_map(c, *p, {"shots", "subjects", "limit", "max_ctx", "bos", "format"}, "mmlu")) {
     MmluTask& s = t.mmlu.emplace();
     c.read(*p, "shots", s.shots, kCount);
+    c.read(*p, "max_ctx", s.max_ctx, kCount);
+    read_choice(c, *p, "bos", s.bos, kBosPolicies);
+    read_choice(c, *p, "format", s.format, kMmluFormats);
     if (const YamlNode* subjects = p->find("subjects"); subjects && !(subjects->scalar == "all")) {
       if (auto names = c.strings(*subjects)) s.subjects = *names;
       if (s.subjects.empty()) c.problem(*subjects, "subjects must be all or a list of subject names");
     }
     c.read(*p, "limit", s.limit, kCount);
   }
-  if (const YamlNode* p = n.find("qa"); p && task_map(c, *p, {"tasks", "limit"}, "qa")) {
+  if (const YamlNode* p = n.find("qa"); p && task_map(c, *p, {"tasks", "limit", "bos", "average"}, "qa")) {
     QaTask& s = t.qa.emplace();
+    read_choice(c, *p, "bos", s.bos, kBosPolicies);
+    if (const YamlNode* avg = p->find("average"); avg && avg->scalar != "paper") {
+      s.average = qa_task_names(c, *avg);
+      if (s.average.empty()) c.problem(*avg, "average must be paper or a list of QA tasks");
+    }
     if (const YamlNode* names = p->find("tasks"); names && names->scalar != "all") {
-      s.tasks.clear();
-      for (const YamlNode* item : items_of(*names)) {
-        auto name = c.string(*item);
-        if (!name) continue;
-        if (std::find(kQaTasks.begin(), kQaTasks.end(), *name) == kQaTasks.end())
-          c.problem(*item, "unknown QA task \"" + *name + "\"" + did_you_mean(*name, kQaTasks));
-        else
-          s.tasks.push_back(*name);
-      }
+      s.tasks = qa_task_names(c, *names);
       if (names->kind == Kind::Sequence && names->items.empty())
         c.problem(*names, "qa tasks must not be empty");
     }
@@ -285,6 +312,11 @@ ExperimentConfig build(SchemaChecker& c, const YamlNode& document) {
   });
   parse_list(c, root, "intactkv", cfg.intactkv, [&](const YamlNode& n) { return parse_intactkv(c, n); });
   if (const YamlNode* tasks = c.field(root, "tasks", true)) parse_tasks(c, *tasks, cfg.tasks);
+  // An IntactKV prefix starts with <bos>: it cannot stand in for requests that have none.
+  const bool no_bos = (cfg.tasks.qa && cfg.tasks.qa->bos == "never") || (cfg.tasks.mmlu && cfg.tasks.mmlu->bos == "never");
+  if (no_bos && std::any_of(cfg.intactkv.begin(), cfg.intactkv.end(),
+                            [](const IntactKVSpec& v) { return v.kind != IntactKVSpec::Kind::None; }))
+    c.problem(*root.find("intactkv"), "IntactKV prefixes start with <bos>; they cannot be used with bos: never");
   return cfg;
 }
 

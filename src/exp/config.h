@@ -83,15 +83,30 @@ struct PplTask {
   int windows = 0;  // 0 = all
   bool operator==(const PplTask&) const = default;
 };
+// Whether loglikelihood requests start with <bos>: "always" (the paper, lm-eval >= 0.4.9.2) or
+// "never" (lm-eval 0.4.0-0.4.9.1 on LLaMA).
+inline const std::vector<std::string> kBosPolicies = {"always", "never"};
+// MMLU prompts: "paper" (the Hendrycks script the IntactKV repo runs: two spaces after "about",
+// pandas' "None" -> "nan") or "lm-eval" (lm-eval v0.4's mmlu: one space, question stripped).
+inline const std::vector<std::string> kMmluFormats = {"paper", "lm-eval"};
+// The reference drops few-shot examples while the prompt (with <bos>) exceeds this many tokens.
+inline constexpr int kMmluMaxCtx = 2048;
+
 struct MmluTask {
   int shots = 5;
   std::vector<std::string> subjects;  // empty = all
   int limit = 0;                      // items per subject, 0 = all
+  int max_ctx = kMmluMaxCtx;          // shot dropping limit (capped by the model's context); 0 = none
+  std::string bos = "always";         // kBosPolicies
+  std::string format = "paper";       // kMmluFormats
   bool operator==(const MmluTask&) const = default;
 };
 struct QaTask {
   std::vector<std::string> tasks = kQaTasks;  // each one of kQaTasks
   int limit = 0;                              // items per task, 0 = all
+  std::string bos = "always";                 // kBosPolicies
+  // The tasks the table's Avg column averages (each by its paper metric); default: the paper's.
+  std::vector<std::string> average;           // empty = eval::paper_qa_tasks()
   bool operator==(const QaTask&) const = default;
 };
 struct MseSweepTask {

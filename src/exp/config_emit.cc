@@ -143,12 +143,19 @@ void emit_tasks(YAML::Emitter& out, const TaskSpecs& t) {
       out << "all";
     else
       emit_list(out, t.mmlu->subjects);
-    out << YAML::Key << "limit" << YAML::Value << t.mmlu->limit << YAML::EndMap;
+    out << YAML::Key << "limit" << YAML::Value << t.mmlu->limit << YAML::Key << "max_ctx" << YAML::Value
+        << t.mmlu->max_ctx << YAML::Key << "bos" << YAML::Value << t.mmlu->bos << YAML::Key << "format"
+        << YAML::Value << t.mmlu->format << YAML::EndMap;
   }
   if (t.qa) {
     out << YAML::Key << "qa" << YAML::Value << YAML::BeginMap << YAML::Key << "tasks" << YAML::Value;
     emit_list(out, t.qa->tasks);
-    out << YAML::Key << "limit" << YAML::Value << t.qa->limit << YAML::EndMap;
+    out << YAML::Key << "limit" << YAML::Value << t.qa->limit << YAML::Key << "bos" << YAML::Value << t.qa->bos;
+    if (!t.qa->average.empty()) {
+      out << YAML::Key << "average" << YAML::Value;
+      emit_list(out, t.qa->average);
+    }
+    out << YAML::EndMap;
   }
   if (t.mse_sweep) {
     const MseSweepTask& s = *t.mse_sweep;

@@ -73,7 +73,7 @@ Identities data_identities(const std::string& data_root) {
     if (d == "sharegpt") paths.push_back(intactkv::resolve_calibration_data(root, d));
     for (const eval::TaskSpec& t : eval::all_tasks())
       if (t.name == d)
-        for (const std::string& f : t.files) {
+        for (const std::string& f : eval::task_files(t, root)) {
           paths.push_back(io::data_file(root, f));
           io::verify_data_file(root, paths.back());
         }

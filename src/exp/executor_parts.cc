@@ -83,24 +83,26 @@ CellPart Executor::run_qa_part(const Cell& cell, int part, int parts) {
   const intactkv::Prefix* prefix = prefix_for(cell);
   const LoadedModel& fp = fp_model(cell.model);
   engine::Engine eng(weights_for(cell));
+  const auto* mmlu = std::get_if<MmluTask>(&cell.task);
   eval::ScorerOptions so;
   so.kv_bits = cell.kv_bits;
+  so.bos = (mmlu ? mmlu->bos : std::get<QaUnit>(cell.task).bos) == "always";
   eval::LoglikelihoodScorer scorer(eng, *fp.tokenizer, so, prefix);
   eval::TaskOptions to;
   to.data_root = data_root_;
   std::string id = cell.model.path + "|" + task;
-  if (task == "mmlu") {
-    const auto& m = std::get<MmluTask>(cell.task);
-    to.limit = m.limit;
-    to.num_fewshot = m.shots;
-    to.subjects = m.subjects;
-    id += "|shots " + std::to_string(m.shots);
-    for (const auto& s : m.subjects) id += "|" + s;
+  if (mmlu) {
+    to.limit = mmlu->limit;
+    to.num_fewshot = mmlu->shots;
+    to.subjects = mmlu->subjects;
+    to.mmlu_format = mmlu->format;
+    to.max_ctx_tokens = eval::mmlu_prompt_limit(mmlu->max_ctx, scorer.max_ctx());
+    id += "|shots " + std::to_string(mmlu->shots) + "|" + mmlu->format;
+    for (const auto& s : mmlu->subjects) id += "|" + s;
   } else {
     to.limit = std::get<QaUnit>(cell.task).limit;
   }
   to.count_tokens = [&](const std::string& s) { return scorer.count_tokens(s); };
-  to.max_ctx_tokens = scorer.max_ctx();
   // Loading (and MMLU's shot dropping, which depends on the context length) once per executor,
   // not once per part.
   id += "|limit " + std::to_string(to.limit) + "|ctx " + std::to_string(to.max_ctx_tokens);

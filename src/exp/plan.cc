@@ -91,15 +91,21 @@ json task_json(const TaskUnit& task, const Identities& ids) {
           [&](const PplUnit& t) -> json {
             return {{"kind", "ppl"}, {"data", data(t.dataset)}, {"ctx", t.ctx}, {"windows", t.windows}};
           },
+          // Settings added after results were stored enter a key only when they differ from the
+          // behaviour those results had (<bos> always, the paper's MMLU prompt), so stored cells
+          // stay found. MMLU's shot-dropping limit is always keyed: before it existed the limit
+          // was the model's context, which differs from 2048 for 4096-context models.
           [&](const QaUnit& t) -> json {
-            return {{"kind", "qa"}, {"data", data(t.task)}, {"limit", t.limit}};
+            json j = {{"kind", "qa"}, {"data", data(t.task)}, {"limit", t.limit}};
+            if (t.bos != "always") j["bos"] = t.bos;
+            return j;
           },
           [&](const MmluTask& t) -> json {
-            return {{"kind", "mmlu"},
-                    {"data", data("mmlu")},
-                    {"shots", t.shots},
-                    {"subjects", t.subjects},
-                    {"limit", t.limit}};
+            json j = {{"kind", "mmlu"},     {"data", data("mmlu")}, {"shots", t.shots},
+                      {"subjects", t.subjects}, {"limit", t.limit},     {"max_ctx", t.max_ctx}};
+            if (t.bos != "always") j["bos"] = t.bos;
+            if (t.format != "paper") j["format"] = t.format;
+            return j;
           },
           [&](const MseSweepTask& t) -> json {
             return {{"kind", "mse_sweep"},
@@ -140,7 +146,7 @@ std::vector<TaskUnit> per_variant_units(const TaskSpecs& t) {
   if (t.ppl)
     for (const auto& d : t.ppl->datasets) units.push_back(PplUnit{d, t.ppl->ctx, t.ppl->windows});
   if (t.qa)
-    for (const auto& name : t.qa->tasks) units.push_back(QaUnit{name, t.qa->limit});
+    for (const auto& name : t.qa->tasks) units.push_back(QaUnit{name, t.qa->limit, t.qa->bos});
   if (t.mmlu) units.push_back(*t.mmlu);
   if (t.kld) units.push_back(*t.kld);
   return units;
@@ -159,6 +165,19 @@ std::string human(double v) {
   return buf;
 }
 
+// The identities as make_plan asks for them, each answer also written to `seen` under its prefix.
+Identities recorded(const Identities& ids, std::map<std::string, std::string>& seen) {
+  auto wrap = [&seen](std::function<std::string(const std::string&)> f, std::string prefix)
+      -> std::function<std::string(const std::string&)> {
+    if (!f) return f;
+    return [f, prefix, &seen](const std::string& arg) { return seen[prefix + arg] = f(arg); };
+  };
+  Identities out{nullptr, wrap(ids.dataset, "data:"), wrap(ids.file, "file:")};
+  if (ids.model)
+    out.model = [f = ids.model, &seen](const ModelSpec& m) { return seen["model:" + m.name] = f(m); };
+  return out;
+}
+
 }  // namespace
 
 std::string task_kind(const TaskUnit& task) {
@@ -171,7 +190,9 @@ std::string task_label(const TaskUnit& task) {
     const bool is_path = p->dataset.find_first_of("/.") != std::string::npos;
     return is_path ? std::filesystem::path(p->dataset).stem().string() : p->dataset;
   }
-  if (const auto* q = std::get_if<QaUnit>(&task)) return q->task;
+  if (const auto* q = std::get_if<QaUnit>(&task)) return q->task + (q->bos == "never" ? "/no-bos" : "");
+  if (const auto* m = std::get_if<MmluTask>(&task))
+    return std::string("mmlu") + (m->bos == "never" ? "/no-bos" : "") + (m->format != "paper" ? "/" + m->format : "");
   return task_kind(task);
 }
 
@@ -218,8 +239,8 @@ std::string intactkv_artifact_key(const ModelSpec& model, const QuantizerSpec& q
 //    the IntactKV prefix size itself. It is placed after that combination's other cells.
 //  - Cells whose key already occurs (a setting listed twice) are dropped.
 Plan make_plan(const ExperimentConfig& config, const Identities& raw_ids) {
-  const Identities ids = memoized(raw_ids);
-  Plan plan{config, {}};
+  Plan plan{config, {}, {}};
+  const Identities ids = recorded(memoized(raw_ids), plan.identities);
   std::set<std::string> seen;
   const std::vector<TaskUnit> units = per_variant_units(config.tasks);
 

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <variant>
 #include <vector>
@@ -26,12 +27,15 @@ struct PplUnit {  // one perplexity dataset
 struct QaUnit {  // one zero-shot QA task
   std::string task;
   int limit = 0;
+  std::string bos = "always";
   bool operator==(const QaUnit&) const = default;
 };
 using TaskUnit = std::variant<PplUnit, QaUnit, MmluTask, MseSweepTask, KldTask>;
 
 std::string task_kind(const TaskUnit& task);   // "ppl" | "qa" | "mmlu" | "mse_sweep" | "kld"
-std::string task_label(const TaskUnit& task);  // "wikitext2" (file stem for paths), "arc_easy", or the kind
+// "wikitext2" (file stem for paths), "arc_easy", or the kind; settings that change what is
+// measured away from the paper's are appended: "arc_easy/no-bos", "mmlu/lm-eval".
+std::string task_label(const TaskUnit& task);
 
 // Identities the keys are built from, supplied by the caller (the CLI hashes model files and
 // datasets; tests pass fakes). Each is called once per distinct argument.
@@ -62,6 +66,9 @@ struct Cell {
 struct Plan {
   ExperimentConfig config;
   std::vector<Cell> cells;
+  // The identities the keys were made of, for provenance: "model:NAME" -> fingerprint,
+  // "data:NAME" -> checksum (datasets and task data), "file:PATH" -> sha256 (IntactKV files).
+  std::map<std::string, std::string> identities;
 };
 
 // Expands the config (rules in plan.cc). Throws ikv::Error when an identity is missing.

@@ -1,6 +1,7 @@
 // Renderers of the report table: Markdown, CSV, self-contained HTML, and the flat JSON list.
 #include "exp/report.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <sstream>
@@ -28,19 +29,51 @@ bool single_model(const ReportTable& t) {
   return true;
 }
 
-std::string legend(const ReportTable& t) {
-  std::string ppl, acc;
-  bool avg = false;
+// A column's header: the task, and its metric where that is not plain accuracy or PPL.
+std::string heading(const ReportColumn& c) {
+  return c.metric == "acc_norm" ? c.task + " (acc_norm)" : c.task;
+}
+
+// What every number is: the metric of each column, exactly which tasks Avg averages, and where a
+// row or a text departs from the paper.
+std::string legend(const ReportTable& t, const ReportOptions& o) {
+  std::string ppl;
+  std::vector<std::pair<std::string, std::string>> by_metric;  // metric -> its tasks
+  bool avg = false, hellaswag = false, prompt_rows_on_qa = false;
   for (const auto& c : t.columns) {
     avg |= c.task_kind == "avg";
-    std::string& list = c.task_kind == "ppl" ? ppl : acc;
-    if (c.task_kind != "avg" && list.find(c.task) == std::string::npos)
-      list += (list.empty() ? "" : ", ") + c.task;
+    hellaswag |= c.task.starts_with("hellaswag");
+    if (c.task_kind == "avg") continue;
+    if (c.task_kind == "ppl") {
+      if (ppl.find(c.task) == std::string::npos) ppl += (ppl.empty() ? "" : ", ") + c.task;
+      continue;
+    }
+    auto it = std::find_if(by_metric.begin(), by_metric.end(), [&](const auto& m) { return m.first == c.metric; });
+    if (it == by_metric.end()) it = by_metric.insert(by_metric.end(), {c.metric, ""});
+    if (it->second.find(c.task) == std::string::npos) it->second += (it->second.empty() ? "" : ", ") + c.task;
   }
+  for (const auto& row : t.rows)
+    for (size_t i = 0; i < t.columns.size(); ++i)
+      prompt_rows_on_qa |= row.values[i] && t.columns[i].task_kind != "ppl" &&
+                           intactkv_row_label(row.intactkv).starts_with("+ IntactKV_[P]");
   std::string s;
   if (!ppl.empty()) s += "PPL for " + ppl + " (lower is better). ";
-  if (!acc.empty())
-    s += "Accuracy in % for " + acc + (avg ? "; Avg over the QA tasks" : "") + " (higher is better). ";
+  if (!by_metric.empty()) {
+    s += "Accuracy in % (higher is better):";
+    for (size_t i = 0; i < by_metric.size(); ++i)
+      s += std::string(i ? ";" : "") + " " + by_metric[i].first + " for " + by_metric[i].second;
+    s += ". ";
+  }
+  if (avg) {
+    std::string tasks;
+    for (const auto& name : averaged_tasks(o.qa_average)) tasks += (tasks.empty() ? "" : ", ") + name;
+    s += "Avg: mean of " + tasks + (o.qa_average.empty() ? " (the paper's zero-shot suite)" : "") + ". ";
+  }
+  if (prompt_rows_on_qa)
+    s += "IntactKV_[P] rows on QA/MMLU are beyond the paper (it uses the system prompt only for MT-bench). ";
+  if (hellaswag)
+    s += "hellaswag: the bundled llama.cpp conversion of the text (ctx_b not capitalized, bracketed text kept) "
+         "unless datasets/hellaswag/hellaswag_val.jsonl is in the data root (then lm-eval's preprocessing). ";
   return s + "Bold: best among quantized rows.";
 }
 
@@ -56,7 +89,7 @@ std::string markdown(const ReportTable& t, const std::vector<PairedComparison>& 
   std::ostringstream os;
   const bool one = single_model(t);
   os << "# " << io::escape_md(o.title) << "\n\n| Method |";
-  for (const auto& c : t.columns) os << " " << io::escape_md(one ? c.task : c.model + " " + c.task) << " |";
+  for (const auto& c : t.columns) os << " " << io::escape_md(one ? heading(c) : c.model + " " + heading(c)) << " |";
   os << "\n|---|";
   for (size_t i = 0; i < t.columns.size(); ++i) os << "---:|";
   os << "\n";
@@ -72,7 +105,7 @@ std::string markdown(const ReportTable& t, const std::vector<PairedComparison>& 
     }
     os << "\n";
   }
-  os << "\n" << legend(t) << "\n";
+  os << "\n" << legend(t, o) << "\n";
   if (!cis.empty()) {
     os << "\n## IntactKV vs baseline (paired bootstrap, 95% CI)\n\n"
        << "| Model | Method | Variant | Task | Metric | n | Δ | 95% CI "
@@ -89,7 +122,7 @@ std::string markdown(const ReportTable& t, const std::vector<PairedComparison>& 
 std::string csv(const ReportTable& t) {
   std::ostringstream os;
   os << "method";
-  for (const auto& c : t.columns) os << "," << csv_field(c.model + "/" + c.task);
+  for (const auto& c : t.columns) os << "," << csv_field(c.model + "/" + heading(c));
   os << "\n";
   for (const auto& row : t.rows) {
     os << csv_field(row.label);
@@ -109,7 +142,8 @@ constexpr const char* kCss =
     "p.note{color:#555;font-size:90%}"
     ".figure{margin:1.5em 0}";
 
-std::string html(const ReportTable& t, const std::vector<PairedComparison>& cis, const ReportOptions& o) {
+std::string html(const ReportTable& t, const std::vector<PairedComparison>& cis, const ReportOptions& o,
+                 const std::string& provenance) {
   std::ostringstream os;
   os << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>"
      << io::escape_html(o.title) << "</title>\n<style>" << kCss << "</style>\n</head>\n<body>\n<h1>"
@@ -122,7 +156,7 @@ std::string html(const ReportTable& t, const std::vector<PairedComparison>& cis,
     i += span;
   }
   os << "</tr>\n<tr>";
-  for (const auto& c : t.columns) os << "<th>" << io::escape_html(c.task) << "</th>";
+  for (const auto& c : t.columns) os << "<th>" << io::escape_html(heading(c)) << "</th>";
   os << "</tr>\n</thead>\n<tbody>\n";
   for (const auto& row : t.rows) {
     os << "<tr><td" << (row.intactkv == "none" ? "" : " class=\"variant\"") << ">" << io::escape_html(row.label)
@@ -137,7 +171,7 @@ std::string html(const ReportTable& t, const std::vector<PairedComparison>& cis,
     }
     os << "</tr>\n";
   }
-  os << "</tbody>\n</table>\n<p class=\"note\">" << io::escape_html(legend(t)) << "</p>\n";
+  os << "</tbody>\n</table>\n<p class=\"note\">" << io::escape_html(legend(t, o)) << "</p>\n";
   if (!cis.empty()) {
     os << "<h2>IntactKV vs baseline (paired bootstrap, 95% "
           "CI)</h2>\n<table>\n<thead><tr><th>Model</th><th>Method</th>"
@@ -151,7 +185,7 @@ std::string html(const ReportTable& t, const std::vector<PairedComparison>& cis,
     os << "</tbody>\n</table>\n";
   }
   for (const auto& fragment : o.html_fragments) os << "<div class=\"figure\">\n" << fragment << "\n</div>\n";
-  os << "</body>\n</html>\n";
+  os << provenance << "</body>\n</html>\n";
   return os.str();
 }
 
@@ -164,7 +198,7 @@ nlohmann::json report_json(const std::vector<CellRecord>& cells) {
       nlohmann::json entry = {
           {"model", c.model},         {"quant", c.quant}, {"kv_bits", c.kv_bits}, {"intactkv", c.intactkv},
           {"task_kind", c.task_kind}, {"task", c.task},   {"metric", m.name},     {"value", m.value},
-          {"stderr", m.std_err},      {"n", m.n}};
+          {"stderr", m.std_err},      {"n", m.n},         {"seconds", c.seconds}};
       if (!std::isfinite(m.value)) entry["value"] = nullptr;
       if (!std::isfinite(m.std_err)) entry["stderr"] = nullptr;
       out.push_back(std::move(entry));
@@ -174,11 +208,16 @@ nlohmann::json report_json(const std::vector<CellRecord>& cells) {
 
 std::string render_report(const std::vector<CellRecord>& cells, ReportFormat format,
                           const ReportOptions& options) {
-  if (format == ReportFormat::Json) return report_json(cells).dump(2) + "\n";
-  const ReportTable table = build_report_table(cells);
-  if (format == ReportFormat::Csv) return csv(table);
+  if (format == ReportFormat::Json) {
+    nlohmann::json provenance = nlohmann::json::object();
+    for (const auto& [what, value] : options.provenance) provenance[what] = value;
+    return nlohmann::json{{"provenance", provenance}, {"results", report_json(cells)}}.dump(2) + "\n";
+  }
+  const ReportTable table = build_report_table(cells, options.qa_average);
+  if (format == ReportFormat::Csv) return provenance_csv(cells, options) + csv(table);
   const auto cis = intactkv_vs_baseline(cells, options.bootstrap_resamples, options.seed);
-  return format == ReportFormat::Html ? html(table, cis, options) : markdown(table, cis, options);
+  return format == ReportFormat::Html ? html(table, cis, options, provenance_html(cells, options))
+                                      : markdown(table, cis, options) + provenance_markdown(cells, options);
 }
 
 }  // namespace ikv::exp

@@ -5,10 +5,12 @@
 // accuracy) is bold in Markdown and HTML. Also paired bootstrap CIs of IntactKV vs its baseline.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "exp/store.h"
@@ -27,6 +29,7 @@ struct ReportColumn {
   std::string model;
   std::string task;       // "wikitext2", "arc_easy", "mmlu", or "Avg"
   std::string task_kind;  // "ppl" | "qa" | "mmlu" | "avg"
+  std::string metric;     // what the column shows: "ppl", "acc", "acc_norm" (the task's paper metric), "avg"
 };
 
 struct ReportRow {
@@ -44,7 +47,13 @@ struct ReportTable {
   std::vector<ReportRow> rows;
 };
 
-ReportTable build_report_table(const std::vector<CellRecord>& cells);
+// QA columns show each task's paper metric (eval::TaskSpec::paper_metric: acc_norm for ARC-c,
+// HellaSwag and OpenBookQA, acc elsewhere); MMLU shows acc. A model's Avg column is the mean over
+// the QA tasks of `qa_average` that it ran (empty = eval::paper_qa_tasks(), the paper's seven: no
+// PIQA), shown only when all of them ran.
+ReportTable build_report_table(const std::vector<CellRecord>& cells, const std::vector<std::string>& qa_average = {});
+// The tasks an Avg column averages (qa_average, or the paper's when empty).
+const std::vector<std::string>& averaged_tasks(const std::vector<std::string>& qa_average);
 
 // "RTN W3g128", "QuaRot W4A4 KV4", "FP"; custom labels pass through unchanged.
 std::string method_label(const std::string& quant, int kv_bits);
@@ -64,16 +73,32 @@ std::vector<PairedComparison> intactkv_vs_baseline(const std::vector<CellRecord>
 
 struct ReportOptions {
   std::string title = "IntactKV results";
+  std::vector<std::string> qa_average;      // build_report_table's; empty = the paper's QA tasks
+  // Where the numbers come from, in display order ("ikv build" -> "v0.2-3-gabc", "config sha256"
+  // -> …, "data wikitext2" -> checksum, …): stored_report_options fills it from the store. Every
+  // format shows it, with each cell's wall time.
+  std::vector<std::pair<std::string, std::string>> provenance;
   std::vector<std::string> html_fragments;  // appended to the HTML body as is (e.g. inline SVG plots)
   int bootstrap_resamples = 1000;           // 0 leaves the CI section out
   uint64_t seed = 20240301;
 };
 
-// Markdown / CSV / HTML: the table (and, for Markdown and HTML, the CI section).
-// JSON: the flat list compare() reads, one entry per metric of every cell:
-// {model, quant, kv_bits, intactkv, task_kind, task, metric, value, stderr, n}.
+// The options a stored run implies: its qa_average and its provenance (the run's row and options).
+ReportOptions stored_report_options(const std::map<std::string, std::string>& run_options,
+                                    const RunInfo* run = nullptr);
+
+// Markdown / CSV / HTML: the table (and, for Markdown and HTML, the CI section), then the
+// provenance and each cell's wall time (CSV: as "# what: value" lines before the table).
+// JSON: {"provenance": {what: value}, "results": [...]}, results being the flat list compare()
+// reads, one entry per metric of every cell:
+// {model, quant, kv_bits, intactkv, task_kind, task, metric, value, stderr, n, seconds}.
 std::string render_report(const std::vector<CellRecord>& cells, ReportFormat format,
                           const ReportOptions& options = {});
 nlohmann::json report_json(const std::vector<CellRecord>& cells);
+
+// The provenance sections (report_provenance.cc).
+std::string provenance_markdown(const std::vector<CellRecord>& cells, const ReportOptions& o);
+std::string provenance_html(const std::vector<CellRecord>& cells, const ReportOptions& o);
+std::string provenance_csv(const std::vector<CellRecord>& cells, const ReportOptions& o);
 
 }  // namespace ikv::exp

@@ -3,6 +3,7 @@
 #include <map>
 
 #include "eval/stats.h"
+#include "eval/tasks.h"
 #include "exp/report.h"
 #include "io/error.h"
 
@@ -21,7 +22,23 @@ size_t index_of(std::vector<T>& list, const T& item) {  // appends when new
   return list.size() - 1;
 }
 
+// "arc_easy/no-bos" -> "arc_easy": the task a label stands for.
+std::string base_task(const std::string& label) { return label.substr(0, label.find('/')); }
+
+// The metric a qa or mmlu cell shows in the table.
+std::string table_metric(const CellRecord& c) {
+  if (c.task_kind == "ppl") return kPplMetric;
+  if (c.task_kind == "qa")
+    for (const eval::TaskSpec& t : eval::all_tasks())
+      if (t.name == base_task(c.task)) return t.paper_metric;
+  return kAccMetric;
+}
+
 }  // namespace
+
+const std::vector<std::string>& averaged_tasks(const std::vector<std::string>& qa_average) {
+  return qa_average.empty() ? eval::paper_qa_tasks() : qa_average;
+}
 
 ReportFormat parse_report_format(std::string_view name) {
   if (name == "md" || name == "markdown") return ReportFormat::Markdown;
@@ -74,7 +91,8 @@ std::string intactkv_row_label(const std::string& v) {
   return "+ IntactKV_[P]";
 }
 
-ReportTable build_report_table(const std::vector<CellRecord>& cells) {
+ReportTable build_report_table(const std::vector<CellRecord>& cells, const std::vector<std::string>& qa_average) {
+  const std::vector<std::string>& averaged = averaged_tasks(qa_average);
   std::vector<std::string> models;
   std::vector<std::pair<std::string, std::string>> tasks;  // (kind, task): ppl, then qa, then mmlu
   for (const auto& c : cells)
@@ -82,15 +100,25 @@ ReportTable build_report_table(const std::vector<CellRecord>& cells) {
   for (const char* kind : {"ppl", "qa", "mmlu"})
     for (const auto& c : cells)
       if (c.task_kind == kind) index_of(tasks, {c.task_kind, c.task});
-  const bool has_qa = std::any_of(tasks.begin(), tasks.end(), [](const auto& t) { return t.first == "qa"; });
+  auto in_average = [&](const std::string& kind, const std::string& task) {
+    return kind == "qa" && std::find(averaged.begin(), averaged.end(), task) != averaged.end();
+  };
+  const bool has_avg = std::all_of(averaged.begin(), averaged.end(), [&](const std::string& name) {
+    return std::find(tasks.begin(), tasks.end(), std::pair<std::string, std::string>{"qa", name}) != tasks.end();
+  });
+  auto metric_of = [&](const std::string& kind, const std::string& task) {
+    CellRecord probe;
+    probe.task_kind = kind, probe.task = task;
+    return table_metric(probe);
+  };
 
   ReportTable table;
   for (const auto& m : models) {  // ppl datasets, QA tasks and their Avg, then MMLU
     for (const auto& [kind, task] : tasks)
-      if (kind != "mmlu") table.columns.push_back({m, task, kind});
-    if (has_qa) table.columns.push_back({m, "Avg", "avg"});
+      if (kind != "mmlu") table.columns.push_back({m, task, kind, metric_of(kind, task)});
+    if (has_avg) table.columns.push_back({m, "Avg", "avg", "avg"});
     for (const auto& [kind, task] : tasks)
-      if (kind == "mmlu") table.columns.push_back({m, task, kind});
+      if (kind == "mmlu") table.columns.push_back({m, task, kind, metric_of(kind, task)});
   }
 
   // Rows: methods in order of first appearance, each followed by its IntactKV variants.
@@ -109,19 +137,20 @@ ReportTable build_report_table(const std::vector<CellRecord>& cells) {
       row.values.assign(table.columns.size(), std::nullopt);
       for (const auto& c : cells) {
         if (!in_table(c) || c.quant != quant || c.kv_bits != kv || c.intactkv != v) continue;
-        const Metric* m = c.metric(c.task_kind == "ppl" ? kPplMetric : kAccMetric);
+        const Metric* m = c.metric(table_metric(c));
         if (!m) continue;
         for (size_t i = 0; i < table.columns.size(); ++i)
           if (table.columns[i].model == c.model && table.columns[i].task == c.task &&
               table.columns[i].task_kind == c.task_kind)
             row.values[i] = c.task_kind == "ppl" ? m->value : 100 * m->value;
       }
-      for (size_t i = 0; i < table.columns.size(); ++i) {  // Avg: over all QA tasks of the model
+      for (size_t i = 0; i < table.columns.size(); ++i) {  // Avg: over the averaged QA tasks of the model
         if (table.columns[i].task_kind != "avg") continue;
         double sum = 0;
         int n = 0, expected = 0;
         for (size_t j = 0; j < table.columns.size(); ++j)
-          if (table.columns[j].model == table.columns[i].model && table.columns[j].task_kind == "qa") {
+          if (table.columns[j].model == table.columns[i].model &&
+              in_average(table.columns[j].task_kind, table.columns[j].task)) {
             ++expected;
             if (row.values[j]) sum += *row.values[j], ++n;
           }

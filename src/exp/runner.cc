@@ -1,5 +1,6 @@
 #include "exp/runner.h"
 
+#include <omp.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -7,6 +8,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "ikv_version.h"
 #include "io/error.h"
 #include "io/sha256.h"
 
@@ -94,6 +96,17 @@ std::string cell_head(const Cell& cell, size_t total) { return counter(cell.inde
 std::vector<size_t> start_run(const Plan& plan, Store& store, RunSummary& summary, std::ostream& log) {
   summary.total = plan.cells.size();
   summary.run_id = store.begin_run(plan.config.file, config_sha256(plan.config), kEngineVersion);
+  // Provenance the cells do not carry: the build, the threads, each model's dtype and every
+  // identity (model fingerprints, data checksums) the cell keys were made of.
+  store.set_run_option(summary.run_id, "build", IKV_BUILD_VERSION);
+  store.set_run_option(summary.run_id, "threads", std::to_string(omp_get_max_threads()));
+  for (const ModelSpec& m : plan.config.models) store.set_run_option(summary.run_id, "dtype:" + m.name, m.dtype);
+  for (const auto& [name, id] : plan.identities) store.set_run_option(summary.run_id, name, id);
+  if (plan.config.tasks.qa) {  // what the table's Avg averages ("" = the paper's tasks)
+    std::string names;
+    for (const auto& t : plan.config.tasks.qa->average) names += (names.empty() ? "" : ",") + t;
+    store.set_run_option(summary.run_id, "qa_average", names);
+  }
   std::vector<CellRecord> labels;
   std::vector<size_t> todo;
   for (const Cell& cell : plan.cells) {

@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS item_outcomes (
   outcomes BLOB NOT NULL, PRIMARY KEY (cell_key, metric));
 CREATE TABLE IF NOT EXISTS artifacts (
   key TEXT PRIMARY KEY, kind TEXT, path TEXT, sha256 TEXT, created_at TEXT);
+CREATE TABLE IF NOT EXISTS run_options (
+  run_id INTEGER NOT NULL REFERENCES runs(id), name TEXT NOT NULL, value TEXT, PRIMARY KEY (run_id, name));
 )sql";
 
 // Column order read_cell_row / read_run_row expect.
@@ -372,6 +374,25 @@ std::optional<ArtifactRecord> Store::get_artifact(const std::string& key) {
   s.text(1, key);
   if (!s.step()) return std::nullopt;
   return ArtifactRecord{s.col_text(0), s.col_text(1), s.col_text(2), s.col_text(3), s.col_text(4)};
+}
+
+void Store::set_run_option(int64_t run_id, const std::string& name, const std::string& value) {
+  Stmt(db_, path_, "INSERT OR REPLACE INTO run_options (run_id, name, value) VALUES (?, ?, ?)")
+      .integer(1, run_id)
+      .text(2, name)
+      .text(3, value)
+      .run();
+}
+
+std::map<std::string, std::string> Store::run_options(int64_t run_id) {
+  std::map<std::string, std::string> out;
+  // Stores made before run options existed, opened read-only, lack the table: no options.
+  Stmt has(db_, path_, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'run_options'");
+  if (!has.step() || has.col_int(0) == 0) return out;
+  Stmt s(db_, path_, "SELECT name, value FROM run_options WHERE run_id = ?");
+  s.integer(1, run_id);
+  while (s.step()) out[s.col_text(0)] = s.col_text(1);
+  return out;
 }
 
 std::string Store::integrity_check() {

@@ -6,9 +6,11 @@
 // hostname, cores, cpu_model, ikv_version); cells(key PK, model, quant, kv_bits, intactkv,
 // task_kind, task, status 'done', seconds, finished_at); run_cells(run_id, cell_key, ordinal);
 // metrics(cell_key, name, value, stderr, n); item_outcomes(cell_key, metric, outcomes BLOB of
-// native little-endian doubles); artifacts(key PK, kind, path, sha256, created_at).
+// native little-endian doubles); artifacts(key PK, kind, path, sha256, created_at);
+// run_options(run_id, name, value).
 #pragma once
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -95,6 +97,9 @@ class Store {
   // the labels of cells already stored (a renamed model shows its new name). One transaction.
   void add_run_cells(int64_t run_id, const std::vector<CellRecord>& cells);
   std::optional<RunInfo> get_run(int64_t run_id);
+  // Settings of a run that its reports need and its cells do not carry (e.g. "qa_average").
+  void set_run_option(int64_t run_id, const std::string& name, const std::string& value);
+  std::map<std::string, std::string> run_options(int64_t run_id);
   std::optional<RunInfo> latest_run();
   std::vector<RunInfo> runs();
 

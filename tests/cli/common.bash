@@ -25,4 +25,12 @@ json_field() { python3 -c "import json,sys; print(json.loads(sys.stdin.readline(
 data_root() {
   if [[ -n "${IKV_DATA:-}" ]]; then echo "$IKV_DATA"; elif [[ -d ../shared/ikv-data ]]; then echo ../shared/ikv-data; fi
 }
+# What two runs of the same numbers share: a JSON report's results without wall times, and a
+# Markdown report without its provenance and wall-time sections.
+report_results() {
+  python3 -c 'import json, sys
+for e in json.load(open(sys.argv[1]))["results"]:
+    e.pop("seconds", None); print(json.dumps(e, sort_keys=True))' "$1"
+}
+report_table() { sed '/^## Provenance/,$d; /^## Wall time per cell/,$d' "$1"; }
 finish() { if [[ $fails -ne 0 ]]; then echo "$fails failed" >&2; exit 1; fi; }

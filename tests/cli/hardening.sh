@@ -85,7 +85,7 @@ rc=0; (cd "$TMP" && "$EVAL" run "$nan_cfg" --out "$TMP/nan-out" >/dev/null 2>"$T
 if [[ $rc -eq 2 ]] && grep -q "nanny.*non-finite" "$TMP/nan.err"; then pass "NaN weights (run): exit 2 naming the cell"
 else bad "NaN weights (run): exit $rc: $(cat "$TMP/nan.err")"; fi
 "$EVAL" report --out "$TMP/nan-out" --format json >"$TMP/nan.json" 2>/dev/null || true
-if grep -qi "nan" <(python3 -c "import json,sys; print([e for e in json.load(open(sys.argv[1]))])" "$TMP/nan.json" 2>/dev/null); then
+if grep -qi "nan" <(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['results'])" "$TMP/nan.json" 2>/dev/null); then
   bad "NaN weights (run): a NaN cell was stored"
 else pass "NaN weights (run): nothing stored"; fi
 

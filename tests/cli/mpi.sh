@@ -47,8 +47,10 @@ grep -q "split into parts" "$TMP/np3.log" && grep -q "part 2/" "$TMP/np3.log" &&
 for np in 2 3; do
   cmp -s "$TMP/np1.dump" "$TMP/np$np.dump" && pass "-np $np: metrics and outcomes bit-identical to -np 1" ||
     { diff "$TMP/np1.dump" "$TMP/np$np.dump" | head; bad "-np $np differs from -np 1"; }
-  cmp -s "$TMP/np1.json" "$TMP/np$np.json" && pass "-np $np: identical JSON report" || bad "-np $np JSON report differs"
-  cmp -s "$TMP/np1.md" "$TMP/np$np.md" && pass "-np $np: identical table" || bad "-np $np table differs"
+  cmp -s <(report_results "$TMP/np1.json") <(report_results "$TMP/np$np.json") && pass "-np $np: identical JSON results" ||
+    bad "-np $np JSON results differ"
+  cmp -s <(report_table "$TMP/np1.md") <(report_table "$TMP/np$np.md") && pass "-np $np: identical table" ||
+    bad "-np $np table differs"
 done
 dups=$(grep -o "artifact [0-9a-f]* made by" "$TMP/np3.log" | sort | uniq -d)
 made=$(grep -c "artifact [0-9a-f]* made by" "$TMP/np3.log" || true)

@@ -38,7 +38,7 @@ grep -q "QuaRot W4A4 KV4" "$TMP/run.md" && grep -q "IntactKV_\[B\]" "$TMP/run.md
 "$EVAL" report --out "$TMP/run" --latest --format json >"$TMP/run.json"
 python3 - "$TMP/run.json" "$(echo "$a" | json_field ppl)" "$(echo "$b" | json_field ppl)" <<'PY' && pass "YAML run == CLI PPL" || bad "YAML PPL differs from the CLI's"
 import json, sys
-rows = [r for r in json.load(open(sys.argv[1])) if r["metric"] == "ppl"]
+rows = [r for r in json.load(open(sys.argv[1]))["results"] if r["metric"] == "ppl"]
 got = {r["intactkv"]: r["value"] for r in rows}
 want = {"none": float(sys.argv[2]), "bos": float(sys.argv[3])}
 sys.exit(0 if all(abs(got[k] - v) <= 1e-6 * v for k, v in want.items()) else 1)

@@ -24,7 +24,10 @@ start=$(date +%s%N)
 "$EVAL" run "$TMP/small.yaml" --out "$TMP/clean" >"$TMP/again.md" 2>"$TMP/again.log"
 elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 grep -q "0 computed" "$TMP/again.log" && pass "second run recomputes nothing (${elapsed_ms} ms)" || bad "second run: $(cat "$TMP/again.log")"
-cmp -s "$TMP/clean.md" "$TMP/again.md" && pass "same table" || bad "tables differ"
+cmp -s <(report_table "$TMP/clean.md") <(report_table "$TMP/again.md") && pass "same table" || bad "tables differ"
+grep -q "^| ikv build | " "$TMP/clean.md" && grep -q "^| config sha256 | [0-9a-f]\{64\} |" "$TMP/clean.md" &&
+  grep -q "^| data wikitext2 | [0-9a-f]\{64\} |" "$TMP/clean.md" && grep -q "^## Wall time per cell" "$TMP/clean.md" &&
+  pass "the report carries its provenance" || bad "no provenance in the report"
 
 # Killed mid-way (SIGKILL after the first finished cells), then resumed.
 "$EVAL" run "$TMP/small.yaml" --out "$TMP/killed" --threads 2 >/dev/null 2>"$TMP/killed.log" &
@@ -36,7 +39,7 @@ grep -q "reused" "$TMP/resume.log" && pass "resumed: $(grep -o '[0-9]* reused' "
 "$EVAL" report --out "$TMP/killed" --latest --format json >"$TMP/killed.json"
 python3 - "$TMP/clean.json" "$TMP/killed.json" <<'PY' && pass "resumed metrics identical" || bad "resumed metrics differ"
 import json, sys
-a, b = (sorted(json.load(open(f)), key=lambda e: json.dumps(e, sort_keys=True)) for f in sys.argv[1:])
+a, b = (sorted(json.load(open(f))["results"], key=lambda e: json.dumps(e, sort_keys=True)) for f in sys.argv[1:])
 key = lambda e: (e["model"], e["quant"], e["kv_bits"], e["intactkv"], e["task"], e["metric"])
 sys.exit(0 if {key(e): e["value"] for e in a} == {key(e): e["value"] for e in b} else 1)
 PY
@@ -45,7 +48,7 @@ PY
 "$EVAL" compare "$TMP/killed.json" "$TMP/clean.json" >/dev/null && pass "compare identical" || bad "compare identical"
 python3 - "$TMP/clean.json" "$TMP/altered.json" <<'PY'
 import json, sys
-rows = json.load(open(sys.argv[1]))
+rows = json.load(open(sys.argv[1]))["results"]
 for r in rows:
     if r["metric"] == "ppl":
         r["value"] *= 1.02

@@ -3,6 +3,7 @@
 
 #include "eval/loglikelihood.h"
 #include "intactkv/prefix.h"
+#include "io/error.h"
 #include "test_util.h"
 
 using namespace ikv;
@@ -37,6 +38,48 @@ TEST_CASE("scorer with context reuse == brute force, with and without IntactKV, 
       CHECK(scorer.stats().tokens_evaluated < scorer.stats().tokens_naive);
     }
   }
+}
+
+TEST_CASE("bos never: requests run without <bos>, an empty context is the end-of-text token") {
+  if (test::data_root().empty()) return;
+  model::Weights w = model::load_model(test::model_dir("testbed-26M"));
+  model::Tokenizer tok(model::tokenizer_path_for(test::model_dir("testbed-26M")));
+  engine::Engine eng(w);
+  const std::vector<eval::LoglikRequest> reqs = {{"The capital of France is", " Paris"}, {"", "Hello world"}};
+  eval::ScorerOptions no_bos;
+  no_bos.bos = false;
+  eval::LoglikelihoodScorer scorer(eng, tok, no_bos);
+  const auto got = scorer.score(reqs);
+  // By hand: context tokens (or <eos> for an empty context) + continuation, one forward, no <bos>.
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    auto [ctx, cont] = eval::encode_pair(tok, reqs[i].context, reqs[i].continuation);
+    if (ctx.empty()) ctx = {w.config.eos_id};
+    std::vector<int32_t> input = ctx;
+    input.insert(input.end(), cont.begin(), cont.end() - 1);
+    engine::KVCache cache = engine::make_kv_cache(w.config, static_cast<int64_t>(input.size()), 16);
+    std::vector<float> logits;
+    const int64_t first = static_cast<int64_t>(ctx.size()) - 1;
+    eng.forward(cache, input.data(), static_cast<int64_t>(input.size()), &logits, first);
+    double lp = 0;
+    for (size_t t = 0; t < cont.size(); ++t) {
+      const float* row = &logits[t * w.config.vocab];
+      double mx = row[0], sum = 0;
+      for (int64_t j = 1; j < w.config.vocab; ++j) mx = std::max<double>(mx, row[j]);
+      for (int64_t j = 0; j < w.config.vocab; ++j) sum += std::exp(row[j] - mx);
+      lp += row[cont[t]] - mx - std::log(sum);
+    }
+    CHECK(std::fabs(got[i].logprob - lp) < 1e-3);
+  }
+  // The scorer matches its brute-force twin without <bos> too, and differs from the <bos> scores.
+  const auto slow = eval::score_brute_force(eng, tok, reqs, no_bos);
+  const auto with_bos = eval::LoglikelihoodScorer(eng, tok, eval::ScorerOptions{}).score(reqs);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    CHECK(std::fabs(got[i].logprob - slow[i].logprob) < 1e-3);
+    CHECK(std::fabs(got[i].logprob - with_bos[i].logprob) > 1e-3);
+  }
+  // An IntactKV prefix stands in for <bos>: refused without one.
+  intactkv::Prefix bos = intactkv::build_prefix(eng, {1});
+  CHECK_THROWS_WITH_AS(eval::LoglikelihoodScorer(eng, tok, no_bos, &bos), doctest::Contains("<bos>"), Error);
 }
 
 TEST_CASE("encode_pair follows lm-eval: trailing context spaces join the continuation") {

@@ -239,6 +239,66 @@ TEST_CASE("mmlu: drop the last shot while prompt tokens + <bos> exceed max_ctx")
   CHECK_THROWS_WITH_AS(fixture_docs("mmlu", o), doctest::Contains("count_tokens"), Error);
 }
 
+TEST_CASE("mmlu: lm-eval's prompt: one space after \"about\", question stripped, cells as written") {
+  TaskOptions o;
+  o.subjects = {"abstract_algebra"};
+  o.mmlu_format = "lm-eval";
+  auto docs = fixture_docs("mmlu", o);
+  REQUIRE(docs.size() == 2);
+  const std::string header = "The following are multiple choice questions (with answers) about abstract algebra.\n\n";
+  const std::string shots = kAlgebraShots[0] + kAlgebraShots[1] + kAlgebraShots[2];
+  check_mc(docs[0], header + shots + kAlgebraTest1, kLetters, 1);
+  // "None" stays "None" (no pandas NA); the question's own line break is inside, not stripped.
+  check_mc(docs[1],
+           header + shots +
+               "Which is a \"group\"?\n(a multi-line question)\nA. None\nB. the integers under addition\nC.  a set\n"
+               "D. the empty set\nAnswer:",
+           kLetters, 1);
+  o.mmlu_format = "latest";
+  CHECK_THROWS_WITH_AS(fixture_docs("mmlu", o), doctest::Contains("format 'latest'"), Error);
+}
+
+TEST_CASE("mmlu: a 4096-context model drops shots at the reference's 2048 by default") {
+  CHECK(mmlu_prompt_limit(2048, 4096) == 2048);  // the task setting caps a longer context
+  CHECK(mmlu_prompt_limit(2048, 1024) == 1024);  // and the model's context caps the setting
+  CHECK(mmlu_prompt_limit(0, 4096) == 0);        // 0: never drop
+  TaskOptions o;
+  o.subjects = {"abstract_algebra"};
+  // Every "Answer:" costs 700 tokens: 3 shots + the question = 2800 (+1 <bos>).
+  o.count_tokens = [](const std::string& text) {
+    int64_t n = 0;
+    for (size_t p = text.find("Answer:"); p != std::string::npos; p = text.find("Answer:", p + 1)) n += 700;
+    return n;
+  };
+  o.max_ctx_tokens = mmlu_prompt_limit(2048, 4096);  // what the executor and `tasks` pass by default
+  CHECK(fixture_docs("mmlu", o)[0].options[0].context == kAlgebraHeader + kAlgebraShots[0] + kAlgebraTest1);
+  o.max_ctx_tokens = 4096;  // the model's context, as before the setting existed: all 3 shots
+  CHECK(fixture_docs("mmlu", o)[0].options[0].context ==
+        kAlgebraHeader + kAlgebraShots[0] + kAlgebraShots[1] + kAlgebraShots[2] + kAlgebraTest1);
+}
+
+TEST_CASE("hellaswag: the canonical jsonl, when present, is read with lm-eval's preprocessing") {
+  const std::string root = std::string(IKV_SOURCE_DIR) + "/data/fixtures/tasks-canonical";
+  CHECK(task_files(find_task("hellaswag"), root) == std::vector<std::string>{"datasets/hellaswag/hellaswag_val.jsonl"});
+  CHECK(task_files(find_task("hellaswag"), kFixtures) ==
+        std::vector<std::string>{"datasets/hellaswag/hellaswag_val_full.txt"});
+  TaskOptions o;
+  o.data_root = root;
+  auto docs = load_task_docs(find_task("hellaswag"), o);
+  REQUIRE(docs.size() == 2);
+  // ctx_b.capitalize(): "he" -> "He" (the bundled conversion keeps "he").
+  check_mc(docs[0], "Roof shingle removal: A man is sitting on a roof. He",
+           {" is using wrap to wrap a pair of skis.", " is ripping level tiles off.", " is holding a rubik's cube.",
+            " starts pulling up roofing on a roof."},
+           3);
+  // " [title]" -> ". ", [bracketed] text removed, then "  " -> " " once; capitalize() lowers the
+  // rest of ctx_b. An ending that starts with a tag keeps the space the tag left.
+  check_mc(docs[1], "Home and Garden: How to clean a grill.. Heat the grill. Open the lid carefully",
+           {"  Wipe the grates.", " Leave it alone.", " Call a friend twice.", " Walk away."}, 0);
+  o.limit = 1;
+  CHECK(load_task_docs(find_task("hellaswag"), o).size() == 1);
+}
+
 TEST_CASE("mmlu: unknown subject and missing files are clear errors") {
   TaskOptions o;
   o.subjects = {"astrology"};

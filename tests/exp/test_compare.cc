@@ -40,6 +40,15 @@ TEST_CASE("compare: identical reports pass") {
   CHECK(r.count(CompareStatus::Ok) == 4);
 }
 
+TEST_CASE("compare: a report with provenance ({provenance, results}) against a plain-list baseline") {
+  const json report = {{"provenance", {{"ikv build", "v1"}}}, {"results", baseline()}};
+  const CompareResult r = compare(report, baseline());
+  CHECK(r.ok);
+  CHECK(r.rows.size() == 4);
+  CHECK_THROWS_WITH_AS(compare(json{{"provenance", json::object()}}, baseline()),
+                       doctest::Contains("not a JSON list"), ikv::Error);
+}
+
 TEST_CASE("compare: an altered metric is flagged, a small change is not") {
   json current = baseline();
   current[0]["value"] = 10.04;  // +0.4%: within ppl_rel 0.5%

@@ -259,3 +259,30 @@ TEST_CASE("config: one model path listed twice under two names") {
 TEST_CASE("config: text that is not UTF-8 is refused (written back it would name another file)") {
   CHECK(error_of("models: [{path: \"p\xfb\x05\"}]\ntasks: {ppl: {}}\n") == "t.yaml: not UTF-8 text (byte offset 18)");
 }
+
+TEST_CASE("config: QA/MMLU settings that match the paper or lm-eval (bos, MMLU format and limit, Avg)") {
+  const ExperimentConfig d = parse_config("models: [m]\ntasks: {qa: {}, mmlu: {}}\n", "t.yaml");
+  CHECK(d.tasks.qa->bos == "always");
+  CHECK(d.tasks.qa->average.empty());  // the paper's tasks
+  CHECK(d.tasks.mmlu->max_ctx == 2048);
+  CHECK(d.tasks.mmlu->format == "paper");
+  const ExperimentConfig c = parse_config(
+      "models: [m]\ntasks:\n  qa: {bos: never, average: [arc_easy, piqa]}\n"
+      "  mmlu: {bos: never, format: lm-eval, max_ctx: 0}\n",
+      "t.yaml");
+  CHECK(c.tasks.qa->bos == "never");
+  CHECK(c.tasks.qa->average == std::vector<std::string>{"arc_easy", "piqa"});
+  CHECK(c.tasks.mmlu->format == "lm-eval");
+  CHECK(c.tasks.mmlu->max_ctx == 0);
+  CHECK(parse_config(to_yaml(c), "t.yaml") == c);
+  CHECK(error_of(kValid + "x: 1\n").find("unknown key") != std::string::npos);
+  CHECK(error_of("models: [m]\ntasks: {qa: {bos: sometimes}}\n") ==
+        "t.yaml:2:19: bos must be always or never, got 'sometimes'");
+  CHECK(error_of("models: [m]\ntasks: {mmlu: {format: lmeval}}\n") ==
+        "t.yaml:2:24: format must be paper or lm-eval, got 'lmeval' (did you mean \"lm-eval\"?)");
+  CHECK(error_of("models: [m]\ntasks: {qa: {average: [arc_easyy]}}\n")
+            .find("unknown QA task \"arc_easyy\" (did you mean \"arc_easy\"?)") != std::string::npos);
+  // An IntactKV prefix starts with <bos>.
+  CHECK(error_of("models: [m]\nintactkv: [none, bos]\ntasks: {qa: {bos: never}}\n") ==
+        "t.yaml:2:11: IntactKV prefixes start with <bos>; they cannot be used with bos: never");
+}

@@ -209,3 +209,20 @@ TEST_CASE("plan: dry-run table") {
   CHECK(with_status.find("1.0k  done\n") != std::string::npos);
   CHECK(with_status.ends_with("18 cells, est 18.0k; 1 done, 17 to run (est 17.0k)\n"));
 }
+
+TEST_CASE("plan: bos and MMLU format enter labels and keys only when they leave the default") {
+  const Plan a = make_plan(parse_config("models: [{path: models/m}]\ntasks: {qa: {tasks: [boolq]}, mmlu: {}}\n", "t.yaml"),
+                           ikv::exp::testing::fake_identities());
+  const Plan b = make_plan(parse_config("models: [{path: models/m}]\ntasks: {qa: {tasks: [boolq], bos: never}, "
+                                        "mmlu: {bos: never, format: lm-eval}}\n",
+                                        "t.yaml"),
+                           ikv::exp::testing::fake_identities());
+  REQUIRE(a.cells.size() == 2);
+  REQUIRE(b.cells.size() == 2);
+  CHECK(task_label(a.cells[0].task) == "boolq");
+  CHECK(task_label(b.cells[0].task) == "boolq/no-bos");
+  CHECK(task_label(a.cells[1].task) == "mmlu");
+  CHECK(task_label(b.cells[1].task) == "mmlu/no-bos/lm-eval");
+  CHECK(a.cells[0].key != b.cells[0].key);
+  CHECK(a.cells[1].key != b.cells[1].key);
+}

@@ -1,9 +1,11 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <tuple>
 
 #include "eval/stats.h"
 #include "exp/exp_fixtures.h"
+#include "eval/tasks.h"
 #include "exp/report.h"
 #include "io/error.h"
 
@@ -65,11 +67,19 @@ TEST_CASE("report: labels in the paper's style") {
                        "unknown report format 'pdf'; expected md, csv, json or html", ikv::Error);
 }
 
+// The hand-made run has two QA tasks, averaged when the config declares them (qa: {average: ...}).
+const std::vector<std::string> kTwoTasks = {"arc_easy", "boolq"};
+
 TEST_CASE("report: markdown table with the best per column in bold") {
   TempDir dir;
   ReportOptions o;
   o.bootstrap_resamples = 0;
-  const std::string md = render_report(through_store(hand_made_run(), dir), ReportFormat::Markdown, o);
+  o.qa_average = kTwoTasks;
+  const std::string full = render_report(through_store(hand_made_run(), dir), ReportFormat::Markdown, o);
+  // The table and its legend; the wall time of each cell follows (provenance_markdown).
+  const std::string md = full.substr(0, full.find("\n## Wall time per cell"));
+  CHECK(full.find("\n## Wall time per cell\n\n| Cell | s |\n|---|---:|\n| m · FP · wikitext2 | 0.0 |\n") !=
+        std::string::npos);
   CHECK(md ==
         "# IntactKV results\n"
         "\n"
@@ -80,9 +90,9 @@ TEST_CASE("report: markdown table with the best per column in bold") {
         "| + IntactKV_[B] | 7.50 | **65.00** | 72.00 | 68.50 |\n"
         "| + IntactKV_[P] (calibrated) | **7.00** | 64.00 | **75.00** | **69.50** |\n"
         "\n"
-        "PPL for wikitext2 (lower is better). Accuracy in % for arc_easy, boolq; Avg over the QA tasks "
-        "(higher is "
-        "better). Bold: best among quantized rows.\n");
+        "PPL for wikitext2 (lower is better). Accuracy in % (higher is better): acc for arc_easy, boolq. Avg: "
+        "mean of arc_easy, boolq. IntactKV_[P] rows on QA/MMLU are beyond the paper (it uses the system prompt "
+        "only for MT-bench). Bold: best among quantized rows.\n");
 }
 
 TEST_CASE("report: several models become column groups; a missing cell is a dash") {
@@ -92,6 +102,7 @@ TEST_CASE("report: several models become column groups; a missing cell is a dash
   cells.push_back(cell("m", "rtn-w3g128", "none", "mmlu", "mmlu", 0.3));
   ReportOptions o;
   o.bootstrap_resamples = 0;
+  o.qa_average = kTwoTasks;
   const std::string md = render_report(cells, ReportFormat::Markdown, o);
   CHECK(md.find("| Method | m wikitext2 | m arc_easy | m boolq | m Avg | m mmlu | big wikitext2 | big "
                 "arc_easy | big boolq | big Avg | big mmlu |\n") != std::string::npos);
@@ -101,7 +112,13 @@ TEST_CASE("report: several models become column groups; a missing cell is a dash
 }
 
 TEST_CASE("report: csv") {
-  const std::string csv = render_report(hand_made_run(), ReportFormat::Csv);
+  ReportOptions o;
+  o.qa_average = kTwoTasks;
+  o.provenance = {{"ikv build", "v1"}};
+  const std::string with_comments = render_report(hand_made_run(), ReportFormat::Csv, o);
+  // Provenance and wall times first, as comment lines; then the table.
+  CHECK(with_comments.starts_with("# ikv build: v1\n# seconds: m · FP · wikitext2: 0.0\n"));
+  const std::string csv = with_comments.substr(with_comments.find("method,"));
   CHECK(csv ==
         "method,m/wikitext2,m/arc_easy,m/boolq,m/Avg\n"
         "FP,5.0000,70.0000,80.0000,75.0000\n"
@@ -113,7 +130,9 @@ TEST_CASE("report: csv") {
 TEST_CASE("report: json is the flat list compare reads") {
   std::vector<CellRecord> cells = hand_made_run();
   cells[0].metrics[0].std_err = std::nan("");
-  const nlohmann::json j = nlohmann::json::parse(render_report(cells, ReportFormat::Json));
+  const nlohmann::json doc = nlohmann::json::parse(render_report(cells, ReportFormat::Json));
+  CHECK(doc["provenance"] == nlohmann::json::object());  // none given
+  const nlohmann::json& j = doc["results"];
   REQUIRE(j.is_array());
   CHECK(j.size() == 13);  // every metric of every cell, kld included
   CHECK(j[0] == nlohmann::json{{"model", "m"},
@@ -125,7 +144,8 @@ TEST_CASE("report: json is the flat list compare reads") {
                                {"metric", "ppl"},
                                {"value", 5.0},
                                {"stderr", nullptr},
-                               {"n", 100}});
+                               {"n", 100},
+                               {"seconds", 0.0}});
   CHECK(j[12]["metric"] == "kld");
 }
 
@@ -134,6 +154,7 @@ TEST_CASE("report: self-contained html with bold best and embedded fragments") {
   o.title = "Run <1>";
   o.html_fragments = {"<svg id=\"plot-1\"></svg>"};
   o.bootstrap_resamples = 0;
+  o.qa_average = kTwoTasks;
   const std::string html = render_report(hand_made_run(), ReportFormat::Html, o);
   CHECK(
       html.starts_with("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>Run "
@@ -185,4 +206,89 @@ TEST_CASE("report: paired bootstrap CI of IntactKV vs its baseline") {
   CHECK(md.find("## IntactKV vs baseline (paired bootstrap, 95% CI)\n") != std::string::npos);
   CHECK(md.find("| m | RTN W3g128 | + IntactKV_[P] (calibrated) | arc_easy | acc | 100 | +0.0000 | [+0.0000, "
                 "+0.0000] |\n") != std::string::npos);
+}
+
+TEST_CASE("report: each QA column shows its task's paper metric; Avg is over the declared tasks") {
+  // Two tasks with acc and acc_norm; arc_challenge's table metric is acc_norm.
+  std::vector<CellRecord> cells;
+  for (const auto& [quant, v, easy, chal] :
+       std::vector<std::tuple<std::string, std::string, double, double>>{{"fp", "none", 0.70, 0.40},
+                                                                        {"rtn-w3g128", "none", 0.60, 0.30},
+                                                                        {"rtn-w3g128", "vicuna", 0.62, 0.33}}) {
+    CellRecord e = cell("m", quant, v, "qa", "arc_easy", easy);
+    e.metrics.push_back({"acc_norm", easy - 0.05, 0.01, 100});
+    CellRecord c = cell("m", quant, v, "qa", "arc_challenge", chal - 0.10);  // acc
+    c.metrics.push_back({"acc_norm", chal, 0.01, 100});
+    cells.push_back(e), cells.push_back(c);
+  }
+  ReportOptions o;
+  o.bootstrap_resamples = 0;
+  // By default Avg is the paper's seven tasks: not all ran, so no Avg column.
+  const ReportTable paper = build_report_table(cells);
+  REQUIRE(paper.columns.size() == 2);
+  CHECK(paper.columns[1].metric == "acc_norm");
+  CHECK(*paper.rows[0].values[1] == doctest::Approx(40.0));  // acc_norm, not acc (30)
+  std::string md = render_report(cells, ReportFormat::Markdown, o);
+  CHECK(md.find("| Method | arc_easy | arc_challenge (acc_norm) |\n") != std::string::npos);
+  CHECK(md.find("Accuracy in % (higher is better): acc for arc_easy; acc_norm for arc_challenge.") !=
+        std::string::npos);
+  CHECK(md.find("Avg") == std::string::npos);
+  // IntactKV_[P] on QA is flagged as beyond the paper.
+  CHECK(md.find("IntactKV_[P] rows on QA/MMLU are beyond the paper") != std::string::npos);
+  // Declared: Avg over exactly those tasks, each by its metric, named in the legend.
+  o.qa_average = {"arc_easy", "arc_challenge"};
+  md = render_report(cells, ReportFormat::Markdown, o);
+  CHECK(md.find("| FP | 70.00 | 40.00 | 55.00 |\n") != std::string::npos);
+  CHECK(md.find("Avg: mean of arc_easy, arc_challenge.") != std::string::npos);
+  // The paper's suite, with every task present: Avg and "(the paper's zero-shot suite)".
+  std::vector<CellRecord> seven;
+  for (const auto& t : ikv::eval::paper_qa_tasks()) seven.push_back(cell("m", "fp", "none", "qa", t, 0.5));
+  for (auto& c : seven) c.metrics.push_back({"acc_norm", 0.5, 0.01, 100});
+  const std::string all = render_report(seven, ReportFormat::Markdown, ReportOptions{});
+  CHECK(all.find("| Avg |") != std::string::npos);
+  CHECK(all.find("(the paper's zero-shot suite)") != std::string::npos);
+  CHECK(all.find("hellaswag: the bundled llama.cpp conversion") != std::string::npos);
+}
+
+TEST_CASE("report: the Avg a run declared travels with it in the store") {
+  TempDir dir;
+  Store store(dir / "ikv.sqlite");
+  const int64_t run = store.begin_run("t.yaml", "x", "test");
+  store.set_run_option(run, "qa_average", "arc_easy,piqa");
+  CHECK(stored_report_options(store.run_options(run)).qa_average == std::vector<std::string>{"arc_easy", "piqa"});
+  CHECK(stored_report_options(store.run_options(run + 1)).qa_average.empty());
+}
+
+TEST_CASE("report: provenance from the store, in every format, escaped") {
+  TempDir dir;
+  Store store(dir / "ikv.sqlite");
+  const int64_t run = store.begin_run("configs/x.yaml", std::string(64, 'a'), "ikv-0.1.0");
+  store.set_run_option(run, "build", "v0.1-2-gabc<dirty>");
+  store.set_run_option(run, "threads", "2");
+  store.set_run_option(run, "dtype:m", "bf16");
+  store.set_run_option(run, "data:wikitext2", std::string(64, 'b'));
+  store.set_run_option(run, "model:m", std::string(64, 'c'));
+  const auto info = store.get_run(run);
+  const ReportOptions o = stored_report_options(store.run_options(run), &*info);
+  auto value = [&](const std::string& what) {
+    for (const auto& [w, v] : o.provenance)
+      if (w == what) return v;
+    return std::string("(absent)");
+  };
+  CHECK(o.provenance.front().first == "ikv build");
+  CHECK(value("config") == "configs/x.yaml");
+  CHECK(value("config sha256") == std::string(64, 'a'));
+  CHECK(value("threads") == "2");
+  CHECK(value("dtype m") == "bf16");
+  CHECK(value("data wikitext2") == std::string(64, 'b'));
+  CHECK(value("model m") == std::string(64, 'c'));
+  CHECK(value("cores") != "(absent)");
+  const std::vector<CellRecord> cells = hand_made_run();
+  const std::string md = render_report(cells, ReportFormat::Markdown, o);
+  CHECK(md.find("## Provenance\n\n| | |\n|---|---|\n| ikv build | v0.1-2-gabc&lt;dirty&gt; |\n") != std::string::npos);
+  const std::string html = render_report(cells, ReportFormat::Html, o);
+  CHECK(html.find("<tr><th>ikv build</th><td>v0.1-2-gabc&lt;dirty&gt;</td></tr>") != std::string::npos);
+  const nlohmann::json j = nlohmann::json::parse(render_report(cells, ReportFormat::Json, o));
+  CHECK(j["provenance"]["data wikitext2"] == std::string(64, 'b'));
+  CHECK(j["results"].size() == 13);
 }
