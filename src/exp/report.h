@@ -52,6 +52,8 @@ struct ReportTable {
 // the QA tasks of `qa_average` that it ran (empty = eval::paper_qa_tasks(), the paper's seven: no
 // PIQA), shown only when all of them ran.
 ReportTable build_report_table(const std::vector<CellRecord>& cells, const std::vector<std::string>& qa_average = {});
+// The metric a cell shows in the table: "ppl", or for QA its task's paper metric, else "acc".
+std::string table_metric(const CellRecord& c);
 // The tasks an Avg column averages (qa_average, or the paper's when empty).
 const std::vector<std::string>& averaged_tasks(const std::vector<std::string>& qa_average);
 

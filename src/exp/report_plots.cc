@@ -1,6 +1,7 @@
 #include "exp/report_plots.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <map>
 #include <set>
@@ -20,34 +21,57 @@ std::string figure(const std::string& svg, const std::string& caption) {
 
 std::vector<std::string> report_figures(const std::vector<CellRecord>& cells) {
   std::vector<std::string> out;
-  // One grouped bar chart per (model, task): categories = methods, groups = IntactKV variants.
-  std::map<std::pair<std::string, std::string>, std::vector<const CellRecord*>> by_task;
-  for (const auto& c : cells)
-    if (c.task_kind == "ppl" || c.task_kind == "qa" || c.task_kind == "mmlu") by_task[{c.model, c.task}].push_back(&c);
-  for (const auto& [mt, group] : by_task) {
-    const bool ppl = group.front()->task_kind == "ppl";
+  // Per (model, task): the change each IntactKV variant makes against the same method without it,
+  // with its paired-bootstrap 95% CI (the table's CI section), as bars from zero: a 0.3% change
+  // shows, where bars of the metric itself would all look alike. PPL: % change (from the mean
+  // window NLL difference over the tokens per window); accuracy: points, of the table's metric.
+  std::map<std::pair<std::string, std::string>, std::vector<const PairedComparison*>> by_task;
+  const std::vector<PairedComparison> cis = intactkv_vs_baseline(cells, 1000, ReportOptions{}.seed);
+  auto cell_of = [&](const PairedComparison& c, const std::string& intactkv) -> const CellRecord* {
+    for (const CellRecord& r : cells)
+      if (r.model == c.model && r.quant == c.quant && r.kv_bits == c.kv_bits && r.intactkv == intactkv &&
+          r.task == c.task)
+        return &r;
+    return nullptr;
+  };
+  for (const PairedComparison& c : cis) {
+    const CellRecord* base = cell_of(c, "none");
+    if (!base) continue;
+    const bool ppl = base->task_kind == "ppl";
+    if ((ppl && c.metric != "window_nll") || (!ppl && c.metric != table_metric(*base))) continue;
+    by_task[{c.model, c.task}].push_back(&c);
+  }
+  for (const auto& [mt, comparisons] : by_task) {
+    const CellRecord* base = cell_of(*comparisons.front(), "none");
+    const bool ppl = base->task_kind == "ppl";
     plot::BarPlot p;
-    p.title = mt.first + " — " + mt.second;
-    p.ylabel = ppl ? "perplexity (lower is better)" : "accuracy % (higher is better)";
+    p.title = mt.first + " — " + mt.second + ": IntactKV vs the same method without it";
+    p.ylabel = ppl ? "Δ perplexity % (95% CI; < 0 is better)" : "Δ " + table_metric(*base) + " points (95% CI)";
     std::vector<std::string> methods, variants;
-    std::map<std::pair<std::string, std::string>, double> value;
-    for (const CellRecord* c : group) {
-      const Metric* m = c->metric(ppl ? kPplMetric : kAccMetric);
-      if (!m) continue;
+    std::map<std::pair<std::string, std::string>, std::array<double, 3>> delta;  // value, lo, hi
+    for (const PairedComparison* c : comparisons) {
       const std::string method = method_label(c->quant, c->kv_bits);
-      const std::string variant = c->intactkv == "none" ? "no IntactKV" : intactkv_row_label(c->intactkv).substr(2);
+      const std::string variant = intactkv_row_label(c->intactkv).substr(2);
       if (std::find(methods.begin(), methods.end(), method) == methods.end()) methods.push_back(method);
       if (std::find(variants.begin(), variants.end(), variant) == variants.end()) variants.push_back(variant);
-      value[{method, variant}] = ppl ? m->value : 100 * m->value;
+      std::array<double, 3> d = {c->diff, c->lo, c->hi};
+      const CellRecord* b = cell_of(*c, "none");
+      const Metric* m = b ? b->metric(kPplMetric) : nullptr;
+      for (double& x : d)
+        x = ppl ? (m && m->n > 0 ? 100.0 * std::expm1(x * static_cast<double>(c->n) / static_cast<double>(m->n))
+                                  : std::nan(""))
+                : 100.0 * x;
+      delta[{method, variant}] = d;
     }
-    if (methods.empty()) continue;
     p.categories = methods;
     for (const auto& v : variants) {
       plot::Series s;
       s.label = v;
       for (const auto& m : methods) {
-        auto it = value.find({m, v});
-        s.y.push_back(it == value.end() ? std::nan("") : it->second);
+        auto it = delta.find({m, v});
+        s.y.push_back(it == delta.end() ? std::nan("") : it->second[0]);
+        s.lo.push_back(it == delta.end() ? std::nan("") : it->second[1]);
+        s.hi.push_back(it == delta.end() ? std::nan("") : it->second[2]);
       }
       p.groups.push_back(s);
     }

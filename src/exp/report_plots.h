@@ -1,6 +1,6 @@
-// Figures for the HTML report, drawn from a run's cells with plot/plot.h and inlined as SVG:
-// the headline metric per method and IntactKV variant (grouped bars, one chart per task), and the
-// MSE-vs-IntactKV-size curves of mse_sweep cells.
+// Figures for the HTML report, drawn from a run's cells with plot/plot.h and inlined as SVG: per
+// task, the change each IntactKV variant makes against its method without it, with 95% CIs
+// (grouped bars from zero); the MSE-vs-IntactKV-size curves of mse_sweep cells; calibration loss.
 #pragma once
 #include <string>
 #include <vector>

@@ -25,7 +25,8 @@ size_t index_of(std::vector<T>& list, const T& item) {  // appends when new
 // "arc_easy/no-bos" -> "arc_easy": the task a label stands for.
 std::string base_task(const std::string& label) { return label.substr(0, label.find('/')); }
 
-// The metric a qa or mmlu cell shows in the table.
+}  // namespace
+
 std::string table_metric(const CellRecord& c) {
   if (c.task_kind == "ppl") return kPplMetric;
   if (c.task_kind == "qa")
@@ -33,8 +34,6 @@ std::string table_metric(const CellRecord& c) {
       if (t.name == base_task(c.task)) return t.paper_metric;
   return kAccMetric;
 }
-
-}  // namespace
 
 const std::vector<std::string>& averaged_tasks(const std::vector<std::string>& qa_average) {
   return qa_average.empty() ? eval::paper_qa_tasks() : qa_average;

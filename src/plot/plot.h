@@ -15,6 +15,9 @@ namespace ikv::plot {
 struct Series {
   std::string label;  // shown in the legend; series with empty labels get no legend entry
   std::vector<double> x, y;
+  // BarPlot only: an interval per bar (e.g. a 95% CI), drawn as a whisker; empty = none, else one
+  // lo and one hi per value (NaN = no whisker on that bar).
+  std::vector<double> lo, hi;
 };
 
 struct LinePlot {

@@ -98,6 +98,12 @@ void draw_plot(cairo_t* cr, const BarPlot& p, double w, double h, const std::str
       fail(where, ": group ", name(g, i), " has ", g.y.size(), " values for ", nc, " categories");
     for (double v : g.y)
       if (usable(v, p.log_y)) yr.add(v);
+    if (g.lo.size() != g.hi.size() || (!g.lo.empty() && g.lo.size() != nc))
+      fail(where, ": group ", name(g, i), " has ", g.lo.size(), "/", g.hi.size(), " interval bounds for ", nc,
+           " categories");
+    for (size_t j = 0; j < g.lo.size(); ++j)
+      for (double v : {g.lo[j], g.hi[j]})
+        if (usable(v, p.log_y)) yr.add(v);
   }
   if (yr.empty()) fail(where, p.log_y ? ": no finite positive values for the log axis" : ": no finite values to plot");
   if (!p.log_y) yr.add(0);  // linear bars grow from zero
@@ -131,6 +137,19 @@ void draw_plot(cairo_t* cr, const BarPlot& p, double w, double h, const std::str
     }
     cairo_fill(cr);
   }
+  cairo_set_source_rgb(cr, 0.15, 0.15, 0.15);  // whiskers over the bars: the intervals
+  cairo_set_line_width(cr, 1.2);
+  for (size_t i = 0; i < ng; ++i)
+    for (size_t j = 0; j < p.groups[i].lo.size(); ++j) {
+      const double lo = p.groups[i].lo[j], hi = p.groups[i].hi[j];
+      if (!usable(lo, p.log_y) || !usable(hi, p.log_y)) continue;
+      const double x = a.x + j * slot + 0.1 * slot + (i + 0.5) * bw, cap = std::min(6.0, bw * 0.3);
+      const double y0 = a.bottom() - ya.frac(lo) * a.h, y1 = a.bottom() - ya.frac(hi) * a.h;
+      cairo_move_to(cr, x, y0), cairo_line_to(cr, x, y1);
+      cairo_move_to(cr, x - cap, y0), cairo_line_to(cr, x + cap, y0);
+      cairo_move_to(cr, x - cap, y1), cairo_line_to(cr, x + cap, y1);
+    }
+  cairo_stroke(cr);
   if (!p.log_y && ya.lo < 0) {  // a zero line when bars go both ways
     cairo_set_source_rgb(cr, 0.25, 0.25, 0.25);
     cairo_set_line_width(cr, 1);

@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <tuple>
 
@@ -7,6 +8,7 @@
 #include "exp/exp_fixtures.h"
 #include "eval/tasks.h"
 #include "exp/report.h"
+#include "exp/report_plots.h"
 #include "io/error.h"
 
 using namespace ikv::exp;
@@ -291,4 +293,27 @@ TEST_CASE("report: provenance from the store, in every format, escaped") {
   const nlohmann::json j = nlohmann::json::parse(render_report(cells, ReportFormat::Json, o));
   CHECK(j["provenance"]["data wikitext2"] == std::string(64, 'b'));
   CHECK(j["results"].size() == 13);
+}
+
+TEST_CASE("report figures: the change IntactKV makes, with its CI, one chart per task with comparisons") {
+  std::vector<CellRecord> cells = hand_made_run();
+  std::vector<double> base(100), bos(100);
+  for (int i = 0; i < 100; ++i) base[i] = i % 10 < 6, bos[i] = i % 20 < 13;
+  cells[4].outcomes = {{"acc", base}};  // arc_easy, RTN
+  cells[7].outcomes = {{"acc", bos}};   // arc_easy, RTN + IntactKV_[B]
+  // wikitext2: 4 windows of 100 tokens each, the variant 1 nat lower per window.
+  cells[3].outcomes = {{"window_nll", {300, 310, 290, 305}}};
+  cells[3].metrics[0].n = 400;
+  cells[6].outcomes = {{"window_nll", {299, 309, 289, 304}}};
+  const std::vector<std::string> figs = report_figures(cells);
+  int deltas = 0;
+  for (const auto& f : figs) deltas += f.find("IntactKV vs the same method without it") != std::string::npos;
+  CHECK(deltas == 2);  // wikitext2 and arc_easy; boolq has no per-item outcomes
+  CHECK(std::any_of(figs.begin(), figs.end(), [](const std::string& f) {
+    return f.find("<svg") != std::string::npos &&
+           f.find("m — wikitext2: IntactKV vs the same method without it") != std::string::npos;
+  }));
+  // A run without IntactKV variants has nothing to compare: no such figure.
+  std::vector<CellRecord> fp_only = {cells[0], cells[1]};
+  CHECK(report_figures(fp_only).empty());
 }

@@ -190,6 +190,33 @@ TEST_CASE("plot bar chart PNG: bars are drawn to scale in their colour, backgrou
   CHECK(white > img.h / 2);
 }
 
+TEST_CASE("plot bar chart PNG: an interval is a dark whisker through the bar, to scale") {
+  fs::path path = scratch_dir() / "whisker.png";
+  // One bar of 5 with the interval [2, 9]; a second group widens nothing (no interval).
+  BarPlot p{"Whisker", "", "", {"a"}, {{"", {}, {5}, {2}, {9}}}};
+  save_plot(p, path, 400, 400);
+  Image img = read_png(path);
+  int left = img.w, right = 0, bar_top = img.h;
+  for (int x = 0; x < img.w; ++x)
+    for (int y = 0; y < img.h; ++y)
+      if (near(img.at(x, y), palette_color(0), 2)) left = std::min(left, x), right = std::max(right, x), bar_top = std::min(bar_top, y);
+  REQUIRE(right > left);
+  const int mid = (left + right) / 2;
+  // The whisker rises above the bar (hi 9 > value 5): a dark run up the bar's centre column.
+  int dark_top = bar_top;
+  while (dark_top > 0 && img.at(mid, dark_top - 1)[0] < 120) --dark_top;
+  CHECK(bar_top - dark_top > 10);
+  // Scale: from the bar's top (5) the whisker's top (9) is 4 units up; the bar is 5 units tall
+  // above the axis (0 is the bottom). So (bar_top - dark_top) / 4 ≈ bar height / 5.
+  int bottom = bar_top;
+  while (bottom < img.h && near(img.at(left + 5, bottom), palette_color(0), 2)) ++bottom;  // clear of the caps
+  const double unit = (bottom - bar_top) / 5.0;
+  CHECK(std::abs((bar_top - dark_top) - 4 * unit) <= 3);
+  // Bounds must come one per value.
+  BarPlot bad{"Bad", "", "", {"a", "b"}, {{"g", {}, {1, 2}, {0}, {3}}}};
+  CHECK_THROWS_WITH_AS(save_plot(bad, scratch_dir() / "bad.png"), doctest::Contains("interval bounds"), ikv::Error);
+}
+
 TEST_CASE("plot heatmap PNG: the max cell gets the colormap's top colour, min cell the bottom") {
   fs::path path = scratch_dir() / "heat.png";
   Heatmap hm{"Heat", "col", "row", 3, 4, {}, {}, {}};
