@@ -27,7 +27,8 @@ void run_quantize(const Common& common, const QuantizeArgs& a) {
   const std::string label = exp::method_label(a.variant.quant.short_label(), 16);
   quant::save_quantized(m.weights, a.out, {{"method", a.variant.quant.method}, {"label", label}});
   size_t bytes = 0;
-  for (auto& nl : model::named_linears(m.weights)) bytes += kernels::packed_bytes(*nl.linear->packed);
+  for (auto& nl : model::named_linears(m.weights))
+    bytes += kernels::packed_bytes(*std::get<kernels::Packed>(nl.linear->weight).m);
   if (common.json)
     std::printf("%s\n", nlohmann::json({{"file", a.out}, {"label", label}, {"packed_bytes", bytes}}).dump().c_str());
   else

@@ -46,8 +46,9 @@ model::Weights llama7b_layer() {
   L.ffn_norm.assign(c.dim, 1.0f);
   uint64_t seed = 1;
   auto make = [&](kernels::Linear& l, int64_t out, int64_t in) {
-    l.out = out, l.in = in;
-    fill_random(l.w, static_cast<size_t>(out * in), seed++, 0.02f);
+    std::vector<float> weight;
+    fill_random(weight, static_cast<size_t>(out * in), seed++, 0.02f);
+    l = kernels::make_dense(std::move(weight), out, in);
   };
   make(L.q, 4096, 4096), make(L.k, 4096, 4096), make(L.v, 4096, 4096), make(L.o, 4096, 4096);
   make(L.gate, 11008, 4096), make(L.up, 11008, 4096), make(L.down, 4096, 11008);
@@ -138,10 +139,9 @@ void bench_llama7b_layer(bool json) {
     H = {};
     for (kernels::Linear* l : linears) {
       t = std::chrono::steady_clock::now();
-      quant::GptqMatrix m = quant::gptq_quantize(l->w.data(), l->out, l->in, h, opt, "bench");
+      quant::GptqMatrix m = quant::gptq_quantize(kernels::dense_f32_weight(*l).data(), l->out, l->in, h, opt, "bench");
       t_solve += seconds_since(t);
-      l->packed = std::make_shared<kernels::PackedMatrix>(std::move(m.packed));
-      l->w = {};
+      kernels::set_packed(*l, std::make_shared<kernels::PackedMatrix>(std::move(m.packed)));
     }
   };
   solve(H_attn, {&L.q, &L.k, &L.v}, t_factor_4096, t_solve_4096);

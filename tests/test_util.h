@@ -47,9 +47,7 @@ inline model::Weights tiny_random_model(uint32_t seed, const model::Config& shap
     return v;
   };
   auto lin = [&](int64_t out, int64_t in) {
-    kernels::Linear l;
-    l.out = out, l.in = in, l.w = fill(out * in, 1.0f / std::sqrt(float(in)));
-    return l;
+    return kernels::make_dense(fill(out * in, 1.0f / std::sqrt(float(in))), out, in);
   };
   w.embed = fill(c.vocab * c.dim, 1.0f);
   for (int64_t l = 0; l < c.n_layers; ++l) {

@@ -128,11 +128,8 @@ void quantize_weights(model::Weights& w, const QuantizerSpec& q, const quant::Ca
   for (auto& nl : linears) {
     kernels::Linear& l = *nl.linear;
     std::vector<float> dense = kernels::linear_dense_weight(l);
-    l.packed = std::make_shared<kernels::PackedMatrix>(quant::quantize_rtn(dense.data(), l.out, l.in, spec, nl.name));
-    l.in_perm.clear();
-    l.w.clear();
-    l.w.shrink_to_fit();
-    l.w_bf16.clear();
+    kernels::set_packed(
+        l, std::make_shared<kernels::PackedMatrix>(quant::quantize_rtn(dense.data(), l.out, l.in, spec, nl.name)));
   }
 }
 

@@ -18,7 +18,7 @@ DenseModel make_dense_model(const model::Weights& w) {
   m.weights = &w;
   m.rope = kernels::make_rope_table(c.head_dim, c.max_pos, c.rope_theta);
   m.rotation = w.rotation.get();
-  if (!w.layers.empty()) m.act_bits = w.layers[0].q.act_bits, m.act_clip = w.layers[0].q.act_clip;
+  if (!w.layers.empty()) m.act_bits = w.layers[0].q.act_quant.bits, m.act_clip = w.layers[0].q.act_quant.clip;
   for (const model::LayerWeights& L : w.layers) {
     DenseLayer d;
     d.q = kernels::linear_dense_weight(L.q);

@@ -9,48 +9,143 @@
 
 namespace ikv::kernels {
 
-void linear_forward(const Linear& layer, const float* X, int64_t M, float* Y) {
+Linear make_dense(std::vector<float> w, int64_t out, int64_t in) {
+  Linear l;
+  l.out = out;
+  l.in = in;
+  l.weight = DenseF32{std::move(w)};
+  return l;
+}
+
+void set_dense(Linear& l, std::vector<float> w) { l.weight = DenseF32{std::move(w)}; }
+
+void set_packed(Linear& l, std::shared_ptr<const PackedMatrix> m, std::vector<int32_t> in_perm) {
+  Packed p;
+  p.m = std::move(m);
+  p.in_perm = std::move(in_perm);
+  l.weight = std::move(p);
+}
+
+void to_bf16(Linear& l) {
+  if (Packed* p = std::get_if<Packed>(&l.weight)) {
+    p->rounding = Activations::kBf16;
+  } else if (DenseF32* d = std::get_if<DenseF32>(&l.weight)) {
+    DenseBf16 b;
+    b.w.resize(d->w.size());
+    for (size_t i = 0; i < d->w.size(); ++i) b.w[i] = io::fp32_to_bf16(d->w[i]);
+    l.weight = std::move(b);
+  }
+}
+
+void use_q8_inputs(Linear& l) {
+  Packed* p = std::get_if<Packed>(&l.weight);
+  if (!p) return;
+  p->rounding = Activations::kQ8;
+  if (q8_tiles_runs_here() && q8_tiles_cover(*p->m)) p->q8_tiles = std::make_shared<const Q8Tiles>(tile_for_q8(*p->m));
+}
+
+void set_act_quant(Linear& l, int bits, float clip) {
+  l.act_quant = {bits, clip};
+  Packed* p = std::get_if<Packed>(&l.weight);
+  if (!p) return;
+  p->int8.reset();
+  if (bits < 16 && p->m->sym && p->m->group == p->m->cols)
+    p->int8 = std::make_shared<const Int8Matrix>(int8_from_packed(*p->m));
+}
+
+std::vector<float>& dense_f32_weight(Linear& l) {
+  if (DenseF32* d = std::get_if<DenseF32>(&l.weight)) return d->w;
+  fail("linear [", l.out, ", ", l.in, "] is not a dense fp32 weight");
+}
+
+const std::vector<float>& dense_f32_weight(const Linear& l) {
+  if (const DenseF32* d = std::get_if<DenseF32>(&l.weight)) return d->w;
+  fail("linear [", l.out, ", ", l.in, "] is not a dense fp32 weight");
+}
+
+namespace {
+
+// The per-token quantized input (codes and scales) of an activation-quantized layer.
+struct QuantizedInput {
+  std::vector<int8_t> q;
+  std::vector<float> scale;
+};
+
+QuantizedInput quantize_input(const ActQuant& a, const float* X, int64_t M, int64_t K) {
+  QuantizedInput xq{std::vector<int8_t>(static_cast<size_t>(M * K)), std::vector<float>(M)};
+  quantize_per_token(X, M, K, a.bits, a.clip, xq.q.data(), xq.scale.data());
+  return xq;
+}
+
+// The fake-quantized input (quantized, dequantized to fp32 in buf) that a layer without the integer
+// GEMM multiplies.
+const float* dequantized_input(const QuantizedInput& xq, int64_t M, int64_t K, std::vector<float>& buf) {
+  buf.resize(static_cast<size_t>(M * K));
+  dequantize_per_token(xq.q.data(), xq.scale.data(), M, K, buf.data());
+  return buf.data();
+}
+
+void forward(const Linear& layer, const DenseF32& d, const float* X, int64_t M, float* Y) {
+  std::vector<float> xp;
+  if (layer.act_quant.bits < 16)
+    X = dequantized_input(quantize_input(layer.act_quant, X, M, layer.in), M, layer.in, xp);
+  gemm_f32(X, M, layer.in, d.w.data(), layer.out, Y);
+}
+
+void forward(const Linear& layer, const DenseBf16& d, const float* X, int64_t M, float* Y) {
+  std::vector<float> xp;
+  if (layer.act_quant.bits < 16)
+    X = dequantized_input(quantize_input(layer.act_quant, X, M, layer.in), M, layer.in, xp);
+  gemm_bf16(X, M, layer.in, d.w.data(), layer.out, Y);
+}
+
+// Gather into the packed column order, then quantize the input, then the fastest product the
+// codes have: the integer GEMM, the q8 tiles, or the packed matmul.
+void forward(const Linear& layer, const Packed& p, const float* X, int64_t M, float* Y) {
   const int64_t K = layer.in;
-  std::vector<float> xp;  // the input as the weight reads it (gathered, or fake-quantized)
-  if (layer.packed && !layer.in_perm.empty()) {
+  std::vector<float> xp;  // the input as the codes read it (gathered, or fake-quantized)
+  if (!p.in_perm.empty()) {
     xp.resize(static_cast<size_t>(M * K));
 #pragma omp parallel for if (M * K > (1 << 16))
     for (int64_t m = 0; m < M; ++m)
-      for (int64_t j = 0; j < K; ++j) xp[m * K + j] = X[m * K + layer.in_perm[j]];
+      for (int64_t j = 0; j < K; ++j) xp[m * K + j] = X[m * K + p.in_perm[j]];
     X = xp.data();
   }
-  if (layer.act_bits < 16) {
-    std::vector<int8_t> xq(static_cast<size_t>(M * K));
-    std::vector<float> sx(M);
-    quantize_per_token(X, M, K, layer.act_bits, layer.act_clip, xq.data(), sx.data());
-    if (layer.w_int8) return int8_gemm(xq.data(), sx.data(), M, *layer.w_int8, Y);
-    xp.resize(static_cast<size_t>(M * K));
-    dequantize_per_token(xq.data(), sx.data(), M, K, xp.data());
-    X = xp.data();
+  if (layer.act_quant.bits < 16) {
+    const QuantizedInput xq = quantize_input(layer.act_quant, X, M, K);
+    if (p.int8) return int8_gemm(xq.q.data(), xq.scale.data(), M, *p.int8, Y);
+    X = dequantized_input(xq, M, K, xp);
   }
-  if (layer.q8_tiles && q8_tiles_runs_here()) return q8_tiles_matmul(*layer.q8_tiles, X, M, Y);
-  if (layer.packed)
-    return packed_matmul(*layer.packed, X, M, Y, Isa::kAuto, layer.packed_input);
-  if (!layer.w_bf16.empty())
-    gemm_bf16(X, M, layer.in, layer.w_bf16.data(), layer.out, Y);
-  else
-    gemm_f32(X, M, layer.in, layer.w.data(), layer.out, Y);
+  if (p.q8_tiles && q8_tiles_runs_here()) return q8_tiles_matmul(*p.q8_tiles, X, M, Y);
+  packed_matmul(*p.m, X, M, Y, Isa::kAuto, p.rounding);
+}
+
+std::vector<float> dense_weight(const Linear&, const DenseF32& d) { return d.w; }
+
+std::vector<float> dense_weight(const Linear&, const DenseBf16& d) {
+  std::vector<float> w(d.w.size());
+  for (size_t i = 0; i < w.size(); ++i) w[i] = io::bf16_to_fp32(d.w[i]);
+  return w;
+}
+
+std::vector<float> dense_weight(const Linear& layer, const Packed& p) {
+  std::vector<float> w(static_cast<size_t>(layer.out * layer.in));
+  dequantize(*p.m, w.data());
+  if (p.in_perm.empty()) return w;
+  std::vector<float> unperm(w.size());
+  for (int64_t n = 0; n < layer.out; ++n)
+    for (int64_t j = 0; j < layer.in; ++j) unperm[n * layer.in + p.in_perm[j]] = w[n * layer.in + j];
+  return unperm;
+}
+
+}  // namespace
+
+void linear_forward(const Linear& layer, const float* X, int64_t M, float* Y) {
+  std::visit([&](const auto& form) { forward(layer, form, X, M, Y); }, layer.weight);
 }
 
 std::vector<float> linear_dense_weight(const Linear& layer) {
-  if (layer.packed) {
-    std::vector<float> w(static_cast<size_t>(layer.out * layer.in));
-    kernels::dequantize(*layer.packed, w.data());
-    if (layer.in_perm.empty()) return w;
-    std::vector<float> unperm(w.size());
-    for (int64_t n = 0; n < layer.out; ++n)
-      for (int64_t j = 0; j < layer.in; ++j) unperm[n * layer.in + layer.in_perm[j]] = w[n * layer.in + j];
-    return unperm;
-  }
-  if (!layer.w.empty()) return layer.w;
-  std::vector<float> w(layer.w_bf16.size());
-  for (size_t i = 0; i < w.size(); ++i) w[i] = io::bf16_to_fp32(layer.w_bf16[i]);
-  return w;
+  return std::visit([&](const auto& form) { return dense_weight(layer, form); }, layer.weight);
 }
 
 }  // namespace ikv::kernels

@@ -1,8 +1,26 @@
-// A linear layer's weight in whichever form the run uses: dense fp32, dense bf16, or a packed
-// low-bit matrix. y = x · Wᵀ (nn.Linear orientation, W is [out, in]).
+// A linear layer y = x · Wᵀ (nn.Linear orientation, W is [out, in]): its weight in exactly one of
+// the forms a run computes with, and the quantization its input gets first.
+//
+// The forms are the kernel families, each with its own storage, and a layer holds one at a time:
+//   DenseF32   the checkpoint's weight (gemm_f32). The only form quantizers, AWQ's scale fold and
+//              QuaRot's rotation edit in place (dense_f32_weight).
+//   DenseBf16  --dtype bf16 on a dense weight (gemm_bf16; oneDNN rounds the input to bf16). The
+//              fp32 copy is dropped, so a layer is one or the other.
+//   Packed     low-bit codes from a quantizer or an artifact (packed_matmul). The codes stay exact
+//              under every compute dtype, which only changes how the input is rounded; beside them
+//              sit what exists only because of those codes: GPTQ act-order's column order, the q8
+//              kernel's tiled copy and the integer GEMM's int8 copy. They live in Packed, so they
+//              go when the codes are replaced and cannot outlive or precede them.
+// Activation quantization (QuaRot W4A4) applies to the input whatever the form, so it sits beside
+// the weight rather than in it.
+//
+// Each form is made one way (make_dense/set_dense, set_packed, to_bf16, use_q8_inputs,
+// set_act_quant), so no caller sets a field whose meaning depends on another. Read the forms
+// with std::get_if / std::holds_alternative, or dense_f32_weight where only fp32 will do.
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <variant>
 #include <vector>
 
 #include "kernels/packed_matmul.h"
@@ -12,31 +30,66 @@ namespace ikv::kernels {
 
 struct Int8Matrix;
 
-struct Linear {
-  int64_t out = 0, in = 0;
-  std::vector<float> w;                                 // dense fp32 [out, in]; empty once packed
-  std::vector<uint16_t> w_bf16;                         // bf16 [out, in] when compute dtype is bf16
-  std::shared_ptr<const kernels::PackedMatrix> packed;    // low-bit weights when quantized
-  // What a packed layer's input is rounded to before the product (the codes stay exact): kBf16
-  // with bf16 compute, the packed counterpart of w_bf16; kQ8 for int8 blocks (dtype q8).
-  Activations packed_input = Activations::kFp32;
-  // With q8 inputs on a VNNI CPU: the packed codes again in the q8 kernel's layout, which every
-  // product then takes (a second copy of the codes; `packed` still serves backward passes,
-  // dequantization and saving).
-  std::shared_ptr<const Q8Tiles> q8_tiles;
+struct DenseF32 {
+  std::vector<float> w;  // [out, in]
+};
+
+struct DenseBf16 {
+  std::vector<uint16_t> w;  // [out, in] bf16
+};
+
+struct Packed {
+  std::shared_ptr<const PackedMatrix> m;
   // GPTQ act-order: packed column j multiplies input channel in_perm[j] (empty = identity). The
   // input is gathered into that order before the packed matmul; groups stay consecutive columns.
   std::vector<int32_t> in_perm;
-  // Activation quantization (QuaRot W4A4): the input is quantized per token, symmetric, to act_bits
-  // with clip ratio act_clip (kernels/int8_gemm.h) before the matmul; 16 = off. With w_int8 (the
-  // packed symmetric per-channel codes as int8) the matmul is the integer GEMM, else the dequantized
-  // input takes the weight's usual path.
-  int act_bits = 16;
-  float act_clip = 1.0f;
-  std::shared_ptr<const Int8Matrix> w_int8;
+  // What the input is rounded to before the product: kBf16 with bf16 compute (the packed
+  // counterpart of DenseBf16), kQ8 for int8 blocks (dtype q8).
+  Activations rounding = Activations::kFp32;
+  // With kQ8 on a VNNI CPU: the codes again in the q8 kernel's layout, which every product then
+  // takes (a second copy of the codes; m still serves backward passes, dequantization and saving).
+  std::shared_ptr<const Q8Tiles> q8_tiles;
+  // With activation quantization on and symmetric per-channel codes: the codes as int8 with their
+  // scales, so the product is the integer GEMM (kernels/int8_gemm.h).
+  std::shared_ptr<const Int8Matrix> int8;
 };
 
-// Y[M, out] = X[M, in] · Wᵀ using the fastest form the layer holds.
+// Per-token symmetric quantization of the input to `bits` with clip ratio `clip`
+// (kernels/int8_gemm.h) before the product; 16 = off. The quantized input takes the integer GEMM
+// when the weight has an int8 copy, else it is dequantized and takes the weight's usual path.
+struct ActQuant {
+  int bits = 16;
+  float clip = 1.0f;
+};
+
+struct Linear {
+  int64_t out = 0, in = 0;
+  std::variant<DenseF32, DenseBf16, Packed> weight;
+  ActQuant act_quant;
+};
+
+// A dense fp32 layer (the form models load in).
+Linear make_dense(std::vector<float> w, int64_t out, int64_t in);
+// Replaces the weight by dense fp32 [out, in] (AWQ expands bf16 weights before its search).
+void set_dense(Linear& l, std::vector<float> w);
+// Replaces the weight by packed codes (quantizers, artifacts); in_perm for GPTQ act-order. The new
+// form has fp32 inputs and no tiled or int8 copy: the compute dtype and activation quantization
+// apply to packed weights, after packing.
+void set_packed(Linear& l, std::shared_ptr<const PackedMatrix> m, std::vector<int32_t> in_perm = {});
+// bf16 compute: a dense fp32 weight becomes DenseBf16; packed codes take bf16-rounded inputs.
+void to_bf16(Linear& l);
+// q8 compute: packed codes take int8-block inputs, tiled for the VNNI kernel where it runs and
+// covers the matrix; dense weights stay as they are.
+void use_q8_inputs(Linear& l);
+// Activation quantization to `bits` (16 = off) with clip ratio `clip`; packed symmetric
+// per-channel codes get their int8 copy for the integer GEMM (and lose it when bits is 16).
+void set_act_quant(Linear& l, int bits, float clip);
+
+// The dense fp32 weight, for code that edits it in place; ikv::Error for any other form.
+std::vector<float>& dense_f32_weight(Linear& l);
+const std::vector<float>& dense_f32_weight(const Linear& l);
+
+// Y[M, out] = X[M, in] · Wᵀ by the layer's form.
 void linear_forward(const Linear& layer, const float* X, int64_t M, float* Y);
 // The weight as dense fp32 [out, in] in input-channel order (dequantized and un-permuted if packed):
 // for references and backward passes.

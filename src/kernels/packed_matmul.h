@@ -13,7 +13,7 @@
 //    a time over each cached stretch of W, about twice the fp32 kernels' speed at M = 8..16
 //    (packed_gemv_bf16_avx512.cc).
 //  - q8 activations round X (rounded_activations) and take the paths above; the fast q8 kernel
-//    runs on a re-laid-out copy of the codes (kernels/q8_tiles.h), which kernels::Linear holds.
+//    runs on a re-laid-out copy of the codes (kernels/q8_tiles.h), kernels::Packed::q8_tiles.
 //  - packed_matmul_reference: dequantize() + a naive triple loop in double.
 // The AVX-512 decoders handle bits 3 and 4 with groups that are whole 16-code positions (group a
 // multiple of 16, or per-channel); everything else takes the portable decoder, which is
@@ -30,7 +30,7 @@ struct PackedMatrix;
 
 // What X is before the product. kFp32: as given. kBf16: rounded to bf16 (nearest even), as oneDNN's
 // bf16 matmul does, while the packed weights stay exact: Y = bf16(X)·W'ᵀ with fp32 accumulation.
-// The engine's --dtype bf16 runs packed linears this way (kernels::Linear::packed_input).
+// The engine's --dtype bf16 runs packed linears this way (kernels::Packed::rounding).
 // kQ8: rounded to int8 in blocks of kQ8Block columns (quantize_q8), the activation format of
 // llama.cpp's quantized dot products: Y = q8(X)·W'ᵀ (--dtype q8; on VNNI: q8_tiles.h).
 enum class Activations { kFp32, kBf16, kQ8 };

@@ -4,7 +4,6 @@
 #include <map>
 #include <memory>
 
-#include "io/dtype.h"
 #include "io/error.h"
 #include "io/mapped_file.h"
 #include "io/safetensors.h"
@@ -64,14 +63,6 @@ TensorSource open_tensors(const fs::path& dir) {
   return src;
 }
 
-kernels::Linear make_linear(std::vector<float> w, int64_t out, int64_t in) {
-  kernels::Linear l;
-  l.out = out;
-  l.in = in;
-  l.w = std::move(w);
-  return l;
-}
-
 std::string fingerprint_of(const Config& c, const std::vector<std::string>& files) {
   std::string s = "dim=" + std::to_string(c.dim) + ";hidden=" + std::to_string(c.hidden) +
                   ";layers=" + std::to_string(c.n_layers) + ";heads=" + std::to_string(c.n_heads) + "/" +
@@ -95,21 +86,21 @@ Weights load_hf_folder(const fs::path& dir, bool check_only) {
     LayerWeights L;
     L.attn_norm = src.read(p + "input_layernorm.weight", {D});
     L.ffn_norm = src.read(p + "post_attention_layernorm.weight", {D});
-    L.q = make_linear(src.read(p + "self_attn.q_proj.weight", {Q, D}), Q, D);
-    L.k = make_linear(src.read(p + "self_attn.k_proj.weight", {KV, D}), KV, D);
-    L.v = make_linear(src.read(p + "self_attn.v_proj.weight", {KV, D}), KV, D);
-    L.o = make_linear(src.read(p + "self_attn.o_proj.weight", {D, Q}), D, Q);
-    L.gate = make_linear(src.read(p + "mlp.gate_proj.weight", {H, D}), H, D);
-    L.up = make_linear(src.read(p + "mlp.up_proj.weight", {H, D}), H, D);
-    L.down = make_linear(src.read(p + "mlp.down_proj.weight", {D, H}), D, H);
+    L.q = kernels::make_dense(src.read(p + "self_attn.q_proj.weight", {Q, D}), Q, D);
+    L.k = kernels::make_dense(src.read(p + "self_attn.k_proj.weight", {KV, D}), KV, D);
+    L.v = kernels::make_dense(src.read(p + "self_attn.v_proj.weight", {KV, D}), KV, D);
+    L.o = kernels::make_dense(src.read(p + "self_attn.o_proj.weight", {D, Q}), D, Q);
+    L.gate = kernels::make_dense(src.read(p + "mlp.gate_proj.weight", {H, D}), H, D);
+    L.up = kernels::make_dense(src.read(p + "mlp.up_proj.weight", {H, D}), H, D);
+    L.down = kernels::make_dense(src.read(p + "mlp.down_proj.weight", {D, H}), D, H);
     w.layers.push_back(std::move(L));
   }
   w.final_norm = src.read("model.norm.weight", {D});
   // Tied checkpoints have no lm_head.weight (HF convention); an untied one must have it.
   if (src.by_name.count("lm_head.weight") && !c.tied_embeddings)
-    w.lm_head = make_linear(src.read("lm_head.weight", {c.vocab, D}), c.vocab, D);
+    w.lm_head = kernels::make_dense(src.read("lm_head.weight", {c.vocab, D}), c.vocab, D);
   else if (c.tied_embeddings)
-    w.lm_head = make_linear(w.embed, c.vocab, D);
+    w.lm_head = kernels::make_dense(w.embed, c.vocab, D);
   else
     src.read("lm_head.weight", {c.vocab, D});  // raises "missing tensor lm_head.weight"
   std::vector<std::string> files = {config_path};
@@ -130,17 +121,17 @@ Weights load_llama2c(const std::string& path) {
     LayerWeights L;
     L.attn_norm = std::move(s.attn_norm);
     L.ffn_norm = std::move(s.ffn_norm);
-    L.q = make_linear(std::move(s.wq), Q, D);
-    L.k = make_linear(std::move(s.wk), KV, D);
-    L.v = make_linear(std::move(s.wv), KV, D);
-    L.o = make_linear(std::move(s.wo), D, Q);
-    L.gate = make_linear(std::move(s.w1), H, D);
-    L.up = make_linear(std::move(s.w3), H, D);
-    L.down = make_linear(std::move(s.w2), D, H);
+    L.q = kernels::make_dense(std::move(s.wq), Q, D);
+    L.k = kernels::make_dense(std::move(s.wk), KV, D);
+    L.v = kernels::make_dense(std::move(s.wv), KV, D);
+    L.o = kernels::make_dense(std::move(s.wo), D, Q);
+    L.gate = kernels::make_dense(std::move(s.w1), H, D);
+    L.up = kernels::make_dense(std::move(s.w3), H, D);
+    L.down = kernels::make_dense(std::move(s.w2), D, H);
     w.layers.push_back(std::move(L));
   }
   w.final_norm = std::move(ck.final_norm);
-  w.lm_head = make_linear(ck.wcls.empty() ? w.embed : std::move(ck.wcls), c.vocab, D);
+  w.lm_head = kernels::make_dense(ck.wcls.empty() ? w.embed : std::move(ck.wcls), c.vocab, D);
   w.fingerprint = fingerprint_of(c, {path});
   return w;
 }
@@ -176,24 +167,11 @@ std::vector<kernels::Linear*> linears_and_head(Weights& w) {
 }  // namespace
 
 void convert_linears_to_bf16(Weights& w) {
-  for (kernels::Linear* lp : linears_and_head(w)) {
-    kernels::Linear& l = *lp;
-    if (l.packed) l.packed_input = kernels::Activations::kBf16;
-    if (l.w.empty()) continue;
-    l.w_bf16.resize(l.w.size());
-    for (size_t i = 0; i < l.w.size(); ++i) l.w_bf16[i] = io::fp32_to_bf16(l.w[i]);
-    l.w.clear();
-    l.w.shrink_to_fit();
-  }
+  for (kernels::Linear* l : linears_and_head(w)) kernels::to_bf16(*l);
 }
 
 void use_q8_inputs(Weights& w) {
-  for (kernels::Linear* l : linears_and_head(w))
-    if (l->packed) {
-      l->packed_input = kernels::Activations::kQ8;
-      if (kernels::q8_tiles_runs_here() && kernels::q8_tiles_cover(*l->packed))
-        l->q8_tiles = std::make_shared<const kernels::Q8Tiles>(kernels::tile_for_q8(*l->packed));
-    }
+  for (kernels::Linear* l : linears_and_head(w)) kernels::use_q8_inputs(*l);
 }
 
 std::string tokenizer_path_for(const std::string& model_path) {

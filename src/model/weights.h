@@ -43,7 +43,7 @@ struct ModelProbe {
 };
 ModelProbe probe_model(const std::string& path);
 // The bf16 compute option: dense linears get bf16 weights (oneDNN rounds their inputs to bf16),
-// packed ones keep their exact codes and take bf16 inputs (kernels::Linear::packed_input).
+// packed ones keep their exact codes and take bf16 inputs (kernels::Packed::rounding).
 void convert_linears_to_bf16(Weights& w);
 // The q8 option: packed linears take their inputs as int8 blocks (kernels::Activations::kQ8), the
 // VNNI kernel's format, with their codes tiled for it (kernels::Q8Tiles); dense linears stay fp32.

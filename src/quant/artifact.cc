@@ -38,13 +38,14 @@ void save_quantized(model::Weights& w, const std::string& path, const std::map<s
   std::string bits, sym;
   int64_t group = -1;  // per-channel (every matrix one group per row) unless some matrix has narrower groups
   for (auto& nl : model::named_linears(w)) {
-    if (!nl.linear->packed) fail(path, ": ", nl.name, " is not quantized; nothing to save");
-    const kernels::PackedMatrix& p = *nl.linear->packed;
+    const auto* packed = std::get_if<kernels::Packed>(&nl.linear->weight);
+    if (!packed) fail(path, ": ", nl.name, " is not quantized; nothing to save");
+    const kernels::PackedMatrix& p = *packed->m;
     const int64_t lanes = static_cast<int64_t>(p.codes.size()) * 16;
     tensors.push_back({nl.name + ".codes", io::DType::U32, {p.rows, lanes / p.rows}, p.codes.data(), p.codes.size() * 64});
     tensors.push_back({nl.name + ".scales", io::DType::F16, {p.rows, p.groups_per_row()}, p.scales.data(), p.scales.size() * 2});
     if (!p.sym) tensors.push_back({nl.name + ".zeros", io::DType::U8, {static_cast<int64_t>(p.zeros.size())}, p.zeros.data(), p.zeros.size()});
-    const std::vector<int32_t>& perm = nl.linear->in_perm;
+    const std::vector<int32_t>& perm = packed->in_perm;
     if (!perm.empty())
       tensors.push_back({nl.name + ".perm", io::DType::I32, {static_cast<int64_t>(perm.size())}, perm.data(), perm.size() * 4});
     if (p.group != p.cols) group = p.group;
@@ -69,10 +70,10 @@ void save_quantized(model::Weights& w, const std::string& path, const std::map<s
     meta["rotation"] = "quarot";
     meta["rotation_seed"] = std::to_string(w.rotation->seed);
   }
-  if (const kernels::Linear& first = *model::named_linears(w).front().linear; first.act_bits < 16) {
+  if (const kernels::ActQuant& act = model::named_linears(w).front().linear->act_quant; act.bits < 16) {
     char clip[32];
-    std::snprintf(clip, sizeof clip, "%.9g", first.act_clip);
-    meta["act_bits"] = std::to_string(first.act_bits);
+    std::snprintf(clip, sizeof clip, "%.9g", act.clip);
+    meta["act_bits"] = std::to_string(act.bits);
     meta["act_clip"] = clip;
   }
   io::write_safetensors(path, tensors, meta);
@@ -137,11 +138,7 @@ std::map<std::string, std::string> load_quantized(model::Weights& w, const std::
       if (zeros.dtype != io::DType::U8) fail(path, ": tensor ", zeros.name, " must be U8");
       P->zeros.assign(zeros.data, zeros.data + zeros.nbytes);
     }
-    l.in_perm = load_perm(f, nl.name + ".perm", l.in, path);
-    l.packed = std::move(P);
-    l.w.clear();
-    l.w.shrink_to_fit();
-    l.w_bf16.clear();
+    kernels::set_packed(l, std::move(P), load_perm(f, nl.name + ".perm", l.in, path));
   }
   for (size_t l = 0; l < w.layers.size(); ++l)
     for (auto [name, norm] : {std::pair{"input_layernorm", &w.layers[l].attn_norm},

@@ -123,10 +123,8 @@ void quantize_model_awq(model::Weights& w, const CalibrationTokens& calib, const
   // The search folds into and clips dense fp32 weights; bf16 or packed linears are expanded first.
   for (auto& nl : linears) {
     kernels::Linear& l = *nl.linear;
-    if (l.packed) fail("awq: ", nl.name, " is already quantized");
-    if (l.w.empty()) l.w = kernels::linear_dense_weight(l);
-    l.w_bf16.clear();
-    l.in_perm.clear();
+    if (std::holds_alternative<kernels::Packed>(l.weight)) fail("awq: ", nl.name, " is already quantized");
+    if (!std::holds_alternative<kernels::DenseF32>(l.weight)) kernels::set_dense(l, kernels::linear_dense_weight(l));
   }
   if (fold) fold->clear();
   const kernels::RopeTable rope = kernels::make_rope_table(c.head_dim, c.max_pos, c.rope_theta);
@@ -155,17 +153,17 @@ void quantize_model_awq(model::Weights& w, const CalibrationTokens& calib, const
                                         &in.clip.ffn_in, &in.clip.ffn_in, &in.clip.down_in};
       for (int j = 2; j < 7; ++j) {
         kernels::Linear& li = *lin[j];
-        const auto max_val = search_clip(li.w.data(), li.out, li.in, x[j]->data(), in.clip_n, opt.spec,
+        std::vector<float>& wj = kernels::dense_f32_weight(li);
+        const auto max_val = search_clip(wj.data(), li.out, li.in, x[j]->data(), in.clip_n, opt.spec,
                                          opt.clip_grid, opt.max_shrink);
-        apply_clip(li.w.data(), li.out, li.in, opt.spec, max_val);
+        apply_clip(wj.data(), li.out, li.in, opt.spec, max_val);
       }
     }
     for (int j = 0; j < 7; ++j) {
       kernels::Linear& li = *lin[j];
-      li.packed = std::make_shared<kernels::PackedMatrix>(
-          quantize_rtn(li.w.data(), li.out, li.in, opt.spec, linears[l * 7 + j].name));
-      li.w.clear();
-      li.w.shrink_to_fit();
+      const std::vector<float>& wj = kernels::dense_f32_weight(li);
+      kernels::set_packed(li, std::make_shared<kernels::PackedMatrix>(
+                                  quantize_rtn(wj.data(), li.out, li.in, opt.spec, linears[l * 7 + j].name)));
     }
     for (auto& x : hidden) e.layer_forward(l, x.data(), static_cast<int64_t>(x.size()) / D);
     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

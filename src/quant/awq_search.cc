@@ -133,9 +133,14 @@ std::vector<float> repeat_kv_scale(const std::vector<float>& s_kv, const model::
 
 namespace {
 
+bool is_dense_f32(const kernels::Linear& l) {
+  const auto* d = std::get_if<kernels::DenseF32>(&l.weight);
+  return d && !d->w.empty();
+}
+
 const std::vector<float>& dense(const kernels::Linear& l, const char* name) {
-  if (l.w.empty() || l.packed) fail("awq: ", name, " must be a dense fp32 weight before the search");
-  return l.w;
+  if (!is_dense_f32(l)) fail("awq: ", name, " must be a dense fp32 weight before the search");
+  return kernels::dense_f32_weight(l);
 }
 
 // Records the search's RTN (α = 0) and chosen losses; returns the chosen scales.
@@ -212,25 +217,25 @@ AwqLayerScales search_awq_scales(const model::LayerWeights& L, const model::Conf
 void fold_awq_scales(model::LayerWeights& L, const model::Config& c, const AwqLayerScales& s) {
   const int64_t D = c.dim, Q = c.q_dim(), KV = c.kv_dim(), F = c.hidden;
   for (const kernels::Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
-    if (l->w.empty() || l->packed) fail("awq: the scales fold into dense fp32 weights only");
+    if (!is_dense_f32(*l)) fail("awq: the scales fold into dense fp32 weights only");
   if (!s.qkv.empty()) {
     for (int64_t j = 0; j < D; ++j) L.attn_norm[j] /= s.qkv[j];
-    scale_columns(L.q.w, Q, D, s.qkv);
-    scale_columns(L.k.w, KV, D, s.qkv);
-    scale_columns(L.v.w, KV, D, s.qkv);
+    scale_columns(kernels::dense_f32_weight(L.q), Q, D, s.qkv);
+    scale_columns(kernels::dense_f32_weight(L.k), KV, D, s.qkv);
+    scale_columns(kernels::dense_f32_weight(L.v), KV, D, s.qkv);
   }
   if (!s.o.empty()) {
-    divide_rows(L.v.w, KV, D, s.o);
-    scale_columns(L.o.w, D, Q, repeat_kv_scale(s.o, c));
+    divide_rows(kernels::dense_f32_weight(L.v), KV, D, s.o);
+    scale_columns(kernels::dense_f32_weight(L.o), D, Q, repeat_kv_scale(s.o, c));
   }
   if (!s.gate_up.empty()) {
     for (int64_t j = 0; j < D; ++j) L.ffn_norm[j] /= s.gate_up[j];
-    scale_columns(L.gate.w, F, D, s.gate_up);
-    scale_columns(L.up.w, F, D, s.gate_up);
+    scale_columns(kernels::dense_f32_weight(L.gate), F, D, s.gate_up);
+    scale_columns(kernels::dense_f32_weight(L.up), F, D, s.gate_up);
   }
   if (!s.down.empty()) {
-    divide_rows(L.up.w, F, D, s.down);
-    scale_columns(L.down.w, D, F, s.down);
+    divide_rows(kernels::dense_f32_weight(L.up), F, D, s.down);
+    scale_columns(kernels::dense_f32_weight(L.down), D, F, s.down);
   }
 }
 

@@ -2,7 +2,7 @@
 // rounding error over the not-yet-quantized columns through the inverse Hessian of the layer's
 // input, H = 2 X Xᵀ. Group scales/zeros use the RTN numerics (quant/rtn.h), fp16-rounded, chosen on
 // the fly when a group's first column comes up. The result is a PackedMatrix like RTN's, so every
-// kernel and task runs unchanged; act-order adds an input permutation (kernels::Linear::in_perm).
+// kernel and task runs unchanged; act-order adds an input permutation (kernels::Packed::in_perm).
 //
 // Numerics follow the reference implementation (gptq.py, fasterquant) with these stated choices:
 //  - dead inputs (diag H = 0) get H_ii = 1 and a zeroed weight column; damping adds

@@ -83,12 +83,7 @@ void quantize_linears(HessianAccumulator& acc, const std::vector<kernels::Linear
   for (kernels::Linear* l : linears) {
     const std::vector<float> dense = kernels::linear_dense_weight(*l);
     GptqMatrix m = gptq_quantize(dense.data(), l->out, l->in, h, opt, names.at(l));
-    l->packed = std::make_shared<kernels::PackedMatrix>(std::move(m.packed));
-    l->in_perm = std::move(m.perm);
-    l->w.clear();
-    l->w.shrink_to_fit();
-    l->w_bf16.clear();
-    l->w_bf16.shrink_to_fit();
+    kernels::set_packed(*l, std::make_shared<kernels::PackedMatrix>(std::move(m.packed)), std::move(m.perm));
   }
 }
 

@@ -3,16 +3,15 @@
 #include <memory>
 
 #include "io/error.h"
-#include "kernels/int8_gemm.h"
-#include "kernels/packed_matrix.h"
 
 namespace ikv::quant {
 namespace {
 
 // W [out, in] ← W diag(g): the norm scale g [in] moves into the linear that reads the norm.
 void scale_columns(kernels::Linear& l, std::vector<float>& g) {
+  std::vector<float>& w = kernels::dense_f32_weight(l);
   for (int64_t o = 0; o < l.out; ++o)
-    for (int64_t i = 0; i < l.in; ++i) l.w[o * l.in + i] *= g[i];
+    for (int64_t i = 0; i < l.in; ++i) w[o * l.in + i] *= g[i];
 }
 
 // W [t.n, cols] ← Tᵀ W, i.e. Wᵀ ← Wᵀ T: transposed, rotated as rows, transposed back.
@@ -32,7 +31,8 @@ void rotate_model(model::Weights& w, uint64_t seed) {
   const model::Config& c = w.config;
   if (w.rotation) fail(w.source, ": the model is already rotated (QuaRot)");
   auto dense = [&](const kernels::Linear& l, const std::string& name) {
-    if (l.packed || l.w.empty() || static_cast<int64_t>(l.w.size()) != l.out * l.in)
+    const auto* d = std::get_if<kernels::DenseF32>(&l.weight);
+    if (!d || d->w.empty() || static_cast<int64_t>(d->w.size()) != l.out * l.in)
       fail("QuaRot: ", name, " is not a dense fp32 weight (rotate before quantizing, at fp32)");
   };
   for (auto& nl : model::named_linears(w)) dense(*nl.linear, nl.name);
@@ -50,16 +50,20 @@ void rotate_model(model::Weights& w, uint64_t seed) {
     for (kernels::Linear* l : {&L.gate, &L.up}) scale_columns(*l, L.ffn_norm);
     std::fill(L.attn_norm.begin(), L.attn_norm.end(), 1.0f);
     std::fill(L.ffn_norm.begin(), L.ffn_norm.end(), 1.0f);
-    for (kernels::Linear* l : {&L.q, &L.k, &L.v, &L.gate, &L.up}) kernels::hadamard_rows(Q, l->w.data(), l->out);
-    rotate_output_rows(Q, L.o.w.data(), L.o.in);
-    rotate_output_rows(Q, L.down.w.data(), L.down.in);
-    for (int64_t h = 0; h < c.n_kv_heads; ++h) rotate_output_rows(H, &L.v.w[h * Hd * D], D);
-    kernels::hadamard_rows(H, L.o.w.data(), D * c.n_heads);  // every row's head segments
-    kernels::hadamard_rows(F, L.down.w.data(), D);
+    for (kernels::Linear* l : {&L.q, &L.k, &L.v, &L.gate, &L.up})
+      kernels::hadamard_rows(Q, kernels::dense_f32_weight(*l).data(), l->out);
+    std::vector<float>& o = kernels::dense_f32_weight(L.o);
+    std::vector<float>& down = kernels::dense_f32_weight(L.down);
+    rotate_output_rows(Q, o.data(), L.o.in);
+    rotate_output_rows(Q, down.data(), L.down.in);
+    std::vector<float>& v = kernels::dense_f32_weight(L.v);
+    for (int64_t h = 0; h < c.n_kv_heads; ++h) rotate_output_rows(H, &v[h * Hd * D], D);
+    kernels::hadamard_rows(H, o.data(), D * c.n_heads);  // every row's head segments
+    kernels::hadamard_rows(F, down.data(), D);
   }
   scale_columns(w.lm_head, w.final_norm);
   std::fill(w.final_norm.begin(), w.final_norm.end(), 1.0f);
-  kernels::hadamard_rows(Q, w.lm_head.w.data(), w.lm_head.out);
+  kernels::hadamard_rows(Q, kernels::dense_f32_weight(w.lm_head).data(), w.lm_head.out);
   kernels::hadamard_rows(Q, w.embed.data(), c.vocab);
   w.rotation = std::move(rot);
 }
@@ -67,14 +71,7 @@ void rotate_model(model::Weights& w, uint64_t seed) {
 void set_activation_quant(model::Weights& w, int bits, float clip) {
   if (bits != 16 && (bits < 2 || bits > 8)) fail("activation bits ", bits, " must be 2..8 or 16");
   if (!(clip > 0 && clip <= 1)) fail("activation clip ratio ", clip, " must be in (0, 1]");
-  for (auto& nl : model::named_linears(w)) {
-    kernels::Linear& l = *nl.linear;
-    l.act_bits = bits;
-    l.act_clip = clip;
-    l.w_int8.reset();
-    const bool integer = bits < 16 && l.packed && l.packed->sym && l.packed->group == l.packed->cols;
-    if (integer) l.w_int8 = std::make_shared<kernels::Int8Matrix>(kernels::int8_from_packed(*l.packed));
-  }
+  for (auto& nl : model::named_linears(w)) kernels::set_act_quant(*nl.linear, bits, clip);
 }
 
 void residual_to_model(const model::Weights& w, float* x, int64_t rows) {

@@ -28,9 +28,10 @@ TEST_CASE("packed W4/W3 linears of testbed-26M == fake-quant reference at M = 1,
     // One layer's seven linears cover every shape of the model (K, N ∈ {512, 256, 1408}).
     for (size_t i = 0; i < 7; ++i) {
       const kernels::Linear& l = *linears[i].linear;
-      kernels::PackedMatrix P = quant::quantize_rtn(l.w.data(), l.out, l.in, spec, linears[i].name);
-      std::vector<float> fq(l.w.size());
-      quant::fake_quantize_rtn(l.w.data(), l.out, l.in, spec, fq.data());
+      const std::vector<float>& w = kernels::dense_f32_weight(l);
+      kernels::PackedMatrix P = quant::quantize_rtn(w.data(), l.out, l.in, spec, linears[i].name);
+      std::vector<float> fq(w.size());
+      quant::fake_quantize_rtn(w.data(), l.out, l.in, spec, fq.data());
       for (int64_t M : {1, 7, 512}) {
         std::vector<float> X(M * l.in), Y(M * l.out), R(M * l.out);
         for (auto& x : X) x = nd(rng);
@@ -55,9 +56,10 @@ TEST_CASE("testbed-26M perplexity on packed W3 weights == fake-quant reference (
   exp::LoadedModel fake = exp::load_model_verified(test::data_root(), "testbed-26M");
   exp::quantize_weights(packed.weights, exp::rtn_spec(3));
   for (auto& nl : model::named_linears(fake.weights)) {
-    std::vector<float> out(nl.linear->w.size());
-    quant::fake_quantize_rtn(nl.linear->w.data(), nl.linear->out, nl.linear->in, {3, 128, false}, out.data());
-    nl.linear->w = out;
+    const std::vector<float>& w = kernels::dense_f32_weight(*nl.linear);
+    std::vector<float> out(w.size());
+    quant::fake_quantize_rtn(w.data(), nl.linear->out, nl.linear->in, {3, 128, false}, out.data());
+    kernels::set_dense(*nl.linear, out);
   }
   auto text = io::read_text_file(test::data_root() + "/datasets/wikitext-2-raw/wiki.test.raw").substr(0, 60000);
   auto stream = eval::perplexity_stream(*fake.tokenizer, text, 1);
@@ -83,14 +85,15 @@ void check_packed_inputs(model::Weights& w, kernels::Activations act, std::initi
   auto linears = model::named_linears(w);
   for (size_t i = 0; i < 7; ++i) {
     const kernels::Linear& l = *linears[i].linear;
-    REQUIRE(l.packed);
-    CHECK(l.packed_input == act);
+    const auto* p = std::get_if<kernels::Packed>(&l.weight);
+    REQUIRE(p);
+    CHECK(p->rounding == act);
     for (int64_t M : Ms) {
       std::vector<float> X(M * l.in), Y(M * l.out), R(M * l.out), R32(M * l.out);
       for (auto& x : X) x = nd(rng);
       kernels::linear_forward(l, X.data(), M, Y.data());
-      kernels::packed_matmul_reference(*l.packed, X.data(), M, R.data(), act);
-      kernels::packed_matmul_reference(*l.packed, X.data(), M, R32.data());
+      kernels::packed_matmul_reference(*p->m, X.data(), M, R.data(), act);
+      kernels::packed_matmul_reference(*p->m, X.data(), M, R32.data());
       double e = 0, e32 = 0, ref = 0;
       for (size_t j = 0; j < Y.size(); ++j) {
         e += (Y[j] - R[j]) * (Y[j] - R[j]);
@@ -111,7 +114,9 @@ TEST_CASE("bf16 compute on a packed model: each packed linear computes bf16(X)·
   exp::LoadedModel m = exp::load_model_verified(test::data_root(), "testbed-26M");
   exp::quantize_weights(m.weights, exp::rtn_spec(4));
   model::convert_linears_to_bf16(m.weights);
-  CHECK(!m.weights.lm_head.w_bf16.empty());  // the dense head is bf16 too
+  const auto* head = std::get_if<kernels::DenseBf16>(&m.weights.lm_head.weight);
+  REQUIRE(head);
+  CHECK(!head->w.empty());  // the dense head is bf16 too
   // Rounding X to bf16 moves the output by ~2^-9/sqrt(3) ≈ 1e-3 relative.
   check_packed_inputs(m.weights, kernels::Activations::kBf16, {1, 7}, 1e-4, 5);
 }
@@ -121,14 +126,14 @@ TEST_CASE("dtype q8 on a packed model: each packed linear computes q8(X)·W', de
   exp::LoadedModel m = exp::load_model_verified(test::data_root(), "testbed-26M");
   exp::quantize_weights(m.weights, exp::rtn_spec(3));
   exp::apply_dtype(m.weights, "q8");
-  CHECK(!m.weights.lm_head.w.empty());  // the dense head keeps its fp32 weights
-  CHECK(m.weights.lm_head.w_bf16.empty());
+  CHECK(!kernels::dense_f32_weight(m.weights.lm_head).empty());  // the dense head keeps its fp32 weights
+  CHECK(!std::holds_alternative<kernels::DenseBf16>(m.weights.lm_head.weight));
   // int8 blocks move each input by up to max|x| / 254 (~1e-2 of a Gaussian block's max; ~5e-3
   // relative in rms). Every M runs the tiled vpdpbusd kernel on VNNI CPUs (M = 30 in 8 passes of
   // up to 4 rows).
   check_packed_inputs(m.weights, kernels::Activations::kQ8, {1, 7, 30}, 1e-3, 6);
   for (auto& nl : model::named_linears(m.weights))
-    CHECK((nl.linear->q8_tiles != nullptr) == kernels::q8_tiles_runs_here());
+    CHECK((std::get<kernels::Packed>(nl.linear->weight).q8_tiles != nullptr) == kernels::q8_tiles_runs_here());
   CHECK_THROWS_WITH_AS(exp::apply_dtype(m.weights, "int4"), doctest::Contains("dtype 'int4' is not supported"),
                        ikv::Error);
 }

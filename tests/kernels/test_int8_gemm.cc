@@ -121,12 +121,12 @@ TEST_CASE("Linear W4A4: int8 GEMM path == fake-quantized X times dequantized W; 
   const std::vector<float> w = test::gaussian(N * K, 11);
   kernels::Linear packed;
   packed.out = N, packed.in = K;
-  packed.packed = std::make_shared<kernels::PackedMatrix>(quant::quantize_rtn(w.data(), N, K, {4, -1, true}, "w"));
-  packed.act_bits = 4, packed.act_clip = 0.9f;
-  packed.w_int8 = std::make_shared<kernels::Int8Matrix>(kernels::int8_from_packed(*packed.packed));
-  kernels::Linear dense;  // the dequantized weight, A4 by fake quantization
-  dense.out = N, dense.in = K, dense.w = kernels::linear_dense_weight(packed);
-  dense.act_bits = 4, dense.act_clip = 0.9f;
+  kernels::set_packed(packed, std::make_shared<kernels::PackedMatrix>(quant::quantize_rtn(w.data(), N, K, {4, -1, true}, "w")));
+  kernels::set_act_quant(packed, 4, 0.9f);
+  REQUIRE(std::get<kernels::Packed>(packed.weight).int8);  // symmetric per-channel: the integer GEMM
+  // The dequantized weight, A4 by fake quantization.
+  kernels::Linear dense = kernels::make_dense(kernels::linear_dense_weight(packed), N, K);
+  kernels::set_act_quant(dense, 4, 0.9f);
   for (int64_t M : {1, 5, 64}) {
     CAPTURE(M);
     std::vector<float> X(M * K);
@@ -136,7 +136,7 @@ TEST_CASE("Linear W4A4: int8 GEMM path == fake-quantized X times dequantized W; 
     std::vector<float> sx(M), xf(M * K), R(M * N), Y(M * N), Yd(M * N);
     kernels::quantize_per_token(X.data(), M, K, 4, 0.9f, xq.data(), sx.data());
     kernels::dequantize_per_token(xq.data(), sx.data(), M, K, xf.data());
-    kernels::gemm_reference(xf.data(), M, K, dense.w.data(), N, R.data());
+    kernels::gemm_reference(xf.data(), M, K, kernels::dense_f32_weight(dense).data(), N, R.data());
     kernels::linear_forward(packed, X.data(), M, Y.data());
     kernels::linear_forward(dense, X.data(), M, Yd.data());
     double err = 0, errd = 0, ref = 0;

@@ -45,7 +45,7 @@ TEST_CASE("testbed-26M loads from its sharded fp16 folder") {
   CHECK(w.config.n_kv_heads == 4);
   CHECK(w.config.head_dim == 64);
   CHECK_FALSE(w.config.tied_embeddings);
-  CHECK(w.lm_head.w.size() == 8192u * 512u);
+  CHECK(kernels::dense_f32_weight(w.lm_head).size() == 8192u * 512u);
   CHECK(w.layers[5].down.in == 1408);
   CHECK(w.fingerprint.size() == 64);
 }
@@ -57,11 +57,11 @@ TEST_CASE("stories260K: llama2.c .bin and HF folder hold the same weights after 
   CHECK(bin.config.tied_embeddings);
   CHECK(hf.embed == bin.embed);
   for (size_t l = 0; l < hf.layers.size(); ++l) {
-    CHECK(hf.layers[l].q.w == bin.layers[l].q.w);
-    CHECK(hf.layers[l].k.w == bin.layers[l].k.w);
-    CHECK(hf.layers[l].down.w == bin.layers[l].down.w);
+    CHECK(kernels::dense_f32_weight(hf.layers[l].q) == kernels::dense_f32_weight(bin.layers[l].q));
+    CHECK(kernels::dense_f32_weight(hf.layers[l].k) == kernels::dense_f32_weight(bin.layers[l].k));
+    CHECK(kernels::dense_f32_weight(hf.layers[l].down) == kernels::dense_f32_weight(bin.layers[l].down));
   }
-  CHECK(hf.lm_head.w == bin.lm_head.w);
+  CHECK(kernels::dense_f32_weight(hf.lm_head) == kernels::dense_f32_weight(bin.lm_head));
   model::Tokenizer tok(model::tokenizer_path_for(test::model_dir("stories260K")));
   // The example from models/MANIFEST.md.
   CHECK(tok.encode("Once upon a time, there was a little girl named Lily.") ==

@@ -66,8 +66,7 @@ double output_error(const std::vector<float>& w, const std::vector<float>& wq, i
 std::vector<float> dequantized(const ikv::quant::GptqMatrix& m) {
   ikv::kernels::Linear l;
   l.out = m.packed.rows, l.in = m.packed.cols;
-  l.packed = std::make_shared<ikv::kernels::PackedMatrix>(m.packed);
-  l.in_perm = m.perm;
+  ikv::kernels::set_packed(l, std::make_shared<ikv::kernels::PackedMatrix>(m.packed), m.perm);
   return ikv::kernels::linear_dense_weight(l);  // input-channel order
 }
 
@@ -303,8 +302,7 @@ TEST_CASE("act-order: linear_forward through the permutation == the dense un-per
   CHECK(m.perm != identity);  // channel magnitudes differ, so the order does too
   ikv::kernels::Linear l;
   l.out = rows, l.in = cols;
-  l.packed = std::make_shared<ikv::kernels::PackedMatrix>(std::move(m.packed));
-  l.in_perm = m.perm;
+  ikv::kernels::set_packed(l, std::make_shared<ikv::kernels::PackedMatrix>(std::move(m.packed)), m.perm);
   const auto dense = ikv::kernels::linear_dense_weight(l);
   const auto X = gaussian(M * cols, 43);
   std::vector<float> y(M * rows), ref(M * rows);

@@ -100,12 +100,14 @@ TEST_CASE("act-order permutation round-trips through save_quantized / load_quant
   for (size_t i = 0; i < a.size(); ++i) {
     CAPTURE(a[i].name);
     const kernels::Linear &la = *a[i].linear, &lb = *b[i].linear;
-    REQUIRE(lb.packed);
-    CHECK(lb.in_perm == la.in_perm);
-    permuted += !la.in_perm.empty();
-    CHECK(lb.packed->scales == la.packed->scales);
-    CHECK(lb.packed->zeros == la.packed->zeros);
-    CHECK(std::memcmp(lb.packed->codes.data(), la.packed->codes.data(), la.packed->codes.size() * 64) == 0);
+    const auto *pa = std::get_if<kernels::Packed>(&la.weight), *pb = std::get_if<kernels::Packed>(&lb.weight);
+    REQUIRE(pa);
+    REQUIRE(pb);
+    CHECK(pb->in_perm == pa->in_perm);
+    permuted += !pa->in_perm.empty();
+    CHECK(pb->m->scales == pa->m->scales);
+    CHECK(pb->m->zeros == pa->m->zeros);
+    CHECK(std::memcmp(pb->m->codes.data(), pa->m->codes.data(), pa->m->codes.size() * 64) == 0);
     // Through the permutation, the packed matmul is the dense matmul of the un-permuted weight.
     const std::vector<float> x(X.begin(), X.begin() + 5 * lb.in);
     std::vector<float> y(5 * lb.out), ref(5 * lb.out);
@@ -119,7 +121,8 @@ TEST_CASE("act-order permutation round-trips through save_quantized / load_quant
   CHECK(permuted == static_cast<int64_t>(a.size()));
 
   // A broken permutation is refused at load, naming the file and the tensor.
-  w.layers[1].up.in_perm[3] = w.layers[1].up.in_perm[4];
+  std::vector<int32_t>& up_perm = std::get<kernels::Packed>(w.layers[1].up.weight).in_perm;
+  up_perm[3] = up_perm[4];
   quant::save_quantized(w, path, {{"method", "gptq"}});
   model::Weights again = fp;
   CHECK_THROWS_WITH_AS(quant::load_quantized(again, path),
@@ -131,7 +134,7 @@ TEST_CASE("act-order permutation round-trips through save_quantized / load_quant
   exp::quantize_weights(rtn, exp::rtn_spec(3, 4));
   quant::save_quantized(rtn, path, {{"method", "rtn"}});
   quant::load_quantized(loaded, path);
-  for (auto& nl : model::named_linears(loaded)) CHECK(nl.linear->in_perm.empty());
+  for (auto& nl : model::named_linears(loaded)) CHECK(std::get<kernels::Packed>(nl.linear->weight).in_perm.empty());
   std::filesystem::remove_all(dir);
 }
 

@@ -137,20 +137,20 @@ TEST_CASE("quarot W4A4 on testbed-26M: integer GEMMs == fake-quant twin; artifac
   exp::quantize_weights(w4a4, q);
   REQUIRE(w4a4.rotation);
   for (auto& nl : model::named_linears(w4a4)) {
-    CHECK(nl.linear->act_bits == 4);
-    CHECK(nl.linear->act_clip == 0.9f);
-    REQUIRE(nl.linear->w_int8);
-    CHECK(nl.linear->packed->sym);
-    CHECK(nl.linear->packed->group == nl.linear->in);
+    CHECK(nl.linear->act_quant.bits == 4);
+    CHECK(nl.linear->act_quant.clip == 0.9f);
+    const auto* p = std::get_if<kernels::Packed>(&nl.linear->weight);
+    REQUIRE(p);
+    REQUIRE(p->int8);
+    CHECK(p->m->sym);
+    CHECK(p->m->group == nl.linear->in);
   }
-  CHECK(w4a4.lm_head.act_bits == 16);  // lm_head (and the embedding) stay full precision
+  CHECK(w4a4.lm_head.act_quant.bits == 16);  // lm_head (and the embedding) stay full precision
   // The twin: the same rotated model with dequantized dense weights, activations fake-quantized.
   model::Weights twin = w4a4;
   for (auto& nl : model::named_linears(twin)) {
     kernels::Linear& l = *nl.linear;
-    l.w = kernels::linear_dense_weight(l);
-    l.packed.reset();
-    l.w_int8.reset();
+    kernels::set_dense(l, kernels::linear_dense_weight(l));  // keeps the activation quantization
   }
   // Linear by linear on the W4A4 model's own inputs, layer after layer. (Whole-model logits are no
   // test: a last-bit difference that flips one activation's 4-bit rounding moves that value by a
@@ -187,6 +187,6 @@ TEST_CASE("quarot W4A4 on testbed-26M: integer GEMMs == fake-quant twin; artifac
   CHECK(meta.at("act_bits") == "4");
   REQUIRE(loaded.rotation);
   CHECK(loaded.embed == w4a4.embed);
-  CHECK(loaded.lm_head.w == w4a4.lm_head.w);
+  CHECK(kernels::dense_f32_weight(loaded.lm_head) == kernels::dense_f32_weight(w4a4.lm_head));
   CHECK(logits_of(loaded, ids, nullptr, 4) == a);
 }

@@ -27,19 +27,17 @@ TEST_CASE("relative output error, by hand") {
 }
 
 TEST_CASE("effective weight: AWQ's fold and GPTQ's act-order permutation undone") {
-  kernels::Linear dense;
-  dense.out = 2, dense.in = 3;
-  dense.w = {1, 2, 4, 8, 16, 32};
+  const kernels::Linear dense = kernels::make_dense({1, 2, 4, 8, 16, 32}, 2, 3);
   quant::LinearFold fold{{1, 2, 4}, {10, 0.5f}};  // W_eff[r][j] = w[r][j] · row[r] / in[j]
-  CHECK(quant::effective_weight(dense) == dense.w);
+  CHECK(quant::effective_weight(dense) == kernels::dense_f32_weight(dense));
   CHECK(quant::effective_weight(dense, &fold) == std::vector<float>{10, 10, 10, 4, 4, 4});
   // Packed with act-order: column j of the packed row holds input channel perm[j]. 2-bit codes on
   // {0, 1, 2, 3} are exact (scale 1, zero 0).
   const std::vector<float> packed_row = {3, 2, 1, 0};
   kernels::Linear p;
   p.out = 1, p.in = 4;
-  p.packed = std::make_shared<kernels::PackedMatrix>(quant::quantize_rtn(packed_row.data(), 1, 4, {2, 4, false}, "w"));
-  p.in_perm = {3, 2, 1, 0};
+  kernels::set_packed(p, std::make_shared<kernels::PackedMatrix>(quant::quantize_rtn(packed_row.data(), 1, 4, {2, 4, false}, "w")),
+                      {3, 2, 1, 0});
   CHECK(quant::effective_weight(p) == std::vector<float>{0, 1, 2, 3});
   quant::LinearFold f2{{1, 1, 1, 2}, {}};
   CHECK(quant::effective_weight(p, &f2) == std::vector<float>{0, 1, 2, 1.5f});
