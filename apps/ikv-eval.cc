@@ -16,7 +16,8 @@ int main(int argc, char** argv) {
   ikv::cli::add_quantize_command(app, common);
   ikv::cli::add_quant_error_command(app, common);
   int exit_code = 0;
-  ikv::cli::add_run_commands(app, common, exit_code);
+  ikv::cli::add_run_command(app, common, exit_code);
+  ikv::cli::add_report_commands(app, exit_code);
   const int rc = ikv::cli::run_app(app, argc, argv);
   return rc != 0 ? rc : exit_code;
 }

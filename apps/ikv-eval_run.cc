@@ -1,12 +1,8 @@
-// ikv-eval run / report / compare: the main job (a YAML config → a resumable SQLite store →
-// paper-style tables) and the CI regression check.
-#include <cstring>
+// ikv-eval run: the main job (a YAML config → a resumable SQLite store → paper-style tables).
 #include <filesystem>
 #include <iostream>
 #include <optional>
-#include <nlohmann/json.hpp>
 
-#include "exp/compare.h"
 #include "exp/config.h"
 #include "exp/distributed.h"
 #include "exp/executor.h"
@@ -14,7 +10,6 @@
 #include "exp/plan.h"
 #include "exp/preflight.h"
 #include "exp/report.h"
-#include "exp/report_plots.h"
 #include "exp/runner.h"
 #include "exp/store.h"
 #include "ikv-eval_commands.h"
@@ -24,8 +19,6 @@
 namespace ikv::cli {
 namespace {
 
-constexpr const char* kVersion = "0.1.0";
-
 struct RunArgs {
   std::string config, out;
   bool dry_run = false, keep_going = false;
@@ -33,17 +26,13 @@ struct RunArgs {
 };
 
 // Writes md/html/csv/json reports of a run next to the store, and returns the Markdown.
-std::string write_reports(exp::Store& store, int64_t run_id, const std::string& out_dir, const std::string& title) {
-  std::vector<exp::CellRecord> cells = store.cells_of_run(run_id);
-  const std::optional<exp::RunInfo> run = store.get_run(run_id);
-  exp::ReportOptions opt = exp::stored_report_options(store.run_options(run_id), run ? &*run : nullptr);
-  opt.title = title;
-  opt.html_fragments = exp::report_figures(cells);
+// Writes md/html/csv/json reports of a run next to the store, and returns the Markdown.
+std::string write_reports(exp::Store& store, int64_t run_id, const std::string& out_dir) {
   const std::string stem = out_dir + "/report-run" + std::to_string(run_id);
   for (auto [fmt, ext] : {std::pair{exp::ReportFormat::Markdown, ".md"}, {exp::ReportFormat::Html, ".html"},
                           {exp::ReportFormat::Csv, ".csv"}, {exp::ReportFormat::Json, ".json"}})
-    io::write_file_atomic(stem + ext, exp::render_report(cells, fmt, opt));
-  return exp::render_report(cells, exp::ReportFormat::Markdown, opt);
+    io::write_file_atomic(stem + ext, exp::render_stored_report(store, run_id, fmt));
+  return exp::render_stored_report(store, run_id, exp::ReportFormat::Markdown);
 }
 
 int run_config(const Common& common, const RunArgs& a) {
@@ -95,8 +84,7 @@ int run_config(const Common& common, const RunArgs& a) {
   } else {
     s = exp::run_plan(plan, store, [&](const exp::Cell& c) { return executor.run(c); }, dist.run);
   }
-  const std::string title = std::filesystem::path(a.config).stem().string();
-  std::printf("%s", write_reports(store, s.run_id, out, title).c_str());
+  std::printf("%s", write_reports(store, s.run_id, out).c_str());
   std::fprintf(stderr, "run %lld: %zu cells, %zu reused, %zu computed, %zu failed in %.1f s; reports in %s/\n",
                (long long)s.run_id, s.total, s.reused, s.executed, s.failed, s.seconds, out.c_str());
   std::fflush(nullptr);
@@ -108,69 +96,9 @@ int run_config(const Common& common, const RunArgs& a) {
   return 0;
 }
 
-struct ReportArgs {
-  std::string out = "results", format = "md";
-  int64_t run = 0;
-  bool latest = false;
-};
-
-void run_report(const ReportArgs& a) {
-  exp::ReportFormat fmt = exp::parse_report_format(a.format);
-  const std::string db = exp::store_path(a.out);
-  if (!std::filesystem::exists(db)) fail(db, ": no results store (run `ikv-eval run CONFIG --out ", a.out, "` first)");
-  exp::Store store(db, exp::Store::Access::ReadOnly);
-  int64_t id = a.run;
-  if (a.latest || id == 0) {
-    auto latest = store.latest_run();
-    if (!latest) fail(db, ": the store holds no run");
-    id = latest->id;
-  }
-  auto info = store.get_run(id);
-  if (!info) fail(db, ": no run ", id);
-  exp::ReportOptions opt = exp::stored_report_options(store.run_options(id), &*info);
-  opt.title = std::filesystem::path(info->config_path).stem().string();
-  std::vector<exp::CellRecord> cells = store.cells_of_run(id);
-  if (fmt == exp::ReportFormat::Html) opt.html_fragments = exp::report_figures(cells);
-  std::printf("%s", exp::render_report(cells, fmt, opt).c_str());
-}
-
-struct CompareArgs {
-  std::string current, baseline, tol_ppl = "0.5%", tol_acc = "1.0pt";
-};
-
-double parse_tolerance(const std::string& s, const char* suffix, const char* flag) {
-  std::string num = s;
-  if (num.size() >= std::strlen(suffix) && num.compare(num.size() - std::strlen(suffix), std::string::npos, suffix) == 0)
-    num.resize(num.size() - std::strlen(suffix));
-  try {
-    size_t used = 0;
-    double v = std::stod(num, &used);
-    if (used == num.size() && v >= 0) return v;
-  } catch (const std::exception&) {
-  }
-  fail(flag, " '", s, "' is not a tolerance like 0.5", suffix);
-}
-
-int run_compare(const CompareArgs& a) {
-  auto read = [](const std::string& path) {
-    try {
-      return nlohmann::json::parse(io::read_text_file(path));
-    } catch (const nlohmann::json::exception& e) {
-      fail(path, ": bad JSON (", e.what(), ")");
-    }
-  };
-  exp::Tolerances tol;
-  tol.ppl_rel = parse_tolerance(a.tol_ppl, "%", "--tol-ppl") / 100.0;
-  tol.acc_abs_points = parse_tolerance(a.tol_acc, "pt", "--tol-acc");
-  exp::CompareResult r =
-      exp::compare(read(a.current), read(a.baseline), tol, {a.current + ": current", a.baseline + ": baseline"});
-  std::printf("%s", exp::render_compare(r).c_str());
-  return r.ok ? 0 : 1;
-}
-
 }  // namespace
 
-void add_run_commands(CLI::App& app, Common& common, int& exit_code) {
+void add_run_command(CLI::App& app, Common& common, int& exit_code) {
   static RunArgs r;
   CLI::App* run = app.add_subcommand("run", "run a YAML experiment config (resumable; results in a SQLite store)");
   add_common(run, common);
@@ -185,22 +113,6 @@ void add_run_commands(CLI::App& app, Common& common, int& exit_code) {
                   "under mpirun/srun: split PPL/QA/MMLU cells estimated above this many tokens over ranks")
       ->check(CLI::NonNegativeNumber);
   run->callback([&] { exit_code = run_config(common, r); });
-
-  static ReportArgs rep;
-  CLI::App* report = app.add_subcommand("report", "print a run's table (paper layout)");
-  report->add_option("run", rep.run, "run id (default: the latest)");
-  report->add_flag("--latest", rep.latest, "the latest run");
-  report->add_option("--out", rep.out, "results folder holding ikv.sqlite");
-  report->add_option("--format", rep.format, "md | csv | json | html");
-  report->callback([] { run_report(rep); });
-
-  static CompareArgs cmp;
-  CLI::App* compare = app.add_subcommand("compare", "regression table of a JSON report against a baseline");
-  compare->add_option("current", cmp.current, "current report (JSON)")->required();
-  compare->add_option("baseline", cmp.baseline, "baseline report (JSON)")->required();
-  compare->add_option("--tol-ppl", cmp.tol_ppl, "relative tolerance of PPL-like metrics, e.g. 0.5%");
-  compare->add_option("--tol-acc", cmp.tol_acc, "absolute tolerance of accuracies, e.g. 1.0pt");
-  compare->callback([&] { exit_code = run_compare(cmp); });
 }
 
 }  // namespace ikv::cli

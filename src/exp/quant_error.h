@@ -14,7 +14,11 @@ namespace ikv::exp {
 struct QuantErrorSettings {
   std::string model;
   // The settings every method shares (method is ignored): W3 g128 asymmetric by default.
-  QuantizerSpec quant{.method = "rtn", .wbits = 3};
+  QuantizerSpec quant = [] {
+    QuantizerSpec q;
+    q.method = "rtn", q.wbits = 3;
+    return q;
+  }();
   std::vector<std::string> methods;   // rtn first (the baseline), then gptq / awq
   std::string heldout = "wikitext2";  // text for the activations; never the calibration data
   int64_t tokens = 8192, ctx = 512;

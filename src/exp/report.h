@@ -97,6 +97,9 @@ ReportOptions stored_report_options(const std::map<std::string, std::string>& ru
 std::string render_report(const std::vector<CellRecord>& cells, ReportFormat format,
                           const ReportOptions& options = {});
 nlohmann::json report_json(const std::vector<CellRecord>& cells);
+// A stored run's report: its cells, with the options and provenance the store holds for it, titled
+// by its config's file name; HTML with its figures (report_plots.h). Error for an unknown run.
+std::string render_stored_report(Store& store, int64_t run_id, ReportFormat format);
 
 // The provenance sections (report_provenance.cc).
 std::string provenance_markdown(const std::vector<CellRecord>& cells, const ReportOptions& o);

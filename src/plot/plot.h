@@ -17,7 +17,7 @@ struct Series {
   std::vector<double> x, y;
   // BarPlot only: an interval per bar (e.g. a 95% CI), drawn as a whisker; empty = none, else one
   // lo and one hi per value (NaN = no whisker on that bar).
-  std::vector<double> lo, hi;
+  std::vector<double> lo = {}, hi = {};
 };
 
 struct LinePlot {
