@@ -46,7 +46,7 @@ void run(const Common& common, Args& a) {
 
   exp::LoadedModel fp = exp::load_model_verified(root, a.variant.model, "fp32");
   model::Weights quantized = fp.weights;
-  exp::quantize_weights(quantized, a.variant.quant, exp::calibration_tokens(root, fp, a.variant.quant, 0));
+  exp::quantize_or_load(quantized, fp, a.variant.quant, root, 0);
 
   intactkv::CalibrationHooks hooks;
   hooks.on_step = [&](const intactkv::StepLog& l) {

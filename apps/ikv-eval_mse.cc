@@ -29,7 +29,7 @@ void run_sweep(const Common& common, const SweepArgs& a) {
   const std::string text_path = exp::resolve_text_dataset(root, a.data);
   exp::LoadedModel fp = exp::load_model_verified(root, a.variant.model, "fp32");
   exp::LoadedModel q = exp::load_model_verified(root, a.variant.model, "fp32");
-  exp::quantize_model(q, a.variant.quant, root);
+  exp::quantize_or_load(q.weights, q, a.variant.quant, root, 0);
   const std::vector<int32_t> prefix = intactkv::prefix_tokens(a.prefix, *fp.tokenizer, fp.weights.config.bos_id);
   // Samples: the prefix followed by consecutive chunks of the text (`len` tokens each).
   std::vector<int32_t> text = fp.tokenizer->encode(io::read_utf8_text(text_path));

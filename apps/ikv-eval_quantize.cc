@@ -23,7 +23,7 @@ void run_quantize(const Common& common, const QuantizeArgs& a) {
   if (a.variant.quant.method == "fp") fail("quantize: choose a quantizer with --quant (rtn, gptq, awq, quarot)");
   const std::string root = io::find_data_root(common.data_root);
   exp::LoadedModel m = exp::load_model_verified(root, a.variant.model, "fp32");
-  exp::quantize_model(m, a.variant.quant, root);
+  exp::quantize_or_load(m.weights, m, a.variant.quant, root, 0);
   const std::string label = exp::method_label(a.variant.quant.short_label(), 16);
   quant::save_quantized(m.weights, a.out, {{"method", a.variant.quant.method}, {"label", label}});
   size_t bytes = 0;

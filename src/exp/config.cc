@@ -343,4 +343,25 @@ ExperimentConfig parse_config(const std::string& text, const std::string& file) 
   return finish(root, file, std::move(sources));
 }
 
+IntactKVSpec parse_intactkv_arg(const std::string& arg) {
+  using K = IntactKVSpec::Kind;
+  IntactKVSpec v;
+  if (arg == "none") return v;
+  if (arg == "bos") {
+    v.kind = K::Bos;
+  } else if (arg == "auto") {
+    v.kind = K::Auto;
+  } else if (arg == "vicuna") {
+    v.kind = K::Preset;
+    v.value = arg;
+  } else if (arg.rfind("prompt:", 0) == 0) {
+    v.kind = K::Prompt;
+    v.value = arg.substr(7);
+  } else {
+    v.kind = K::File;
+    v.value = arg;
+  }
+  return v;
+}
+
 }  // namespace ikv::exp

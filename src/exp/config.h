@@ -77,6 +77,10 @@ struct IntactKVSpec {
   std::string short_label() const;
 };
 
+// The command line's `--intactkv` value as the same variant a config's `intactkv:` entry gives:
+// none, bos, auto; vicuna (a preset); prompt:TEXT; anything else is an .ikv.safetensors file.
+IntactKVSpec parse_intactkv_arg(const std::string& arg);
+
 struct PplTask {
   std::vector<std::string> datasets = {"wikitext2"};  // names (kPplDatasets) or file paths
   int ctx = 2048;

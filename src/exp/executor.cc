@@ -14,7 +14,6 @@
 #include "exp/intactkv_figures.h"
 #include "intactkv/calibrate_data.h"
 #include "intactkv/calibrate.h"
-#include "intactkv/inspect.h"
 #include "intactkv/mse_sweep.h"
 #include "intactkv/prefix_file.h"
 #include "intactkv/prefix_spec.h"
@@ -104,9 +103,9 @@ const model::Weights& Executor::weights_for(const Cell& cell) {
     // Packed weights are an artifact: reuse the file a previous run saved under this key.
     const std::string path = results_dir_ + "/artifacts/" + cell.quant_key.substr(0, 24) + ".quant.safetensors";
     if (auto art = store_.get_artifact(cell.quant_key); art && fs::exists(art->path)) {
-      quant::load_quantized(*slot, art->path);
+      quantize_or_load(*slot, fp_model(fp32), cell.quant, data_root_, cell.seed, art->path);
     } else {
-      quantize_weights(*slot, cell.quant, calibration_tokens(data_root_, fp_model(fp32), cell.quant, cell.seed));
+      quantize_or_load(*slot, fp_model(fp32), cell.quant, data_root_, cell.seed);
       fs::create_directories(results_dir_ + "/artifacts");
       quant::save_quantized(*slot, path, {{"method", cell.quant.method}, {"label", cell.quant.short_label()}});
       store_.put_artifact({cell.quant_key, "quant", path, io::file_sha256(path), ""});
@@ -129,49 +128,33 @@ const intactkv::Prefix* Executor::prefix_for(const Cell& cell) {
     slot = std::make_unique<intactkv::Prefix>(intactkv::load_prefix(art->path, c, fp.weights.fingerprint));
     return slot.get();
   }
-  engine::Engine fp_engine(fp.weights);
   intactkv::Prefix p;
-  switch (s.kind) {
-    case Kind::Bos: p = intactkv::build_prefix(fp_engine, {c.bos_id}); break;
-    case Kind::Preset: p = intactkv::build_prefix(fp_engine, intactkv::prefix_tokens(s.value, *fp.tokenizer, c.bos_id)); break;
-    case Kind::Prompt:
-      p = intactkv::build_prefix(fp_engine, intactkv::prefix_tokens("prompt:" + s.value, *fp.tokenizer, c.bos_id));
-      break;
-    case Kind::Auto: {
-      std::vector<int32_t> ids = intactkv::prefix_tokens("vicuna", *fp.tokenizer, c.bos_id);
-      auto rep = intactkv::inspect_pivots(fp_engine, *fp.tokenizer, ids);
-      ids.resize(intactkv::auto_prefix_size(rep, ids.size()).size);
-      p = intactkv::build_prefix(fp_engine, ids);
-      break;
-    }
-    case Kind::File: p = intactkv::load_prefix(io::data_file(data_root_, s.value), c, fp.weights.fingerprint); break;
-    case Kind::Calibrated: {
-      // Calibrated for this cell's quantized weights and KV bits (the key says so), starting from
-      // the FP prefix; ikv-calibrate's library entry point, checkpointed beside the artifact.
-      intactkv::CalibrationSpec cs;
-      cs.quant_label = cell.quant.short_label();
-      cs.kv_bits = cell.kv_bits;
-      cs.prefix = s.calibration.prefix;
-      cs.data = s.calibration.data;
-      cs.samples = s.calibration.samples;
-      cs.epochs = s.calibration.epochs;
-      cs.lr = s.calibration.lr;
-      cs.max_len = s.calibration.max_len;
-      cs.seed = static_cast<uint64_t>(cell.seed);
-      cs.output = path;
-      cs.progress = false;
-      fs::create_directories(results_dir_ + "/artifacts");
-      intactkv::CalibrationResult res =
-          intactkv::calibrate_prefix(fp.weights, weights_for(cell), *fp.tokenizer, data_root_, cs);
-      plot_calibration_loss(res.log, intactkv::calibration_stem(path), "IntactKV calibration, " + cs.quant_label);
-      p = std::move(res.prefix);
-      // The loss curve travels in the artifact, so a cell that loads the prefix reports it too.
-      nlohmann::json loss = nlohmann::json::array();
-      for (const auto& step : res.log) loss.push_back(step.loss);
-      p.settings["calibration_loss"] = loss.dump();
-      break;
-    }
-    case Kind::None: break;
+  if (s.kind != Kind::Calibrated) {
+    p = build_intactkv_prefix(s, fp, data_root_);  // from the FP model alone (exp/variant.h)
+  } else {
+    // Calibrated for this cell's quantized weights and KV bits (the key says so), starting from
+    // the FP prefix; ikv-calibrate's library entry point, checkpointed beside the artifact.
+    intactkv::CalibrationSpec cs;
+    cs.quant_label = cell.quant.short_label();
+    cs.kv_bits = cell.kv_bits;
+    cs.prefix = s.calibration.prefix;
+    cs.data = s.calibration.data;
+    cs.samples = s.calibration.samples;
+    cs.epochs = s.calibration.epochs;
+    cs.lr = s.calibration.lr;
+    cs.max_len = s.calibration.max_len;
+    cs.seed = static_cast<uint64_t>(cell.seed);
+    cs.output = path;
+    cs.progress = false;
+    fs::create_directories(results_dir_ + "/artifacts");
+    intactkv::CalibrationResult res =
+        intactkv::calibrate_prefix(fp.weights, weights_for(cell), *fp.tokenizer, data_root_, cs);
+    plot_calibration_loss(res.log, intactkv::calibration_stem(path), "IntactKV calibration, " + cs.quant_label);
+    p = std::move(res.prefix);
+    // The loss curve travels in the artifact, so a cell that loads the prefix reports it too.
+    nlohmann::json loss = nlohmann::json::array();
+    for (const auto& step : res.log) loss.push_back(step.loss);
+    p.settings["calibration_loss"] = loss.dump();
   }
   p.settings["variant"] = s.short_label();
   fs::create_directories(results_dir_ + "/artifacts");

@@ -133,10 +133,6 @@ void quantize_weights(model::Weights& w, const QuantizerSpec& q, const quant::Ca
   }
 }
 
-void quantize_model(LoadedModel& m, const QuantizerSpec& q, const std::string& data_root, uint64_t seed) {
-  quantize_weights(m.weights, q, calibration_tokens(data_root, m, q, seed));
-}
-
 QuantizerSpec rtn_spec(int wbits, int group, bool sym) {
   QuantizerSpec q;
   q.method = "rtn";
@@ -146,6 +142,64 @@ QuantizerSpec rtn_spec(int wbits, int group, bool sym) {
   return q;
 }
 
+intactkv::Prefix build_intactkv_prefix(const IntactKVSpec& s, const LoadedModel& fp, const std::string& data_root,
+                                       int64_t size, const std::string& auto_text, std::string* note) {
+  using Kind = IntactKVSpec::Kind;
+  const model::Weights& w = fp.weights;
+  const model::Tokenizer& tok = *fp.tokenizer;
+  const int32_t bos = w.config.bos_id;
+  // bos, vicuna and prompt:TEXT in intactkv::prefix_tokens' words.
+  auto spec = [&]() -> std::string {
+    if (s.kind == Kind::Bos) return "bos";
+    if (s.kind == Kind::Preset) return s.value;
+    return "prompt:" + s.value;
+  };
+  switch (s.kind) {
+    case Kind::Bos:
+    case Kind::Preset:
+    case Kind::Prompt:
+      return intactkv::build_prefix(engine::Engine(w), intactkv::prefix_tokens(spec(), tok, bos, size));
+    case Kind::Auto: {
+      engine::Engine e(w);
+      const std::string text = auto_text.empty() ? intactkv::kVicunaSystemPrompt : auto_text;
+      std::vector<int32_t> ids = intactkv::prefix_tokens("prompt:" + text, tok, bos);
+      intactkv::AutoSize a =
+          intactkv::auto_prefix_size(intactkv::inspect_pivots(e, tok, ids), static_cast<int64_t>(ids.size()));
+      ids.resize(a.size);
+      if (note) *note = a.explanation;
+      return intactkv::build_prefix(e, ids);
+    }
+    case Kind::File:
+      return intactkv::load_prefix(data_root.empty() ? s.value : io::data_file(data_root, s.value), w.config,
+                                   w.fingerprint);
+    case Kind::None:
+    case Kind::Calibrated:
+      break;
+  }
+  fail("IntactKV variant '", s.short_label(), "' has no prefix to build from the FP model alone");
+}
+
+QuantizerSpec quantize_or_load(model::Weights& w, const LoadedModel& fp32, const QuantizerSpec& q,
+                               const std::string& data_root, uint64_t seed, const std::string& artifact) {
+  QuantizerSpec out = q;
+  if (!artifact.empty()) {
+    // Reports describe the artifact's weights, whatever q says.
+    std::map<std::string, std::string> meta = quant::load_quantized(w, artifact);
+    auto get = [&](const char* k, const std::string& dflt) {
+      auto it = meta.find(k);
+      return it != meta.end() ? it->second : dflt;
+    };
+    out.method = get("method", "rtn");
+    out.wbits = std::stoi(get("bits", "4"));
+    out.group = std::stoi(get("group", "128"));
+    out.sym = get("sym", "0") == "1";
+    out.abits = std::stoi(get("act_bits", "16"));
+  } else {
+    quantize_weights(w, q, calibration_tokens(data_root, fp32, q, seed));
+  }
+  return out;
+}
+
 PreparedVariant prepare_variant(const std::string& data_root, const VariantSpec& spec, uint64_t seed) {
   validate_variant(spec);
   PreparedVariant v;
@@ -153,40 +207,19 @@ PreparedVariant prepare_variant(const std::string& data_root, const VariantSpec&
   // dtype applies once the weights are packed.
   const bool packed = spec.quant.method != "fp" || !spec.quantized_file.empty();
   v.model = load_model_verified(data_root, spec.model, packed ? "fp32" : spec.dtype);
-  const model::Weights& w = v.model.weights;
-  if (spec.intactkv != "none") {
-    engine::Engine fp(w);
-    const model::Tokenizer& tok = *v.model.tokenizer;
-    if (spec.intactkv == "auto") {
-      const std::string text = spec.auto_text.empty() ? intactkv::kVicunaSystemPrompt : spec.auto_text;
-      std::vector<int32_t> ids = intactkv::prefix_tokens("prompt:" + text, tok, w.config.bos_id);
-      intactkv::PivotReport rep = intactkv::inspect_pivots(fp, tok, ids);
-      intactkv::AutoSize a = intactkv::auto_prefix_size(rep, static_cast<int64_t>(ids.size()));
-      ids.resize(a.size);
-      v.prefix = intactkv::build_prefix(fp, ids);
-      v.intactkv_note = a.explanation;
-    } else if (intactkv::is_prefix_spec(spec.intactkv)) {
-      v.prefix = intactkv::build_prefix(
-          fp, intactkv::prefix_tokens(spec.intactkv, tok, w.config.bos_id, spec.intactkv_size));
-    } else {
-      v.prefix = intactkv::load_prefix(spec.intactkv, w.config, w.fingerprint);
-    }
+  // The prefix comes from the FP model, before quantizing.
+  const IntactKVSpec ikv = parse_intactkv_arg(spec.intactkv);
+  if (ikv.kind != IntactKVSpec::Kind::None) {
+    // A file is taken as written, not looked up in the data root.
+    v.prefix = build_intactkv_prefix(ikv, v.model, "", spec.intactkv_size, spec.auto_text, &v.intactkv_note);
     v.prefix->settings["prefix"] = spec.intactkv;
   }
   v.quant = spec.quant;
-  if (!spec.quantized_file.empty()) {
-    // Reports describe the artifact's weights, whatever --quant says.
-    std::map<std::string, std::string> meta = quant::load_quantized(v.model.weights, io::data_file("", spec.quantized_file));
-    auto get = [&](const char* k, const std::string& dflt) { auto it = meta.find(k); return it != meta.end() ? it->second : dflt; };
-    v.quant.method = get("method", "rtn");
-    v.quant.wbits = std::stoi(get("bits", "4"));
-    v.quant.group = std::stoi(get("group", "128"));
-    v.quant.sym = get("sym", "0") == "1";
-    v.quant.abits = std::stoi(get("act_bits", "16"));
-  } else {
-    quantize_model(v.model, spec.quant, data_root, seed);
+  if (packed) {
+    const std::string artifact = spec.quantized_file.empty() ? "" : io::data_file("", spec.quantized_file);
+    v.quant = quantize_or_load(v.model.weights, v.model, spec.quant, data_root, seed, artifact);
+    apply_dtype(v.model.weights, spec.dtype);
   }
-  if (packed) apply_dtype(v.model.weights, spec.dtype);
   return v;
 }
 

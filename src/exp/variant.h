@@ -36,6 +36,23 @@ struct PreparedVariant {
 
 // `seed` draws the quantizer's calibration samples (GPTQ, AWQ).
 PreparedVariant prepare_variant(const std::string& data_root, const VariantSpec& spec, uint64_t seed = 0);
+
+// The one place a variant's parts are made, for the command line (prepare_variant) and for
+// `ikv-eval run` (Executor, which caches them as artifacts):
+//
+// The IntactKV prefix `s` names, from the FP model `fp`: bos, a preset or prompt:TEXT, cut to its
+// first `size` tokens when size > 0; auto, <bos> + auto_text (empty: the Vicuna system prompt) cut
+// after its last pivot token (intactkv::auto_prefix_size), whose explanation goes to *note; a file
+// (resolved against data_root; with none, the path as written), checked against `fp`. None and Calibrated are an Error: a
+// calibrated prefix needs the quantized weights, and the executor trains it.
+intactkv::Prefix build_intactkv_prefix(const IntactKVSpec& s, const LoadedModel& fp, const std::string& data_root,
+                                       int64_t size = 0, const std::string& auto_text = "",
+                                       std::string* note = nullptr);
+// Makes fp32 weights `w` (a copy of, or the weights of, `fp32`) packed: the weights saved in
+// `artifact` when one is given, else w quantized by q (calibration samples drawn with `seed`).
+// Returns the weights' settings: q, or the artifact's own. The caller applies the dtype after.
+QuantizerSpec quantize_or_load(model::Weights& w, const LoadedModel& fp32, const QuantizerSpec& q,
+                               const std::string& data_root, uint64_t seed, const std::string& artifact = "");
 // Quantizes every decoder linear in place (embedding and lm_head stay full precision). GPTQ and AWQ
 // need calibration tokens (calibration_tokens); RTN ignores them. awq_fold, when given, receives the
 // scales AWQ folded into each linear (quant::quantize_model_awq).
@@ -46,8 +63,6 @@ void quantize_weights(model::Weights& w, const QuantizerSpec& q, const quant::Ca
 // evaluation sets (WikiText-2 / PTB test) by name. Empty for methods that need none.
 quant::CalibrationTokens calibration_tokens(const std::string& data_root, const LoadedModel& m,
                                             const QuantizerSpec& q, uint64_t seed);
-// quantize_weights with the calibration tokens the quantizer asks for, drawn with `seed`.
-void quantize_model(LoadedModel& m, const QuantizerSpec& q, const std::string& data_root, uint64_t seed = 0);
 // An RTN quantizer setting (tests, benchmarks).
 QuantizerSpec rtn_spec(int wbits, int group = 128, bool sym = false);
 // Checks settings before any work (bits range, method names): one-line Error.
