@@ -9,6 +9,7 @@
 #include "exp/store.h"
 #include "ikv-eval_commands.h"
 #include "io/mapped_file.h"
+#include "io/json.h"
 
 namespace ikv::cli {
 namespace {
@@ -51,13 +52,7 @@ double parse_tolerance(const std::string& s, const char* suffix, const char* fla
 }
 
 int run_compare(const CompareArgs& a) {
-  auto read = [](const std::string& path) {
-    try {
-      return nlohmann::json::parse(io::read_text_file(path));
-    } catch (const nlohmann::json::exception& e) {
-      fail(path, ": bad JSON (", e.what(), ")");
-    }
-  };
+  auto read = [](const std::string& path) { return io::parse_json(io::read_text_file(path), path); };
   exp::Tolerances tol;
   tol.ppl_rel = parse_tolerance(a.tol_ppl, "%", "--tol-ppl") / 100.0;
   tol.acc_abs_points = parse_tolerance(a.tol_acc, "pt", "--tol-acc");

@@ -4,6 +4,7 @@
 
 #include "io/error.h"
 #include "io/mapped_file.h"
+#include "io/json.h"
 
 namespace ikv::intactkv {
 
@@ -46,12 +47,7 @@ TokenizedChat tokenize_vicuna(const Conversation& turns, const std::string& syst
 }
 
 std::vector<Conversation> load_sharegpt(const std::string& path) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(io::read_text_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    fail(path, ": not valid JSON (", e.what(), ")");
-  }
+  const nlohmann::json j = io::parse_json(io::read_text_file(path), path);
   if (!j.is_array()) fail(path, ": a ShareGPT file is a JSON list of conversations");
   std::vector<Conversation> out;
   for (size_t i = 0; i < j.size(); ++i) {

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/error.h"
+#include "io/json.h"
 
 namespace ikv::model {
 namespace {
@@ -17,12 +18,7 @@ int64_t get_int(const nlohmann::json& j, const char* key, const std::string& pat
 }  // namespace
 
 Config parse_hf_config(const std::string& json_text, const std::string& path) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(json_text);
-  } catch (const nlohmann::json::exception& e) {
-    fail(path, ": bad JSON (", e.what(), ")");
-  }
+  const nlohmann::json j = io::parse_json(json_text, path);
   if (!j.is_object()) fail(path, ": not a JSON object");
   if (j.contains("model_type") && j["model_type"].is_string()) {
     std::string mt = j["model_type"];

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "io/error.h"
+#include "io/json.h"
 
 namespace ikv::model {
 namespace {
@@ -16,12 +17,7 @@ bool plain_file_name(const std::string& s) {
 }  // namespace
 
 ShardIndex parse_shard_index(const std::string& json_text, const std::string& index_path) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(json_text);
-  } catch (const nlohmann::json::exception& e) {
-    fail(index_path, ": bad JSON (", e.what(), ")");
-  }
+  const nlohmann::json j = io::parse_json(json_text, index_path);
   const auto map = j.find("weight_map");  // end() unless j is an object with that key
   if (map == j.end() || !map->is_object()) fail(index_path, ": no weight_map object");
   if (map->empty()) fail(index_path, ": weight_map is empty");
