@@ -29,10 +29,14 @@ struct RunArgs {
 // Writes md/html/csv/json reports of a run next to the store, and returns the Markdown.
 std::string write_reports(exp::Store& store, int64_t run_id, const std::string& out_dir) {
   const std::string stem = out_dir + "/report-run" + std::to_string(run_id);
+  std::string markdown;
   for (auto [fmt, ext] : {std::pair{exp::ReportFormat::Markdown, ".md"}, {exp::ReportFormat::Html, ".html"},
-                          {exp::ReportFormat::Csv, ".csv"}, {exp::ReportFormat::Json, ".json"}})
-    io::write_file_atomic(stem + ext, exp::render_stored_report(store, run_id, fmt));
-  return exp::render_stored_report(store, run_id, exp::ReportFormat::Markdown);
+                          {exp::ReportFormat::Csv, ".csv"}, {exp::ReportFormat::Json, ".json"}}) {
+    const std::string text = exp::render_stored_report(store, run_id, fmt);
+    io::write_file_atomic(stem + ext, text);
+    if (fmt == exp::ReportFormat::Markdown) markdown = text;
+  }
+  return markdown;
 }
 
 int run_config(const Common& common, const RunArgs& a) {
