@@ -59,9 +59,9 @@ void preflight(const Plan& plan, const std::string& data_root) {
       check_text_dataset(data_root, cell.quant.data);
     if (cell.intactkv.kind == IntactKVSpec::Kind::File &&
         checked.insert("ikv|" + cell.model.path + "|" + cell.intactkv.value).second) {
-      const std::string file = cell.intactkv.value;
-      io::check_regular_file(file, "IntactKV file");
-      intactkv::load_prefix(file, probe.config, probe.fingerprint);
+      // Resolved as the executor resolves it (relative to the data root); a FIFO or device is
+      // refused by the memory map before it is opened.
+      intactkv::load_prefix(io::data_file(data_root, cell.intactkv.value), probe.config, probe.fingerprint);
     }
   }
 }

@@ -51,10 +51,9 @@ ReportOptions stored_report_options(const std::map<std::string, std::string>& op
   }
   add("threads", option("threads"));
   // Prefixed options, one row each: dtype per model, then the identities of models, data and files.
-  for (const char* prefix : {"dtype:", "model:", "data:", "file:"})
+  for (const std::string kind : {"dtype", "model", "data", "file"})
     for (const auto& [name, value] : options)
-      if (name.starts_with(prefix))
-        add(std::string(prefix, std::char_traits<char>::length(prefix) - 1) + " " + name.substr(std::char_traits<char>::length(prefix)), value);
+      if (name.starts_with(kind + ":")) add(kind + " " + name.substr(kind.size() + 1), value);
   return o;
 }
 
