@@ -5,7 +5,6 @@
 #include "io/error.h"
 #include "kernels/linear.h"
 #include "kernels/kv_quant.h"
-#include "model/rotation.h"
 
 namespace ikv::engine {
 
@@ -25,62 +24,42 @@ KVCache make_kv_cache(const model::Config& c, int64_t capacity, int kv_bits) {
 Engine::Engine(const model::Weights& w)
     : w_(w), rope_(kernels::make_rope_table(w.config.head_dim, w.config.max_pos, w.config.rope_theta)) {}
 
-struct Engine::Scratch {
-  std::vector<float> xn, q, k, v, att, g, u;
-  Scratch(const model::Config& c, int64_t n)
-      : xn(n * c.dim), q(n * c.q_dim()), k(n * c.kv_dim()), v(n * c.kv_dim()), att(n * c.q_dim()),
-        g(n * c.hidden), u(n * c.hidden) {}
+namespace {
+
+// The inference backend of decoder_layer: the fp32 kernels on the model's linears as stored
+// (dense, bf16 or packed; activation quantization inside linear_forward).
+struct KernelOps {
+  using Scalar = float;
+  const model::Weights& w;
+  int kv_bits;
+
+  void rmsnorm(const float* x, const float* weight, int64_t n, float* out) const {
+    kernels::rmsnorm(x, weight, n, w.config.dim, w.config.norm_eps, out);
+  }
+  void linear(int64_t l, Proj p, const float* x, int64_t n, float* y) const {
+    using LW = model::LayerWeights;
+    static constexpr kernels::Linear LW::*kProj[] = {&LW::q, &LW::k, &LW::v, &LW::o, &LW::gate, &LW::up, &LW::down};
+    kernels::linear_forward(w.layers[l].*kProj[static_cast<int>(p)], x, n, y);
+  }
+  // The reference's dynamic per-token, per-head quantizer.
+  void quantize_kv(int64_t, int64_t, int64_t, float* k, float* v) const {
+    if (kv_bits >= 16) return;
+    kernels::fake_quantize_kv(k, w.config.head_dim, kv_bits);
+    kernels::fake_quantize_kv(v, w.config.head_dim, kv_bits);
+  }
+  void attention(const kernels::AttentionShape& s, const float* q, const float* k, const float* v, float* out,
+                 float* probs) const {
+    kernels::attention(s, q, k, v, out, probs);
+  }
+  void swiglu(float* g, const float* u, int64_t count) const { kernels::swiglu(g, u, count); }
 };
 
-void Engine::run_layer(int64_t l, KVCache& cache, int64_t cl, float* x, int64_t n, Scratch& s, float* probs,
-                       LinearInputs* inputs) const {
-  const model::Config& c = w_.config;
-  const int64_t D = c.dim, Q = c.q_dim(), KV = c.kv_dim(), Hd = c.head_dim, F = c.hidden;
-  const int64_t p0 = cache.len;
-  const model::LayerWeights& L = w_.layers[l];
-  const model::Rotation* rot = w_.rotation.get();  // QuaRot's online rotations, when rotated
-  // Attention block.
-  kernels::rmsnorm(x, L.attn_norm.data(), n, D, c.norm_eps, s.xn.data());
-  if (inputs) inputs->attn_in.assign(s.xn.begin(), s.xn.begin() + n * D);
-  kernels::linear_forward(L.q, s.xn.data(), n, s.q.data());
-  kernels::linear_forward(L.k, s.xn.data(), n, s.k.data());
-  kernels::linear_forward(L.v, s.xn.data(), n, s.v.data());
-#pragma omp parallel for if (n > 8)
-  for (int64_t t = 0; t < n; ++t) {
-    kernels::rope_rotate(&s.q[t * Q], c.n_heads, Hd, p0 + t, rope_);
-    kernels::rope_rotate(&s.k[t * KV], c.n_kv_heads, Hd, p0 + t, rope_);
-    if (rot) {  // per-head Hadamard: q·k is unchanged, the cache holds (and quantizes) rotated keys
-      kernels::hadamard_rows(rot->head, &s.q[t * Q], c.n_heads);
-      kernels::hadamard_rows(rot->head, &s.k[t * KV], c.n_kv_heads);
-    }
-    for (int64_t h = 0; h < c.n_kv_heads; ++h) {
-      float* kd = cache.k_at(cl, h, p0 + t);
-      float* vd = cache.v_at(cl, h, p0 + t);
-      std::memcpy(kd, &s.k[t * KV + h * Hd], Hd * sizeof(float));
-      std::memcpy(vd, &s.v[t * KV + h * Hd], Hd * sizeof(float));
-      // Every new token's K and V are quantized as they enter the cache (the reference's
-      // dynamic per-token, per-head quantizer).
-      if (cache.kv_bits < 16) {
-        kernels::fake_quantize_kv(kd, Hd, cache.kv_bits);
-        kernels::fake_quantize_kv(vd, Hd, cache.kv_bits);
-      }
-    }
-  }
-  kernels::AttentionShape shape{n, p0, c.n_heads, c.n_kv_heads, Hd, cache.capacity};
-  kernels::attention(shape, s.q.data(), cache.k[cl].data(), cache.v[cl].data(), s.att.data(), probs);
-  if (inputs) inputs->o_in.assign(s.att.begin(), s.att.begin() + n * Q);
-  kernels::linear_forward(L.o, s.att.data(), n, s.xn.data());
-  for (int64_t i = 0; i < n * D; ++i) x[i] += s.xn[i];
-  // Feed-forward block.
-  kernels::rmsnorm(x, L.ffn_norm.data(), n, D, c.norm_eps, s.xn.data());
-  if (inputs) inputs->ffn_in.assign(s.xn.begin(), s.xn.begin() + n * D);
-  kernels::linear_forward(L.gate, s.xn.data(), n, s.g.data());
-  kernels::linear_forward(L.up, s.xn.data(), n, s.u.data());
-  kernels::swiglu(s.g.data(), s.u.data(), n * F);
-  if (rot) kernels::hadamard_rows(rot->down, s.g.data(), n);  // the rotation down_proj absorbed
-  if (inputs) inputs->down_in.assign(s.g.begin(), s.g.begin() + n * F);
-  kernels::linear_forward(L.down, s.g.data(), n, s.xn.data());
-  for (int64_t i = 0; i < n * D; ++i) x[i] += s.xn[i];
+}  // namespace
+
+void Engine::run_layer(int64_t l, KVCache& cache, int64_t cl, float* x, int64_t n, LayerScratch<float>& s,
+                       float* probs, LinearInputs* inputs) const {
+  const LayerKV<float> kv{cache.k[cl].data(), cache.v[cl].data(), cache.capacity};
+  decoder_layer(KernelOps{w_, cache.kv_bits}, w_, rope_, l, x, n, cache.len, kv, s, probs, inputs);
 }
 
 void Engine::forward(KVCache& cache, const int32_t* tokens, int64_t n, std::vector<float>* logits,
@@ -100,7 +79,7 @@ void Engine::forward(KVCache& cache, const int32_t* tokens, int64_t n, std::vect
   if (taps.layer_outputs) taps.layer_outputs->assign(c.n_layers, {});
   if (taps.attention_probs) taps.attention_probs->assign(c.n_layers, {});
 
-  Scratch s(c, n);
+  LayerScratch<float> s(c, n);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     float* probs = nullptr;
     if (taps.attention_probs) {
@@ -128,7 +107,7 @@ void Engine::layer_forward(int64_t layer, float* x, int64_t n, LinearInputs* inp
   one.n_layers = 1, one.n_kv_heads = c.n_kv_heads, one.head_dim = c.head_dim, one.capacity = n;
   one.k.assign(1, std::vector<float>(c.n_kv_heads * n * c.head_dim));
   one.v.assign(1, std::vector<float>(c.n_kv_heads * n * c.head_dim));
-  Scratch s(c, n);
+  LayerScratch<float> s(c, n);
   run_layer(layer, one, 0, x, n, s, nullptr, inputs);
 }
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "engine/decoder_layer.h"
 #include "engine/kv_cache.h"
 #include "kernels/ops.h"
 #include "model/weights.h"
@@ -17,15 +18,6 @@ struct ForwardTaps {
   std::vector<std::vector<float>>* layer_outputs = nullptr;
   // Attention probabilities per layer [n_layers][n_heads * n * (p0 + n)].
   std::vector<std::vector<float>>* attention_probs = nullptr;
-};
-
-// The inputs of one decoder layer's linears for a batch of n tokens (what GPTQ's Hessians and AWQ's
-// activation statistics are computed from).
-struct LinearInputs {
-  std::vector<float> attn_in;  // rmsnorm(x) · attn_norm [n, dim]   → q, k, v
-  std::vector<float> o_in;     // attention output       [n, q_dim] → o
-  std::vector<float> ffn_in;   // rmsnorm(x) · ffn_norm  [n, dim]   → gate, up
-  std::vector<float> down_in;  // silu(gate) · up        [n, hidden] → down (· H_f when rotated)
 };
 
 class Engine {
@@ -46,9 +38,8 @@ class Engine {
   void layer_forward(int64_t layer, float* x, int64_t n, LinearInputs* inputs = nullptr) const;
 
  private:
-  struct Scratch;
-  // One decoder layer over x [n, dim] at positions cache.len.., using cache layer `cache_layer`.
-  void run_layer(int64_t layer, KVCache& cache, int64_t cache_layer, float* x, int64_t n, Scratch& s,
+  // Decoder layer `layer` over x [n, dim] at positions cache.len.., using cache layer `cache_layer`.
+  void run_layer(int64_t layer, KVCache& cache, int64_t cache_layer, float* x, int64_t n, LayerScratch<float>& s,
                  float* probs, LinearInputs* inputs) const;
 
   const model::Weights& w_;

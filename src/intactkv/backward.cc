@@ -2,11 +2,12 @@
 
 #include <cstring>
 
+#include "engine/decoder_layer.h"
 #include "intactkv/backward_ops.h"
 #include "io/error.h"
 #include "kernels/int8_gemm.h"
-#include "kernels/linear.h"
 #include "kernels/kv_quant.h"
+#include "kernels/linear.h"
 
 namespace ikv::intactkv {
 
@@ -17,7 +18,6 @@ DenseModel make_dense_model(const model::Weights& w) {
   DenseModel m;
   m.weights = &w;
   m.rope = kernels::make_rope_table(c.head_dim, c.max_pos, c.rope_theta);
-  m.rotation = w.rotation.get();
   if (!w.layers.empty()) m.act_bits = w.layers[0].q.act_quant.bits, m.act_clip = w.layers[0].q.act_quant.clip;
   for (const model::LayerWeights& L : w.layers) {
     DenseLayer d;
@@ -66,68 +66,50 @@ const T* linear_input(const DenseModel& m, const T* x, int64_t n, int64_t d, std
   return buf.data();
 }
 
-// What one layer computes before its down projection; recomputed from the layer input in the backward.
+// The calibration backend of engine::decoder_layer: the dequantized weights (DenseModel) in T,
+// with the KV quantizer's error recorded or replayed (KvQuantError).
 template <typename T>
-struct LayerActs {
-  std::vector<T> xn, q, att, probs, h, hn, g, u;  // q after RoPE; probs [heads, n, P+n]
-};
+struct DenseOps {
+  using Scalar = T;
+  const DenseModel& m;
+  int kv_bits;
+  KvQuantError<T>* kv_error;
 
-// Runs layer l from its input x up to the FFN's gate/up products. K/V ([kv_heads, P+n, hd]) hold
-// the prefix at rows 0..P-1; with fill_kv the new tokens' keys/values are computed, rotated,
-// quantized (kv_bits < 16, as engine::Engine does) and written to rows P.., else they are there.
-template <typename T>
-void layer_front(const DenseModel& m, int64_t l, const T* x, const AttnDims& s, int kv_bits, bool fill_kv,
-                 bool keep_probs, T* K, T* V, LayerActs<T>& a, KvQuantError<T>* kv_error) {
-  const model::Config& c = m.config();
-  const model::LayerWeights& W = m.weights->layers[l];
-  const DenseLayer& dl = m.layers[l];
-  const int64_t n = s.n, P = s.P, Tn = s.keys(), D = c.dim, Qd = c.q_dim(), KVd = c.kv_dim(), Hd = c.head_dim;
-  a.xn.resize(n * D), a.q.resize(n * Qd), a.att.resize(n * Qd), a.h.resize(n * D), a.hn.resize(n * D);
-  a.g.resize(n * c.hidden), a.u.resize(n * c.hidden);
-  detail::rmsnorm(x, W.attn_norm.data(), n, D, c.norm_eps, a.xn.data());
-  std::vector<T> qbuf;
-  const T* xin = linear_input(m, a.xn.data(), n, D, qbuf);
-  detail::linear(xin, n, D, dl.q.data(), Qd, a.q.data());
-  std::vector<T> k, v;
-  if (fill_kv) {
-    k.resize(n * KVd), v.resize(n * KVd);
-    detail::linear(xin, n, D, dl.k.data(), KVd, k.data());
-    detail::linear(xin, n, D, dl.v.data(), KVd, v.data());
+  void rmsnorm(const T* x, const float* weight, int64_t n, T* out) const {
+    detail::rmsnorm(x, weight, n, m.config().dim, m.config().norm_eps, out);
   }
-#pragma omp parallel for if (n * Qd > detail::kParallelWork)
-  for (int64_t t = 0; t < n; ++t) {
-    kernels::rope_rotate(&a.q[t * Qd], c.n_heads, Hd, P + t, m.rope, T(1));
-    if (m.rotation) kernels::hadamard_rows(m.rotation->head, &a.q[t * Qd], c.n_heads);
-    if (!fill_kv) continue;
-    kernels::rope_rotate(&k[t * KVd], c.n_kv_heads, Hd, P + t, m.rope, T(1));
-    if (m.rotation) kernels::hadamard_rows(m.rotation->head, &k[t * KVd], c.n_kv_heads);
-    for (int64_t g = 0; g < c.n_kv_heads; ++g) {
-      T* kd = &K[(g * Tn + P + t) * Hd];
-      T* vd = &V[(g * Tn + P + t) * Hd];
-      std::copy_n(&k[t * KVd + g * Hd], Hd, kd);
-      std::copy_n(&v[t * KVd + g * Hd], Hd, vd);
-      if (kv_bits >= 16) continue;
-      T* ke = kv_error ? &kv_error->k[l][t * KVd + g * Hd] : nullptr;
-      T* ve = kv_error ? &kv_error->v[l][t * KVd + g * Hd] : nullptr;
-      if (kv_error && kv_error->replay) {
-        for (int64_t i = 0; i < Hd; ++i) kd[i] += ke[i], vd[i] += ve[i];
-        continue;
-      }
-      fake_quantize(kd, Hd, kv_bits);
-      fake_quantize(vd, Hd, kv_bits);
-      if (kv_error)
-        for (int64_t i = 0; i < Hd; ++i) ke[i] = kd[i] - k[t * KVd + g * Hd + i], ve[i] = vd[i] - v[t * KVd + g * Hd + i];
+  void linear(int64_t l, engine::Proj p, const T* x, int64_t n, T* y) const {
+    const model::Config& c = m.config();
+    const DenseLayer& d = m.layers[l];
+    struct Shape { const std::vector<float>* w; int64_t in, out; };
+    const Shape shapes[] = {{&d.q, c.dim, c.q_dim()},  {&d.k, c.dim, c.kv_dim()},  {&d.v, c.dim, c.kv_dim()},
+                            {&d.o, c.q_dim(), c.dim},  {&d.gate, c.dim, c.hidden}, {&d.up, c.dim, c.hidden},
+                            {&d.down, c.hidden, c.dim}};
+    const Shape& s = shapes[static_cast<int>(p)];
+    std::vector<T> buf;
+    detail::linear(linear_input(m, x, n, s.in, buf), n, s.in, s.w->data(), s.out, y);
+  }
+  void quantize_kv(int64_t l, int64_t t, int64_t head, T* k, T* v) const {
+    if (kv_bits >= 16) return;
+    const int64_t Hd = m.config().head_dim, at = t * m.config().kv_dim() + head * Hd;
+    if (kv_error && kv_error->replay) {
+      for (int64_t i = 0; i < Hd; ++i) k[i] += kv_error->k[l][at + i], v[i] += kv_error->v[l][at + i];
+      return;
     }
+    const std::vector<T> k0(k, k + Hd), v0(v, v + Hd);
+    fake_quantize(k, Hd, kv_bits);
+    fake_quantize(v, Hd, kv_bits);
+    if (kv_error)
+      for (int64_t i = 0; i < Hd; ++i) kv_error->k[l][at + i] = k[i] - k0[i], kv_error->v[l][at + i] = v[i] - v0[i];
   }
-  if (keep_probs) a.probs.resize(c.n_heads * n * Tn);
-  detail::attention_forward(s, a.q.data(), K, V, a.att.data(), keep_probs ? a.probs.data() : nullptr);
-  detail::linear(linear_input(m, a.att.data(), n, Qd, qbuf), n, Qd, dl.o.data(), D, a.h.data());
-  for (int64_t i = 0; i < n * D; ++i) a.h[i] += x[i];
-  detail::rmsnorm(a.h.data(), W.ffn_norm.data(), n, D, c.norm_eps, a.hn.data());
-  xin = linear_input(m, a.hn.data(), n, D, qbuf);
-  detail::linear(xin, n, D, dl.gate.data(), c.hidden, a.g.data());
-  detail::linear(xin, n, D, dl.up.data(), c.hidden, a.u.data());
-}
+  void attention(const kernels::AttentionShape& s, const T* q, const T* K, const T* V, T* out, T* probs) const {
+    if (s.cap != s.p0 + s.n) fail("calibration: K/V rows ", s.cap, " are not prefix + sample ", s.p0 + s.n);
+    detail::attention_forward(AttnDims{s.n, s.p0, s.n_heads, s.n_kv_heads, s.head_dim}, q, K, V, out, probs);
+  }
+  void swiglu(T* g, const T* u, int64_t count) const {
+    for (int64_t i = 0; i < count; ++i) g[i] = g[i] * detail::sigmoid(g[i]) * u[i];
+  }
+};
 
 }  // namespace
 
@@ -158,14 +140,14 @@ SampleLoss prefix_loss(const DenseModel& m, const PrefixKV<T>& prefix, const int
   }
   const AttnDims dims{n, P, c.n_heads, KVH, Hd};
 
-  // Forward. Always kept for the backward (one sample): the residual stream entering every layer
-  // and leaving the last (xs, (L+1)·n·dim) and every layer's keys/values over all P+n positions.
-  // Each layer's other activations (normed inputs, q, attention probabilities and output, h, the
-  // FFN's gate/up) are kept too when all layers' fit in keep_activation_bytes, else recomputed
-  // from xs[l] one layer at a time in the backward (+~2/3 of a forward). For LLaMA-7B × 1024
-  // tokens they are ~310 MB a layer (the probabilities 32 heads × 1024 × 1060 × 4 B of it), 10 GB
-  // for 32 layers: recompute. For testbed-26M × 512 tokens, ~110 MB in all: keep.
-  const int64_t act_bytes = L * n * (3 * D + 2 * Qd + 2 * F + c.n_heads * Tn) * static_cast<int64_t>(sizeof(T));
+  // Forward (engine::decoder_layer). Always kept for the backward (one sample): the residual
+  // stream entering every layer and leaving the last (xs, (L+1)·n·dim) and every layer's
+  // keys/values over all P+n positions. Each layer's tape (q, attention probabilities, h, the FFN's
+  // gate/up) is kept too when all layers' fit in keep_activation_bytes, else the backward reruns
+  // the layer from xs[l] to record it (+1 forward). For LLaMA-7B × 1024 tokens a tape is ~250 MB
+  // (the probabilities 32 heads × 1024 × 1060 × 4 B of it), 8 GB for 32 layers: recompute. For
+  // testbed-26M × 512 tokens, ~90 MB in all: keep.
+  const int64_t act_bytes = L * n * (D + Qd + 2 * F + c.n_heads * Tn) * static_cast<int64_t>(sizeof(T));
   const bool keep = grad && act_bytes <= keep_activation_bytes;
   std::vector<std::vector<T>> xs(L + 1, std::vector<T>(n * D)), K(L), V(L);
   for (int64_t t = 0; t < n; ++t) {
@@ -173,22 +155,18 @@ SampleLoss prefix_loss(const DenseModel& m, const PrefixKV<T>& prefix, const int
     const float* e = &m.weights->embed[static_cast<int64_t>(tokens[t]) * D];
     std::copy_n(e, D, &xs[0][t * D]);
   }
-  std::vector<LayerActs<T>> kept(keep ? L : 0);
-  LayerActs<T> scratch;
-  std::vector<T> act(n * F), down(n * D), act_q;
+  const DenseOps<T> ops{m, kv_bits, kv_error};
+  engine::LayerScratch<T> scratch(c, n);
+  std::vector<engine::LayerTape<T>> tapes(keep ? L : 0);
   for (int64_t l = 0; l < L; ++l) {
     K[l].resize(KVH * Tn * Hd), V[l].resize(KVH * Tn * Hd);
     for (int64_t g = 0; g < KVH; ++g) {
       std::copy_n(&prefix.key[l][g * P * Hd], P * Hd, &K[l][g * Tn * Hd]);
       std::copy_n(&prefix.value[l][g * P * Hd], P * Hd, &V[l][g * Tn * Hd]);
     }
-    LayerActs<T>& a = keep ? kept[l] : scratch;
-    layer_front(m, l, xs[l].data(), dims, kv_bits, /*fill_kv=*/true, /*keep_probs=*/keep, K[l].data(), V[l].data(), a,
-                kv_error);
-    for (int64_t i = 0; i < n * F; ++i) act[i] = a.g[i] * detail::sigmoid(a.g[i]) * a.u[i];
-    if (m.rotation) kernels::hadamard_rows(m.rotation->down, act.data(), n);
-    detail::linear(linear_input(m, act.data(), n, F, act_q), n, F, m.layers[l].down.data(), D, down.data());
-    for (int64_t i = 0; i < n * D; ++i) xs[l + 1][i] = a.h[i] + down[i];
+    xs[l + 1] = xs[l];
+    engine::decoder_layer(ops, *m.weights, m.rope, l, xs[l + 1].data(), n, P, {K[l].data(), V[l].data(), Tn}, scratch,
+                          nullptr, nullptr, keep ? &tapes[l] : nullptr);
   }
 
   // Loss: Σ_l Σ_rows Σ_dim (h − h_fp)² / (2 · rows · dim), summed in double.
@@ -210,6 +188,7 @@ SampleLoss prefix_loss(const DenseModel& m, const PrefixKV<T>& prefix, const int
   // Backward, last layer first; dx is dLoss/d(residual stream after layer l).
   const T scale = T(1) / static_cast<T>(rows * D);
   const model::Weights& w = *m.weights;
+  const model::Rotation* rot = w.rotation.get();
   std::vector<T> dx(n * D, T(0)), dg(n * F), du(n * F), dhn(n * D), dh(n * D), datt(n * Qd), dq(n * Qd);
   std::vector<T> dK(KVH * Tn * Hd), dV(KVH * Tn * Hd), dk(n * KVd), dv(n * KVd), dxn(n * D);
   for (int64_t l = L - 1; l >= 0; --l) {
@@ -219,14 +198,17 @@ SampleLoss prefix_loss(const DenseModel& m, const PrefixKV<T>& prefix, const int
         const int64_t at = targets.rows[r] * D + i;
         dx[at] += (xs[l + 1][at] - static_cast<T>(targets.layers[l][r * D + i])) * scale;
       }
-    if (!keep)
-      layer_front(m, l, xs[l].data(), dims, kv_bits, /*fill_kv=*/false, /*keep_probs=*/true, K[l].data(), V[l].data(),
-                  scratch, static_cast<KvQuantError<T>*>(nullptr));
-    const LayerActs<T>& a = keep ? kept[l] : scratch;
+    engine::LayerTape<T> rerun;
+    if (!keep) {  // rewrites the new tokens' K/V with the same values
+      std::vector<T> x = xs[l];
+      engine::decoder_layer(ops, *m.weights, m.rope, l, x.data(), n, P, {K[l].data(), V[l].data(), Tn}, scratch,
+                            nullptr, nullptr, &rerun);
+    }
+    const engine::LayerTape<T>& a = keep ? tapes[l] : rerun;
 
     // FFN: out = h + down(silu(g) ⊙ u), silu'(g) = σ(g)(1 + g(1 − σ(g))).
     detail::linear_input_grad(dx.data(), n, D, dl.down.data(), F, dg.data(), false);
-    if (m.rotation) kernels::hadamard_rows_inverse(m.rotation->down, dg.data(), n);  // VJP of a ← a H_f
+    if (rot) kernels::hadamard_rows_inverse(rot->down, dg.data(), n);  // VJP of a ← a H_f
 #pragma omp parallel for simd if (n * F > detail::kParallelWork)
     for (int64_t i = 0; i < n * F; ++i) {
       const T g = a.g[i], sg = detail::sigmoid(g), ds = dg[i];
@@ -258,9 +240,9 @@ SampleLoss prefix_loss(const DenseModel& m, const PrefixKV<T>& prefix, const int
         std::copy_n(&dK[(g * Tn + P + t) * Hd], Hd, &dk[t * KVd + g * Hd]);
         std::copy_n(&dV[(g * Tn + P + t) * Hd], Hd, &dv[t * KVd + g * Hd]);
       }
-      if (m.rotation) {  // VJP of the per-head rotation after RoPE
-        kernels::hadamard_rows_inverse(m.rotation->head, &dq[t * Qd], c.n_heads);
-        kernels::hadamard_rows_inverse(m.rotation->head, &dk[t * KVd], KVH);
+      if (rot) {  // VJP of the per-head rotation after RoPE
+        kernels::hadamard_rows_inverse(rot->head, &dq[t * Qd], c.n_heads);
+        kernels::hadamard_rows_inverse(rot->head, &dk[t * KVd], KVH);
       }
       kernels::rope_rotate(&dq[t * Qd], c.n_heads, Hd, P + t, m.rope, T(-1));
       kernels::rope_rotate(&dk[t * KVd], KVH, Hd, P + t, m.rope, T(-1));

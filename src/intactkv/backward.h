@@ -18,9 +18,10 @@
 namespace ikv::intactkv {
 
 // The quantized model as the calibration multiplies with it: every decoder linear as a dense fp32
-// [out, in] matrix, dequantized once (kernels::linear_dense_weight), used by the forward and the
-// backward alike so that the gradient is exact for the function the forward computes. Embeddings
-// and norms are read from the Weights, which must outlive this.
+// [out, in] matrix, dequantized once (kernels::linear_dense_weight), used by the forward (the
+// engine's decoder_layer with this backend) and the backward alike, so that the gradient is exact
+// for the function the forward computes. Embeddings, norms and rotations are read from the
+// Weights, which must outlive this.
 struct DenseLayer {
   std::vector<float> q, k, v, o, gate, up, down;
 };
@@ -28,11 +29,9 @@ struct DenseModel {
   const model::Weights* weights = nullptr;
   std::vector<DenseLayer> layers;
   kernels::RopeTable rope;
-  // A QuaRot model (quant/quarot.h): its online rotations (per head on q and k after RoPE, on
-  // down_proj's input) run in the forward and, transposed, in the backward; its activation
-  // quantization (the decoder linears' inputs, per token) runs in the forward and is the identity
-  // in the backward (straight-through estimator, as for the KV-cache quantizer).
-  const model::Rotation* rotation = nullptr;
+  // A QuaRot model's activation quantization (the decoder linears' inputs, per token) runs in the
+  // forward and is the identity in the backward (straight-through estimator, as for the KV-cache
+  // quantizer); its online rotations come with the Weights.
   int act_bits = 16;
   float act_clip = 1.0f;
   const model::Config& config() const { return weights->config; }
