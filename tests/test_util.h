@@ -55,6 +55,13 @@ inline model::Weights tiny_random_model(uint32_t seed, const model::Config& shap
     L.attn_norm = fill(c.dim, norm_std, 1.0f), L.ffn_norm = fill(c.dim, norm_std, 1.0f);
     L.q = lin(c.q_dim(), c.dim), L.k = lin(c.kv_dim(), c.dim), L.v = lin(c.kv_dim(), c.dim), L.o = lin(c.dim, c.q_dim());
     L.gate = lin(c.hidden, c.dim), L.up = lin(c.hidden, c.dim), L.down = lin(c.dim, c.hidden);
+    // The later families' features, drawn only when the config has them (the LLaMA-2 draws stay).
+    for (kernels::Linear* b : {&L.q, &L.k, &L.v})
+      if (c.qkv_bias) b->bias = fill(b->out, 0.5f);
+    if (c.o_bias) L.o.bias = fill(c.dim, 0.5f);
+    for (kernels::Linear* b : {&L.gate, &L.up, &L.down})
+      if (c.mlp_bias) b->bias = fill(b->out, 0.5f);
+    if (c.qk_norm) L.q_norm = fill(c.head_dim, 0.3f, 1.0f), L.k_norm = fill(c.head_dim, 0.3f, 1.0f);
     w.layers.push_back(std::move(L));
   }
   w.final_norm = fill(c.dim, final_norm_std, 1.f);

@@ -3,8 +3,9 @@
 // float or double, whose backward reads the tape this forward records) both run this graph, so an
 // architecture feature is added here once (and, for calibration, its VJP to the backward).
 //
-//   xn = rmsnorm(x)·attn_norm;  q, k, v = xn·W_{q,k,v}ᵀ;  RoPE(q, k) [· H_hd when QuaRot-rotated]
-//   cache ← k, v (through the KV quantizer);  att = causal GQA attention;  x += att·W_oᵀ
+//   xn = rmsnorm(x)·attn_norm;  q, k, v = xn·W_{q,k,v}ᵀ (+ b);  [per-head rmsnorm(q, k): Qwen3]
+//   RoPE(q, k) [· H_hd when QuaRot-rotated]
+//   cache ← k, v (through the KV quantizer);  att = causal GQA attention [sliding window];  x += att·W_oᵀ
 //   hn = rmsnorm(x)·ffn_norm;  g, u = hn·W_{gate,up}ᵀ;  a = silu(g)⊙u [· H_f];  x += a·W_downᵀ
 #pragma once
 #include <algorithm>
@@ -48,6 +49,7 @@ struct LinearInputs {
 template <typename T>
 struct LayerTape {
   std::vector<T> q, probs, h, g, u;
+  std::vector<T> q_in, k_in;  // q and k before their per-head norms (qk_norm only)
 };
 
 template <typename T>
@@ -61,7 +63,7 @@ struct LayerScratch {
 // Runs decoder layer l over x [n, dim] (in place) at positions p0..p0+n-1, appending the new
 // tokens' keys/values to kv at those positions (positions 0..p0-1 must hold the earlier ones).
 // Ops, the backend, supplies for its scalar T = Ops::Scalar:
-//   rmsnorm(x, weight, n, out)          n rows of width dim
+//   rmsnorm(x, weight, rows, width, out)  (in place allowed)
 //   linear(l, Proj, x, n, y)            the projection as the model computes it (activation
 //                                       quantization included)
 //   quantize_kv(l, t, kv_head, k, v)    the KV-cache quantizer on one new token's head (may do nothing)
@@ -83,11 +85,19 @@ void decoder_layer(const Ops& ops, const model::Weights& w, const kernels::RopeT
       if (in) (in->*field).assign(from, from + n * width);
   };
   // Attention block.
-  ops.rmsnorm(x, L.attn_norm.data(), n, s.xn.data());
+  ops.rmsnorm(x, L.attn_norm.data(), n, D, s.xn.data());
   record(inputs, &LinearInputs::attn_in, s.xn.data(), D);
   ops.linear(l, Proj::q, s.xn.data(), n, s.q.data());
   ops.linear(l, Proj::k, s.xn.data(), n, s.k.data());
   ops.linear(l, Proj::v, s.xn.data(), n, s.v.data());
+  if (c.qk_norm) {  // Qwen3: RMSNorm over each head of q and k, before RoPE
+    if (tape) {
+      tape->q_in.assign(s.q.begin(), s.q.begin() + n * Q);
+      tape->k_in.assign(s.k.begin(), s.k.begin() + n * KV);
+    }
+    ops.rmsnorm(s.q.data(), L.q_norm.data(), n * c.n_heads, Hd, s.q.data());
+    ops.rmsnorm(s.k.data(), L.k_norm.data(), n * c.n_kv_heads, Hd, s.k.data());
+  }
 #pragma omp parallel for if (n > 8)
   for (int64_t t = 0; t < n; ++t) {
     kernels::rope_rotate(&s.q[t * Q], c.n_heads, Hd, p0 + t, rope);
@@ -109,14 +119,14 @@ void decoder_layer(const Ops& ops, const model::Weights& w, const kernels::RopeT
     tape->probs.resize(c.n_heads * n * (p0 + n));
     probs = tape->probs.data();
   }
-  const kernels::AttentionShape shape{n, p0, c.n_heads, c.n_kv_heads, Hd, kv.capacity};
+  const kernels::AttentionShape shape{n, p0, c.n_heads, c.n_kv_heads, Hd, kv.capacity, c.sliding_window};
   ops.attention(shape, s.q.data(), kv.k, kv.v, s.att.data(), probs);
   record(inputs, &LinearInputs::o_in, s.att.data(), Q);
   ops.linear(l, Proj::o, s.att.data(), n, s.xn.data());
   for (int64_t i = 0; i < n * D; ++i) x[i] += s.xn[i];
   if (tape) tape->h.assign(x, x + n * D);
   // Feed-forward block.
-  ops.rmsnorm(x, L.ffn_norm.data(), n, s.xn.data());
+  ops.rmsnorm(x, L.ffn_norm.data(), n, D, s.xn.data());
   record(inputs, &LinearInputs::ffn_in, s.xn.data(), D);
   ops.linear(l, Proj::gate, s.xn.data(), n, s.g.data());
   ops.linear(l, Proj::up, s.xn.data(), n, s.u.data());

@@ -22,7 +22,8 @@ KVCache make_kv_cache(const model::Config& c, int64_t capacity, int kv_bits) {
 }
 
 Engine::Engine(const model::Weights& w)
-    : w_(w), rope_(kernels::make_rope_table(w.config.head_dim, w.config.max_pos, w.config.rope_theta)) {}
+    : w_(w),
+      rope_(kernels::make_rope_table(w.config.head_dim, w.config.max_pos, w.config.rope_theta, w.config.rope_scaling)) {}
 
 namespace {
 
@@ -33,8 +34,8 @@ struct KernelOps {
   const model::Weights& w;
   int kv_bits;
 
-  void rmsnorm(const float* x, const float* weight, int64_t n, float* out) const {
-    kernels::rmsnorm(x, weight, n, w.config.dim, w.config.norm_eps, out);
+  void rmsnorm(const float* x, const float* weight, int64_t rows, int64_t width, float* out) const {
+    kernels::rmsnorm(x, weight, rows, width, w.config.norm_eps, out);
   }
   void linear(int64_t l, Proj p, const float* x, int64_t n, float* y) const {
     using LW = model::LayerWeights;

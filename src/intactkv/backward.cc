@@ -17,7 +17,7 @@ DenseModel make_dense_model(const model::Weights& w) {
   const model::Config& c = w.config;
   DenseModel m;
   m.weights = &w;
-  m.rope = kernels::make_rope_table(c.head_dim, c.max_pos, c.rope_theta);
+  m.rope = kernels::make_rope_table(c.head_dim, c.max_pos, c.rope_theta, c.rope_scaling);
   if (!w.layers.empty()) m.act_bits = w.layers[0].q.act_quant.bits, m.act_clip = w.layers[0].q.act_quant.clip;
   for (const model::LayerWeights& L : w.layers) {
     DenseLayer d;
@@ -75,8 +75,8 @@ struct DenseOps {
   int kv_bits;
   KvQuantError<T>* kv_error;
 
-  void rmsnorm(const T* x, const float* weight, int64_t n, T* out) const {
-    detail::rmsnorm(x, weight, n, m.config().dim, m.config().norm_eps, out);
+  void rmsnorm(const T* x, const float* weight, int64_t rows, int64_t width, T* out) const {
+    detail::rmsnorm(x, weight, rows, width, m.config().norm_eps, out);
   }
   void linear(int64_t l, engine::Proj p, const T* x, int64_t n, T* y) const {
     const model::Config& c = m.config();
@@ -88,6 +88,9 @@ struct DenseOps {
     const Shape& s = shapes[static_cast<int>(p)];
     std::vector<T> buf;
     detail::linear(linear_input(m, x, n, s.in, buf), n, s.in, s.w->data(), s.out, y);
+    using LW = model::LayerWeights;
+    static constexpr kernels::Linear LW::*kProj[] = {&LW::q, &LW::k, &LW::v, &LW::o, &LW::gate, &LW::up, &LW::down};
+    kernels::add_bias((m.weights->layers[l].*kProj[static_cast<int>(p)]).bias, n, y);
   }
   void quantize_kv(int64_t l, int64_t t, int64_t head, T* k, T* v) const {
     if (kv_bits >= 16) return;
@@ -103,8 +106,7 @@ struct DenseOps {
       for (int64_t i = 0; i < Hd; ++i) kv_error->k[l][at + i] = k[i] - k0[i], kv_error->v[l][at + i] = v[i] - v0[i];
   }
   void attention(const kernels::AttentionShape& s, const T* q, const T* K, const T* V, T* out, T* probs) const {
-    if (s.cap != s.p0 + s.n) fail("calibration: K/V rows ", s.cap, " are not prefix + sample ", s.p0 + s.n);
-    detail::attention_forward(AttnDims{s.n, s.p0, s.n_heads, s.n_kv_heads, s.head_dim}, q, K, V, out, probs);
+    kernels::attention(s, q, K, V, out, probs);
   }
   void swiglu(T* g, const T* u, int64_t count) const {
     for (int64_t i = 0; i < count; ++i) g[i] = g[i] * detail::sigmoid(g[i]) * u[i];
@@ -190,7 +192,7 @@ SampleLoss prefix_loss(const DenseModel& m, const PrefixKV<T>& prefix, const int
   const model::Weights& w = *m.weights;
   const model::Rotation* rot = w.rotation.get();
   std::vector<T> dx(n * D, T(0)), dg(n * F), du(n * F), dhn(n * D), dh(n * D), datt(n * Qd), dq(n * Qd);
-  std::vector<T> dK(KVH * Tn * Hd), dV(KVH * Tn * Hd), dk(n * KVd), dv(n * KVd), dxn(n * D);
+  std::vector<T> dK(KVH * Tn * Hd), dV(KVH * Tn * Hd), dk(n * KVd), dv(n * KVd), dxn(n * D), dqn, dkn;
   for (int64_t l = L - 1; l >= 0; --l) {
     const DenseLayer& dl = m.layers[l];
     for (int64_t r = 0; r < rows; ++r)
@@ -246,6 +248,12 @@ SampleLoss prefix_loss(const DenseModel& m, const PrefixKV<T>& prefix, const int
       }
       kernels::rope_rotate(&dq[t * Qd], c.n_heads, Hd, P + t, m.rope, T(-1));
       kernels::rope_rotate(&dk[t * KVd], KVH, Hd, P + t, m.rope, T(-1));
+    }
+    if (c.qk_norm) {  // VJP of the per-head norms before RoPE
+      dqn.assign(n * Qd, T(0)), dkn.assign(n * KVd, T(0));
+      detail::rmsnorm_backward(a.q_in.data(), w.layers[l].q_norm.data(), dq.data(), n * c.n_heads, Hd, c.norm_eps, dqn.data());
+      detail::rmsnorm_backward(a.k_in.data(), w.layers[l].k_norm.data(), dk.data(), n * KVH, Hd, c.norm_eps, dkn.data());
+      dq.swap(dqn), dk.swap(dkn);
     }
     detail::linear_input_grad(dq.data(), n, Qd, dl.q.data(), D, dxn.data(), false);
     detail::linear_input_grad(dk.data(), n, KVd, dl.k.data(), D, dxn.data(), true);

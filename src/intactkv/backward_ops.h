@@ -75,36 +75,9 @@ struct AttnDims {
   int64_t keys() const { return P + n; }
 };
 
-// probs (optional): [n_heads, n, P+n], kept for the backward.
-template <typename T>
-void attention_forward(const AttnDims& s, const T* q, const T* K, const T* V, T* out, T* probs) {
-  const int64_t Tn = s.keys(), d = s.head_dim, row = s.n_heads * d, group = s.n_heads / s.n_kv_heads;
-  const T scale = T(1) / std::sqrt(static_cast<T>(d));
-#pragma omp parallel for schedule(dynamic) if (s.n * Tn * d > kParallelWork)
-  for (int64_t h = 0; h < s.n_heads; ++h) {
-    const int64_t g = h / group;
-    Eigen::Map<const RowMat<T>, 0, Stride> Q(q + h * d, s.n, d, Stride(row));
-    Eigen::Map<const RowMat<T>> Kg(K + g * Tn * d, Tn, d), Vg(V + g * Tn * d, Tn, d);
-    RowMat<T> S = (Q * Kg.transpose()) * scale;
-    for (int64_t i = 0; i < s.n; ++i) {
-      T* r = S.row(i).data();
-      const int64_t last = s.P + i;
-      T mx = -std::numeric_limits<T>::infinity(), sum = 0;
-      for (int64_t j = 0; j <= last; ++j) mx = std::max(mx, r[j]);
-      for (int64_t j = 0; j <= last; ++j) sum += (r[j] = std::exp(r[j] - mx));
-      const T inv = T(1) / sum;
-      for (int64_t j = 0; j <= last; ++j) r[j] *= inv;
-      for (int64_t j = last + 1; j < Tn; ++j) r[j] = 0;
-    }
-    Eigen::Map<RowMat<T>, 0, Stride> O(out + h * d, s.n, d, Stride(row));
-    O.noalias() = S * Vg;
-    if (probs) std::copy(S.data(), S.data() + s.n * Tn, probs + h * s.n * Tn);
-  }
-}
-
-// VJP of attention_forward: dq = [n, H·hd]; dK/dV = [n_kv_heads, P+n, hd] (overwritten). With
-// A the probabilities: dV = Aᵀ dO, dA = dO Vᵀ, dS = A ⊙ (dA − rowsum(A ⊙ dA)), dQ = dS K·scale,
-// dK = dSᵀ Q·scale; masked entries have A = 0, so their dS is 0 without a mask. One thread per kv
+// VJP of kernels::attention (p0 = P, cap = P+n): dq = [n, H·hd]; dK/dV = [n_kv_heads, P+n, hd]
+// (overwritten). With A the probabilities: dV = Aᵀ dO, dA = dO Vᵀ, dS = A ⊙ (dA − rowsum(A ⊙ dA)), dQ = dS K·scale,
+// dK = dSᵀ Q·scale; masked entries (causal, sliding window) have A = 0, so their dS is 0 without a mask. One thread per kv
 // head sums its query heads in a fixed order: the result does not depend on the thread count.
 template <typename T>
 void attention_backward(const AttnDims& s, const T* q, const T* K, const T* V, const T* probs, const T* dout,

@@ -142,6 +142,7 @@ std::vector<float> dense_weight(const Linear& layer, const Packed& p) {
 
 void linear_forward(const Linear& layer, const float* X, int64_t M, float* Y) {
   std::visit([&](const auto& form) { forward(layer, form, X, M, Y); }, layer.weight);
+  add_bias(layer.bias, M, Y);
 }
 
 std::vector<float> linear_dense_weight(const Linear& layer) {

@@ -1,4 +1,4 @@
-// A linear layer y = x · Wᵀ (nn.Linear orientation, W is [out, in]): its weight in exactly one of
+// A linear layer y = x · Wᵀ + b (nn.Linear orientation, W is [out, in]): its weight in exactly one of
 // the forms a run computes with, and the quantization its input gets first.
 //
 // The forms are the kernel families, each with its own storage, and a layer holds one at a time:
@@ -66,6 +66,7 @@ struct Linear {
   int64_t out = 0, in = 0;
   std::variant<DenseF32, DenseBf16, Packed> weight;
   ActQuant act_quant;
+  std::vector<float> bias;  // [out], added after the product whatever the form; empty = none
 };
 
 // A dense fp32 layer (the form models load in).
@@ -89,8 +90,15 @@ void set_act_quant(Linear& l, int bits, float clip);
 std::vector<float>& dense_f32_weight(Linear& l);
 const std::vector<float>& dense_f32_weight(const Linear& l);
 
-// Y[M, out] = X[M, in] · Wᵀ by the layer's form.
+// Y[M, out] = X[M, in] · Wᵀ (+ bias) by the layer's form.
 void linear_forward(const Linear& layer, const float* X, int64_t M, float* Y);
+// Y[m, :] += bias for M rows (nothing when bias is empty).
+template <typename T>
+void add_bias(const std::vector<float>& bias, int64_t M, T* Y) {
+  const int64_t n = static_cast<int64_t>(bias.size());
+  for (int64_t m = 0; m < M && n; ++m)
+    for (int64_t j = 0; j < n; ++j) Y[m * n + j] += static_cast<T>(bias[j]);
+}
 // The weight as dense fp32 [out, in] in input-channel order (dequantized and un-permuted if packed):
 // for references and backward passes.
 std::vector<float> linear_dense_weight(const Linear& layer);

@@ -15,7 +15,14 @@ struct RopeTable {
   int64_t half = 0, max_pos = 0;
   std::vector<float> cos, sin;
 };
-RopeTable make_rope_table(int64_t head_dim, int64_t max_pos, float theta);
+// LLaMA-3's frequency scaling (HF rope_type "llama3"): wavelengths longer than
+// original_max_pos / low_freq_factor are divided by factor, shorter than original_max_pos /
+// high_freq_factor kept, those between interpolated. factor 0 = no scaling.
+struct RopeScaling {
+  float factor = 0, low_freq_factor = 1, high_freq_factor = 4;
+  int64_t original_max_pos = 8192;
+};
+RopeTable make_rope_table(int64_t head_dim, int64_t max_pos, float theta, const RopeScaling& scaling = {});
 // Rotates n_heads heads of one token in place at position pos, HF rotate_half layout (pairs
 // (i, i + d/2)). sign -1 rotates back: the transpose, so also the rotation's VJP. A template for
 // the FP64 gradient checks of intactkv/backward.
@@ -39,12 +46,16 @@ void swiglu(float* gate, const float* up, int64_t n);
 
 // Causal GQA attention of n new queries at positions p0 .. p0+n-1 over cache positions
 // 0 .. p0+n-1. q: [n, n_heads*d] (after RoPE), k/v cache: [n_kv_heads, cap, d], out: [n, n_heads*d].
-// If probs_out is non-null it receives the attention probabilities [n_heads, n, p0+n].
+// With a sliding window w > 0 (Mistral), the query at position p sees positions p-w+1 .. p only.
+// If probs_out is non-null it receives the attention probabilities [n_heads, n, p0+n]. T = double
+// serves the calibration's gradient checks (intactkv/backward).
 struct AttentionShape {
   int64_t n = 0, p0 = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, cap = 0;
+  int64_t window = 0;
 };
-void attention(const AttentionShape& s, const float* q, const float* k_cache, const float* v_cache, float* out,
-               float* probs_out = nullptr);
+template <typename T>
+void attention(const AttentionShape& s, const T* q, const T* k_cache, const T* v_cache, T* out,
+               T* probs_out = nullptr);
 void attention_reference(const AttentionShape& s, const float* q, const float* k_cache, const float* v_cache,
                          float* out);
 

@@ -20,11 +20,12 @@ int64_t get_int(const nlohmann::json& j, const char* key, const std::string& pat
 Config parse_hf_config(const std::string& json_text, const std::string& path) {
   const nlohmann::json j = io::parse_json(json_text, path);
   if (!j.is_object()) fail(path, ": not a JSON object");
-  if (j.contains("model_type") && j["model_type"].is_string()) {
-    std::string mt = j["model_type"];
-    if (mt != "llama" && mt != "mistral")
-      fail(path, ": model_type '", mt, "' is not supported (llama, mistral)");
-  }
+  const std::string model_type = j.contains("model_type") && j["model_type"].is_string() ? j["model_type"] : "llama";
+  if (model_type != "llama" && model_type != "mistral" && model_type != "qwen2" && model_type != "qwen3")
+    fail(path, ": model_type '", model_type, "' is not supported (llama, mistral, qwen2, qwen3)");
+  // Features of other families that would silently change the forward pass.
+  for (const char* k : {"attn_logit_softcapping", "final_logit_softcapping", "logit_softcapping"})
+    if (j.contains(k) && !j[k].is_null()) fail(path, ": ", k, " (soft-capping) is not supported");
   if (j.contains("hidden_act") && j["hidden_act"] != "silu")
     fail(path, ": hidden_act ", j["hidden_act"].dump(), " is not supported (silu)");
   Config c;
@@ -54,12 +55,48 @@ Config parse_hf_config(const std::string& json_text, const std::string& path) {
     if (!theta->is_number()) fail(path, ": rope_theta must be a number");
     c.rope_theta = theta->get<float>();
   }
-  for (const char* k : {"rope_scaling"}) {
-    if (j.contains(k) && !j[k].is_null()) fail(path, ": ", k, " is not supported");
+  // RoPE scaling: transformers 4.x writes rope_scaling, 5.x folds it into rope_parameters.
+  const char* key = j.contains("rope_scaling") && !j["rope_scaling"].is_null() ? "rope_scaling"
+                    : j.contains("rope_parameters")                             ? "rope_parameters"
+                                                                                : nullptr;
+  if (key) {
+    const nlohmann::json* rope = &j[key];
+    if (!rope->is_object()) fail(path, ": ", key, " must be an object");
+    const std::string type = rope->value("rope_type", rope->value("type", std::string("default")));
+    if (type == "llama3") {
+      auto number = [&](const char* k) {
+        if (!rope->contains(k) || !(*rope)[k].is_number()) fail(path, ": ", key, ".", k, " must be a number");
+        return (*rope)[k].get<double>();
+      };
+      c.rope_scaling.factor = static_cast<float>(number("factor"));
+      c.rope_scaling.low_freq_factor = static_cast<float>(number("low_freq_factor"));
+      c.rope_scaling.high_freq_factor = static_cast<float>(number("high_freq_factor"));
+      c.rope_scaling.original_max_pos = static_cast<int64_t>(number("original_max_position_embeddings"));
+      if (!(c.rope_scaling.factor > 0) || !(c.rope_scaling.high_freq_factor > c.rope_scaling.low_freq_factor) ||
+          !(c.rope_scaling.low_freq_factor > 0) || c.rope_scaling.original_max_pos <= 0)
+        fail(path, ": ", key, " llama3 scaling needs factor > 0, high_freq_factor > low_freq_factor > 0");
+    } else if (type != "default") {
+      fail(path, ": ", key, " type '", type, "' is not supported (default, llama3)");
+    }
   }
-  if (j.contains("rope_parameters") && j["rope_parameters"].is_object() &&
-      j["rope_parameters"].value("rope_type", "default") != "default")
-    fail(path, ": rope_type ", j["rope_parameters"]["rope_type"].dump(), " is not supported");
+  auto flag = [&](const char* k) {
+    if (!j.contains(k) || j[k].is_null()) return false;
+    if (!j[k].is_boolean()) fail(path, ": key ", k, " must be true or false");
+    return j[k].get<bool>();
+  };
+  c.qkv_bias = c.o_bias = flag("attention_bias");
+  c.mlp_bias = flag("mlp_bias");
+  if (model_type == "qwen2") c.qkv_bias = true, c.o_bias = false;  // Qwen2 has q/k/v biases and no key for them
+  c.qk_norm = model_type == "qwen3";
+  c.has_bos = model_type != "qwen2" && model_type != "qwen3";
+  // Mistral: sliding_window (null on later versions). Qwen2/3 carry it too, used only with
+  // use_sliding_window, on the layers from max_window_layers: not computed here.
+  if (model_type == "mistral" && j.contains("sliding_window") && !j["sliding_window"].is_null())
+    c.sliding_window = get_int(j, "sliding_window", path);
+  if (flag("use_sliding_window")) fail(path, ": use_sliding_window true (per-layer sliding windows) is not supported");
+  if (j.contains("layer_types") && j["layer_types"].is_array())
+    for (const auto& t : j["layer_types"])
+      if (t != "full_attention") fail(path, ": layer_types ", t.dump(), " is not supported (full_attention)");
   c.tied_embeddings = j.value("tie_word_embeddings", false);
   if (j.contains("bos_token_id") && j["bos_token_id"].is_number_integer()) c.bos_id = j["bos_token_id"];
   if (j.contains("eos_token_id") && j["eos_token_id"].is_number_integer()) c.eos_id = j["eos_token_id"];
@@ -84,6 +121,7 @@ void validate_config(const Config& c, const std::string& path) {
   if (c.head_dim % 2 != 0) fail(path, ": head_dim ", c.head_dim, " must be even for RoPE");
   if (!(c.norm_eps > 0)) fail(path, ": rms_norm_eps must be positive");
   if (!(c.rope_theta > 0)) fail(path, ": rope_theta must be positive");
+  if (c.sliding_window < 0) fail(path, ": sliding_window ", c.sliding_window, " must be positive");
   if (c.bos_id < 0 || c.bos_id >= c.vocab) fail(path, ": bos_token_id ", c.bos_id, " is outside the vocabulary");
 }
 

@@ -3,6 +3,8 @@
 #include <cstdint>
 #include <string>
 
+#include "kernels/ops.h"
+
 namespace ikv::model {
 
 struct Config {
@@ -16,7 +18,15 @@ struct Config {
   int64_t max_pos = 0;
   float norm_eps = 1e-5f;
   float rope_theta = 10000.f;
+  kernels::RopeScaling rope_scaling;  // LLaMA-3.x (rope_type llama3); factor 0 = none
   bool tied_embeddings = false;
+  // Beyond LLaMA-2 (config.json keys in parse_hf_config):
+  bool qkv_bias = false;        // q/k/v_proj biases (Qwen2: always; LLaMA/Qwen3: attention_bias)
+  bool o_bias = false;          // o_proj bias (attention_bias)
+  bool mlp_bias = false;        // gate/up/down biases (mlp_bias)
+  bool qk_norm = false;         // Qwen3: RMSNorm over each head of q and k before RoPE
+  int64_t sliding_window = 0;   // Mistral v0.1: a query sees the last N positions only; 0 = all
+  bool has_bos = true;          // Qwen: the tokenizer adds no BOS, perplexity streams have none
   int32_t bos_id = 1;
   int32_t eos_id = 2;
 
@@ -24,8 +34,10 @@ struct Config {
   int64_t kv_dim() const { return n_kv_heads * head_dim; }
 };
 
-// Parses an HF config.json (LLaMA family). Reads rope_theta at top level or inside
-// rope_parameters, head_dim when present. Errors name the file and the key.
+// Parses an HF config.json of model_type llama, mistral, qwen2 or qwen3, in the transformers 4.x
+// and 5.x spellings (rope_theta at top level or in rope_parameters; rope_scaling or
+// rope_parameters for llama3 scaling). A key asking for something the engine does not compute
+// (another rope_type, soft-capping, per-layer sliding windows) is an Error naming the file and the key.
 Config parse_hf_config(const std::string& json_text, const std::string& path);
 // Checks the derived invariants (positive sizes, heads divisible, head_dim even).
 void validate_config(const Config& c, const std::string& path);

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <map>
+#include <set>
 #include <memory>
 
 #include "io/error.h"
@@ -21,8 +22,10 @@ struct TensorSource {
   std::vector<std::unique_ptr<io::SafetensorsFile>> files;
   std::map<std::string, const io::SafetensorsFile*> by_name;
   bool check_only = false;  // probe_model: names, shapes and dtypes checked, nothing converted
+  mutable std::set<std::string> used;
 
   std::vector<float> read(const std::string& name, const std::vector<int64_t>& shape) const {
+    used.insert(name);
     auto it = by_name.find(name);
     if (it == by_name.end()) {
       const std::string where = files.size() == 1 ? files[0]->path() : "model.safetensors.index.json";
@@ -93,9 +96,28 @@ Weights load_hf_folder(const fs::path& dir, bool check_only) {
     L.gate = kernels::make_dense(src.read(p + "mlp.gate_proj.weight", {H, D}), H, D);
     L.up = kernels::make_dense(src.read(p + "mlp.up_proj.weight", {H, D}), H, D);
     L.down = kernels::make_dense(src.read(p + "mlp.down_proj.weight", {D, H}), D, H);
+    // Biases and q/k norms where the config says the architecture has them (a tensor the config
+    // does not announce is refused below, not ignored).
+    auto bias = [&](kernels::Linear& lin, const char* name, bool present) {
+      if (present) lin.bias = src.read(p + name, {lin.out});
+    };
+    bias(L.q, "self_attn.q_proj.bias", c.qkv_bias);
+    bias(L.k, "self_attn.k_proj.bias", c.qkv_bias);
+    bias(L.v, "self_attn.v_proj.bias", c.qkv_bias);
+    bias(L.o, "self_attn.o_proj.bias", c.o_bias);
+    bias(L.gate, "mlp.gate_proj.bias", c.mlp_bias);
+    bias(L.up, "mlp.up_proj.bias", c.mlp_bias);
+    bias(L.down, "mlp.down_proj.bias", c.mlp_bias);
+    if (c.qk_norm) {
+      L.q_norm = src.read(p + "self_attn.q_norm.weight", {c.head_dim});
+      L.k_norm = src.read(p + "self_attn.k_norm.weight", {c.head_dim});
+    }
     w.layers.push_back(std::move(L));
   }
   w.final_norm = src.read("model.norm.weight", {D});
+  for (const auto& [name, file] : src.by_name)
+    if (!src.used.count(name) && name != "lm_head.weight" && name.find("rotary_emb.inv_freq") == std::string::npos)
+      fail(file->path(), ": tensor ", name, " has no place in the model config.json describes (an undeclared bias or norm?)");
   // Tied checkpoints have no lm_head.weight (HF convention); an untied one must have it.
   if (src.by_name.count("lm_head.weight") && !c.tied_embeddings)
     w.lm_head = kernels::make_dense(src.read("lm_head.weight", {c.vocab, D}), c.vocab, D);

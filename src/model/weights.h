@@ -13,6 +13,7 @@ namespace ikv::model {
 
 struct LayerWeights {
   std::vector<float> attn_norm, ffn_norm;  // [dim]
+  std::vector<float> q_norm, k_norm;       // [head_dim] (Qwen3 qk_norm); empty = none
   kernels::Linear q, k, v, o;              // q [q_dim, dim], k/v [kv_dim, dim], o [dim, q_dim]
   kernels::Linear gate, up, down;          // gate/up [hidden, dim], down [dim, hidden]
 };

@@ -127,7 +127,7 @@ void quantize_model_awq(model::Weights& w, const CalibrationTokens& calib, const
     if (!std::holds_alternative<kernels::DenseF32>(l.weight)) kernels::set_dense(l, kernels::linear_dense_weight(l));
   }
   if (fold) fold->clear();
-  const kernels::RopeTable rope = kernels::make_rope_table(c.head_dim, c.max_pos, c.rope_theta);
+  const kernels::RopeTable rope = kernels::make_rope_table(c.head_dim, c.max_pos, c.rope_theta, c.rope_scaling);
   const engine::Engine e(w);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const auto start = std::chrono::steady_clock::now();

@@ -226,6 +226,7 @@ void fold_awq_scales(model::LayerWeights& L, const model::Config& c, const AwqLa
   }
   if (!s.o.empty()) {
     divide_rows(kernels::dense_f32_weight(L.v), KV, D, s.o);
+    if (!L.v.bias.empty()) divide_rows(L.v.bias, KV, 1, s.o);
     scale_columns(kernels::dense_f32_weight(L.o), D, Q, repeat_kv_scale(s.o, c));
   }
   if (!s.gate_up.empty()) {
@@ -235,6 +236,7 @@ void fold_awq_scales(model::LayerWeights& L, const model::Config& c, const AwqLa
   }
   if (!s.down.empty()) {
     divide_rows(kernels::dense_f32_weight(L.up), F, D, s.down);
+    if (!L.up.bias.empty()) divide_rows(L.up.bias, F, 1, s.down);
     scale_columns(kernels::dense_f32_weight(L.down), D, F, s.down);
   }
 }

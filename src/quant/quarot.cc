@@ -60,6 +60,10 @@ void rotate_model(model::Weights& w, uint64_t seed) {
     for (int64_t h = 0; h < c.n_kv_heads; ++h) rotate_output_rows(H, &v[h * Hd * D], D);
     kernels::hadamard_rows(H, o.data(), D * c.n_heads);  // every row's head segments
     kernels::hadamard_rows(F, down.data(), D);
+    // Output biases rotate with their outputs (y' = y·T, so b' = b·T).
+    if (!L.v.bias.empty()) kernels::hadamard_rows(H, L.v.bias.data(), c.n_kv_heads);
+    if (!L.o.bias.empty()) kernels::hadamard_rows(Q, L.o.bias.data(), 1);
+    if (!L.down.bias.empty()) kernels::hadamard_rows(Q, L.down.bias.data(), 1);
   }
   scale_columns(w.lm_head, w.final_norm);
   std::fill(w.final_norm.begin(), w.final_norm.end(), 1.0f);

@@ -301,3 +301,29 @@ TEST_CASE("calibration VJP through QuaRot's online rotations; activation quantiz
   check_losses(a4, 4, 2e-2);
   check_recompute_equal(a4, 4);
 }
+
+TEST_CASE("calibration VJP through the later families' features: biases, q/k norms, sliding window, llama3 RoPE") {
+  const OneThread one_thread;
+  // One toy model with every feature the engine's decoder layer has beyond LLaMA-2; the forward is
+  // the same decoder_layer code as the engine's, so the finite differences check the VJPs written
+  // for these features, and the engine's layer outputs check the forward.
+  model::Config c;
+  c.dim = 16, c.hidden = 24, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 6, c.vocab = 32;
+  c.max_pos = 64;
+  c.qkv_bias = c.o_bias = c.mlp_bias = c.qk_norm = true;
+  c.sliding_window = 5;  // shorter than prefix + sample: the prefix leaves the window of later tokens
+  c.rope_scaling = {8.0f, 1.0f, 4.0f, 16};
+  Problem pb;
+  pb.fp = test::tiny_random_model(5, c, 0.2f, 0.f);
+  std::vector<int32_t> tokens;
+  for (int i = 0; i < 10; ++i) tokens.push_back(3 + (i * 5) % 29);
+  make_problem(pb, {1, 5, 9}, tokens, /*wbits=*/3);
+  for (int kv_bits : {16, 4}) {
+    CAPTURE(kv_bits);
+    const double err = max_fd_error(pb, kv_bits, {0, 1}, 4, 3);
+    MESSAGE("families' features, kv" << kv_bits << ": max relative error VJP vs finite differences " << err);
+  }
+  CHECK(float_vs_double(pb, 16) < 1e-4);
+  check_losses(pb, 16, 1e-5);
+  check_recompute_equal(pb, 4);
+}

@@ -36,5 +36,47 @@ TEST_CASE("config.json errors name the file and the key") {
                        Error);
   CHECK_THROWS_WITH_AS(parse(R"(,"head_dim":"x")"), doctest::Contains("head_dim must be an integer"), Error);
   CHECK_THROWS_WITH_AS(parse(R"(,"rope_scaling":{"type":"linear","factor":2.0})"),
-                       doctest::Contains("rope_scaling is not supported"), Error);
+                       doctest::Contains("config.json: rope_scaling type 'linear' is not supported"), Error);
+  CHECK_THROWS_WITH_AS(parse(R"(,"rope_parameters":{"rope_type":"yarn","factor":4.0})"),
+                       doctest::Contains("rope_parameters type 'yarn' is not supported"), Error);
+  CHECK_THROWS_WITH_AS(parse(R"(,"model_type":"gemma2")"), doctest::Contains("model_type 'gemma2' is not supported"),
+                       Error);
+  CHECK_THROWS_WITH_AS(parse(R"(,"final_logit_softcapping":30.0)"),
+                       doctest::Contains("final_logit_softcapping (soft-capping) is not supported"), Error);
+  CHECK_THROWS_WITH_AS(parse(R"(,"model_type":"qwen2","use_sliding_window":true)"),
+                       doctest::Contains("use_sliding_window true"), Error);
+  CHECK_THROWS_WITH_AS(parse(R"(,"rope_scaling":{"rope_type":"llama3","factor":8.0})"),
+                       doctest::Contains("rope_scaling.low_freq_factor must be a number"), Error);
+}
+
+TEST_CASE("config.json of the later families, in the transformers 4.x and 5.x spellings") {
+  // LLaMA-3.1: 4.x rope_scaling + top-level rope_theta; 5.x everything in rope_parameters.
+  const char* v4 = R"(,"rope_theta":500000.0,"rope_scaling":{"factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,
+    "original_max_position_embeddings":8192,"rope_type":"llama3"},"attention_bias":false,"mlp_bias":false)";
+  const char* v5 = R"(,"rope_parameters":{"rope_theta":500000.0,"factor":8.0,"low_freq_factor":1.0,
+    "high_freq_factor":4.0,"original_max_position_embeddings":8192,"rope_type":"llama3"})";
+  for (const char* extra : {v4, v5}) {
+    const model::Config c = parse(extra);
+    CHECK(c.rope_theta == 500000.f);
+    CHECK(c.rope_scaling.factor == 8.f);
+    CHECK(c.rope_scaling.high_freq_factor == 4.f);
+    CHECK(c.rope_scaling.original_max_pos == 8192);
+    CHECK_FALSE(c.qkv_bias);
+    CHECK(c.has_bos);
+  }
+  CHECK(parse(R"(,"attention_bias":true)").o_bias);
+  CHECK(parse(R"(,"mlp_bias":true)").mlp_bias);
+  // Mistral v0.1's sliding window; later versions write null.
+  CHECK(parse(R"(,"model_type":"mistral","sliding_window":4096)").sliding_window == 4096);
+  CHECK(parse(R"(,"model_type":"mistral","sliding_window":null)").sliding_window == 0);
+  // Qwen2: q/k/v biases without a key, no BOS; its sliding_window is inert without use_sliding_window.
+  const model::Config q2 = parse(R"(,"model_type":"qwen2","sliding_window":4096,"use_sliding_window":false)");
+  CHECK(q2.qkv_bias);
+  CHECK_FALSE(q2.o_bias);
+  CHECK(q2.sliding_window == 0);
+  CHECK_FALSE(q2.has_bos);
+  const model::Config q3 = parse(R"(,"model_type":"qwen3","head_dim":128,"attention_bias":false)");
+  CHECK(q3.qk_norm);
+  CHECK(q3.q_dim() == 1024);  // wider than hidden_size 512
+  CHECK_FALSE(q3.qkv_bias);
 }
