@@ -1,14 +1,11 @@
 // libFuzzer target: the experiment config parser (YAML -> YamlNode -> ExperimentConfig) on arbitrary
 // text. Every problem must surface as an ikv::Error; a yaml-cpp or std exception escaping, a crash,
 // an ASan/UBSan report, or an alias bomb blowing memory (-rss_limit_mb) is a finding. A config that
-// loads is trusted afterwards, so it must also survive what runs store: its labels, and to_yaml
-// reading back as an equal config (config.h promises the round trip).
+// loads is trusted afterwards, so it must also survive what runs store: its labels.
 // The file name has no folder, so `extends:` resolves against the working directory; the seeds use
 // no `extends`, and a mutated one that names a readable file just parses that file too.
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 
 #include "exp/config.h"
@@ -25,12 +22,5 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (const auto& q : c.quantizers) sink += q.short_label().size();
   for (const auto& v : c.intactkv) sink += v.short_label().size();
   asm volatile("" : : "r"(sink));
-  const std::string yaml = ikv::exp::to_yaml(c);
-  try {
-    if (ikv::exp::parse_config(yaml, "fuzz.yaml") == c) return 0;
-    std::fprintf(stderr, "to_yaml round trip changed the config:\n%s", yaml.c_str());
-  } catch (const ikv::Error& e) {
-    std::fprintf(stderr, "to_yaml output does not load: %s\n%s", e.what(), yaml.c_str());
-  }
-  std::abort();
+  return 0;
 }

@@ -8,6 +8,7 @@
 #include "exp/rules.h"
 #include "exp/schema_check.h"
 #include "exp/yaml_tree.h"
+#include "io/sha256.h"
 
 namespace ikv::exp {
 namespace fs = std::filesystem;
@@ -320,12 +321,14 @@ ExperimentConfig build(SchemaChecker& c, const YamlNode& document) {
   return cfg;
 }
 
-ExperimentConfig finish(const YamlNode& root, const std::string& file, std::vector<std::string> sources) {
+ExperimentConfig finish(const YamlNode& root, const std::string& file, std::vector<std::string> sources,
+                        const std::string& texts) {
   SchemaChecker checker;
   ExperimentConfig cfg = build(checker, root);
   checker.throw_if_any();
   cfg.file = file;
   cfg.sources = std::move(sources);
+  cfg.sha256 = io::sha256_hex(texts);  // for one file, what sha256sum prints
   return cfg;
 }
 
@@ -333,14 +336,16 @@ ExperimentConfig finish(const YamlNode& root, const std::string& file, std::vect
 
 ExperimentConfig load_config(const std::string& path) {
   std::vector<std::string> sources;
-  YamlNode root = load_yaml_with_extends(path, &sources);
-  return finish(root, path, std::move(sources));
+  std::string texts;
+  YamlNode root = load_yaml_with_extends(path, &sources, &texts);
+  return finish(root, path, std::move(sources), texts);
 }
 
 ExperimentConfig parse_config(const std::string& text, const std::string& file) {
   std::vector<std::string> sources;
-  YamlNode root = parse_yaml_with_extends(text, file, &sources);
-  return finish(root, file, std::move(sources));
+  std::string texts;
+  YamlNode root = parse_yaml_with_extends(text, file, &sources, &texts);
+  return finish(root, file, std::move(sources), texts);
 }
 
 IntactKVSpec parse_intactkv_arg(const std::string& arg) {

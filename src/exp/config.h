@@ -138,6 +138,7 @@ struct TaskSpecs {
 struct ExperimentConfig {
   std::string file;                  // the config file as given
   std::vector<std::string> sources;  // it and every file it extends, in that order
+  std::string sha256;                // of the text of those files, concatenated in that order
   std::string data_root;             // resolved against the declaring file's folder; "" = not set
   std::string results_dir;           // likewise; "" = the CLI's default (results/)
   int threads = 0;                   // 0 = all cores
@@ -164,7 +165,5 @@ ExperimentConfig parse_config(const std::string& text, const std::string& file);
 void check_paths_exist(const ExperimentConfig& config, const std::string& data_root);
 // Resolves a model's path against the data root.
 std::string model_dir(const ModelSpec& model, const std::string& data_root);
-// The resolved config as YAML (no `extends`); parse_config of it gives an equal config.
-std::string to_yaml(const ExperimentConfig& config);
 
 }  // namespace ikv::exp

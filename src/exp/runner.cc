@@ -82,7 +82,6 @@ CellRecord cell_labels(const Cell& cell) {
   return r;
 }
 
-std::string config_sha256(const ExperimentConfig& config) { return io::sha256_hex(to_yaml(config)); }
 
 std::string first_metric(const CellRecord& r) {
   if (r.metrics.empty()) return "";
@@ -95,7 +94,7 @@ std::string cell_head(const Cell& cell, size_t total) { return counter(cell.inde
 
 std::vector<size_t> start_run(const Plan& plan, Store& store, RunSummary& summary, std::ostream& log) {
   summary.total = plan.cells.size();
-  summary.run_id = store.begin_run(plan.config.file, config_sha256(plan.config), kEngineVersion);
+  summary.run_id = store.begin_run(plan.config.file, plan.config.sha256, kEngineVersion);
   // Provenance the cells do not carry: the build, the threads, each model's dtype and every
   // identity (model fingerprints, data checksums) the cell keys were made of.
   store.set_run_option(summary.run_id, "build", IKV_BUILD_VERSION);

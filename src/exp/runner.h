@@ -48,7 +48,5 @@ void store_cell(Store& store, const Cell& cell, CellRecord record, double second
 // "[ 3/12] testbed-26M rtn-w3g128 kv16 bos wikitext2" and "  ppl=185.7", the log line's parts.
 std::string cell_head(const Cell& cell, size_t total);
 std::string first_metric(const CellRecord& r);
-// sha256 of the resolved config (to_yaml), recorded with each run.
-std::string config_sha256(const ExperimentConfig& config);
 
 }  // namespace ikv::exp

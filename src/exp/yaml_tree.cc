@@ -128,13 +128,14 @@ std::optional<std::string> read_file(const std::string& path) {
 struct Chain {
   std::vector<std::string> canonical, shown;  // files currently being resolved, outermost first
   std::vector<std::string>* sources = nullptr;
+  std::string* texts = nullptr;
   Budget budget;
 };
 
 YamlNode parse_chain(const std::string& text, const std::string& file, Chain& chain) {
   if (text.size() > kMaxFileBytes) fail(file, ": config file is larger than ", kMaxFileBytes >> 20, " MB");
-  // yaml-cpp passes ill-formed UTF-8 through, and its writer would turn it into U+FFFD: a path in
-  // the config would name another file once the resolved config is written back (to_yaml).
+  // yaml-cpp passes ill-formed UTF-8 through; names and paths from the config end up in UTF-8
+  // reports and JSON, where such bytes would be replaced or refused.
   if (const size_t bad = io::first_invalid_utf8(text); bad != std::string::npos)
     fail(file, ": not UTF-8 text (byte offset ", bad, ")");
   YAML::Node root;
@@ -145,6 +146,7 @@ YamlNode parse_chain(const std::string& text, const std::string& file, Chain& ch
   }
   YamlNode doc = convert(root, file, 1, 1, 0, chain.budget);
   if (chain.sources) chain.sources->push_back(file);
+  if (chain.texts) *chain.texts += text;
   if (doc.kind == YamlNode::Kind::Null) doc.kind = YamlNode::Kind::Map;  // an empty file
   if (doc.kind != YamlNode::Kind::Map) fail(doc.where(), ": expected a map of settings at the top");
 
@@ -178,18 +180,19 @@ YamlNode parse_chain(const std::string& text, const std::string& file, Chain& ch
 }  // namespace
 
 YamlNode parse_yaml_with_extends(const std::string& text, const std::string& file,
-                                 std::vector<std::string>* sources) {
+                                 std::vector<std::string>* sources, std::string* texts) {
   Chain chain;
+  chain.texts = texts;
   chain.canonical.push_back(fs::weakly_canonical(file).string());
   chain.shown.push_back(file);
   chain.sources = sources;
   return parse_chain(text, file, chain);
 }
 
-YamlNode load_yaml_with_extends(const std::string& path, std::vector<std::string>* sources) {
+YamlNode load_yaml_with_extends(const std::string& path, std::vector<std::string>* sources, std::string* texts) {
   const auto text = read_file(path);
   if (!text) fail(path, ": cannot read config file");
-  return parse_yaml_with_extends(*text, path, sources);
+  return parse_yaml_with_extends(*text, path, sources, texts);
 }
 
 }  // namespace ikv::exp

@@ -41,10 +41,12 @@ inline YamlNode::~YamlNode() = default;
 // key by key, lists and scalars are replaced whole. YAML anchors and aliases are native; `<<: *x`
 // merge keys are honoured too (yaml-cpp 0.7 leaves them to us). Throws ikv::Error naming
 // file:line:column for malformed YAML, an unreadable extends file, or an extends cycle.
-// `sources` (optional) receives every file read, the extending file first.
+// `sources` (optional) receives every file read, the extending file first; `texts` their texts,
+// concatenated in that order.
 YamlNode parse_yaml_with_extends(const std::string& text, const std::string& file,
-                                 std::vector<std::string>* sources = nullptr);
+                                 std::vector<std::string>* sources = nullptr, std::string* texts = nullptr);
 // The same, reading `path` first; a missing file is an Error "PATH: cannot read config file".
-YamlNode load_yaml_with_extends(const std::string& path, std::vector<std::string>* sources = nullptr);
+YamlNode load_yaml_with_extends(const std::string& path, std::vector<std::string>* sources = nullptr,
+                                std::string* texts = nullptr);
 
 }  // namespace ikv::exp

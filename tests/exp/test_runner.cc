@@ -69,7 +69,7 @@ TEST_CASE("runner: runs every cell, logs one line each, stores them") {
   REQUIRE(run);
   CHECK(run->id == s.run_id);
   CHECK(run->config_path == "small.yaml");
-  CHECK(run->config_sha256 == config_sha256(plan.config));
+  CHECK(run->config_sha256 == plan.config.sha256);
   CHECK(!run->finished_at.empty());
   const auto cells = store.cells_of_run(s.run_id);
   REQUIRE(cells.size() == 12);
