@@ -8,7 +8,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libeigen3-dev libdnnl-dev ocl-icd-opencl-dev libcli11-dev libyaml-cpp-dev libsentencepiece-dev doctest-dev
-  nlohmann-json3-dev libsqlite3-dev libssl-dev libcairo2-dev
+  nlohmann-json3-dev libsqlite3-dev libssl-dev libcairo2-dev libpcre2-dev libicu-dev
   clang libclang-rt-14-dev
   openmpi-bin libopenmpi-dev
 )

@@ -35,6 +35,18 @@ void apply_dtype(model::Weights& w, const std::string& dtype) {
   if (dtype == "q8") model::use_q8_inputs(w);
 }
 
+void check_tokenizer_fits(const model::Tokenizer& tok, int64_t model_vocab) {
+  // A model may pad its embedding beyond the tokenizer's ids (Qwen: 151936 rows, 151669 ids).
+  if (tok.vocab_size() > model_vocab)
+    fail(tok.path(), ": tokenizer has ", tok.vocab_size(), " ids, more than the model's vocabulary of ", model_vocab);
+}
+
+std::unique_ptr<model::Tokenizer> load_tokenizer_verified(const std::string& data_root, const std::string& model_arg) {
+  const std::string path = model::tokenizer_path_for(resolve_model_path(data_root, model_arg));
+  io::verify_data_file(data_root, path);
+  return model::load_tokenizer(path);
+}
+
 LoadedModel load_model_verified(const std::string& data_root, const std::string& model_arg,
                                 const std::string& dtype) {
   check_dtype(dtype);
@@ -48,10 +60,8 @@ LoadedModel load_model_verified(const std::string& data_root, const std::string&
   }
   LoadedModel m;
   m.weights = model::load_model(path);
-  m.tokenizer = std::make_unique<model::Tokenizer>(model::tokenizer_path_for(path));
-  if (m.tokenizer->vocab_size() != m.weights.config.vocab)
-    fail(model::tokenizer_path_for(path), ": tokenizer has ", m.tokenizer->vocab_size(), " pieces, the model ",
-         m.weights.config.vocab);
+  m.tokenizer = model::open_tokenizer(path);
+  check_tokenizer_fits(*m.tokenizer, m.weights.config.vocab);
   apply_dtype(m.weights, dtype);
   return m;
 }

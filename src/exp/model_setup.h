@@ -19,6 +19,10 @@ struct LoadedModel {
 std::string resolve_model_path(const std::string& data_root, const std::string& model_arg);
 LoadedModel load_model_verified(const std::string& data_root, const std::string& model_arg,
                                 const std::string& dtype = "fp32");
+// The tokenizer alone (model::tokenizer_path_for), its file verified like the model's.
+std::unique_ptr<model::Tokenizer> load_tokenizer_verified(const std::string& data_root, const std::string& model_arg);
+// Every id of the tokenizer must be a row of the model's embedding (which may have more).
+void check_tokenizer_fits(const model::Tokenizer& tok, int64_t model_vocab);
 // Puts loaded (and, for packed inputs, already quantized) weights in `dtype`.
 void apply_dtype(model::Weights& w, const std::string& dtype);
 // Resolves a dataset name (wikitext2, ptb) or a file path; verifies it against SHA256SUMS.

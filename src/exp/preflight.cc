@@ -31,10 +31,7 @@ void preflight(const Plan& plan, const std::string& data_root) {
     if (models.count(m.path)) continue;
     const std::string path = resolve_model_path(data_root, model_dir(m, data_root));
     model::ModelProbe probe = model::probe_model(path);
-    const std::string tok = model::tokenizer_path_for(path);
-    model::Tokenizer tokenizer(tok);
-    if (tokenizer.vocab_size() != probe.config.vocab)
-      fail(tok, ": tokenizer has ", tokenizer.vocab_size(), " pieces, the model ", probe.config.vocab);
+    check_tokenizer_fits(*model::open_tokenizer(path), probe.config.vocab);
     models.emplace(m.path, std::move(probe));
   }
   std::set<std::string> checked;  // datasets and IntactKV files already looked at, per model

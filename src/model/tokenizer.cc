@@ -1,57 +1,57 @@
+// Choosing a model's tokenizer file and reading its kind from its content (tokenizer.h).
 #include "model/tokenizer.h"
 
-#include <sentencepiece_processor.h>
+#include <filesystem>
 
 #include "io/error.h"
+#include "io/mapped_file.h"
+#include "model/tokenizer_kinds.h"
 
 namespace ikv::model {
+namespace fs = std::filesystem;
+
 namespace {
 
-// libsentencepiece reports most problems as a Status, but some malformed models throw from deep
-// inside it (darts_clone's "zero-length key" for an empty piece, found by fuzz/fuzz_tokenizer.cc);
-// both become the one Error naming the file.
-template <typename Load>
-void load_or_fail(const std::string& name, Load load) {
-  sentencepiece::util::Status status;
-  try {
-    status = load();
-  } catch (const std::exception& e) {
-    fail(name, ": cannot load SentencePiece model (", e.what(), ")");
-  }
-  if (!status.ok()) fail(name, ": cannot load SentencePiece model (", status.ToString(), ")");
+// JSON (HF tokenizer.json) starts with '{', after any whitespace or a UTF-8 byte order mark.
+bool looks_like_json(std::string_view bytes) {
+  size_t i = bytes.starts_with("\xEF\xBB\xBF") ? 3 : 0;
+  while (i < bytes.size() && (bytes[i] == ' ' || bytes[i] == '\t' || bytes[i] == '\r' || bytes[i] == '\n')) ++i;
+  return i < bytes.size() && bytes[i] == '{';
+}
+
+std::unique_ptr<Tokenizer> load(std::string_view bytes, const std::string& name, std::string_view config_json,
+                                const std::string& config_name) {
+  if (looks_like_json(bytes)) return load_hf_tokenizer(bytes, name, config_json, config_name);
+  if (looks_like_tiktoken(bytes)) return load_tiktoken(bytes, name);
+  return load_sentencepiece(bytes, name);
 }
 
 }  // namespace
 
-Tokenizer::Tokenizer(const std::string& model_file)
-    : sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()), path_(model_file) {
-  load_or_fail(model_file, [&] { return sp_->Load(model_file); });
+std::string tokenizer_path_for(const std::string& model_path) {
+  fs::path p(model_path);
+  std::error_code ec;
+  const fs::path dir = fs::is_directory(p, ec) ? p : p.parent_path();
+  for (const fs::path& cand : {dir / "tokenizer.json", dir / "tokenizer.model", dir / "tok512.model",
+                               dir.parent_path() / "tokenizer.model"})
+    if (fs::is_regular_file(cand, ec)) return cand.string();
+  fail(model_path, ": no tokenizer.json or tokenizer.model next to the model");
 }
 
-Tokenizer::Tokenizer(std::string_view serialized, const std::string& name)
-    : sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()), path_(name) {
-  load_or_fail(name, [&] { return sp_->LoadFromSerializedProto(serialized); });
+std::unique_ptr<Tokenizer> open_tokenizer(const std::string& model_path) {
+  return load_tokenizer(tokenizer_path_for(model_path));
 }
 
-Tokenizer::~Tokenizer() = default;
-
-std::vector<int32_t> Tokenizer::encode(const std::string& text) const {
-  std::vector<int> ids;
-  auto status = sp_->Encode(text, &ids);
-  if (!status.ok()) fail(path_, ": encode failed (", status.ToString(), ")");
-  return {ids.begin(), ids.end()};
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& file) {
+  const std::string bytes = io::read_text_file(file);
+  const fs::path config = fs::path(file).parent_path() / "tokenizer_config.json";
+  std::error_code ec;
+  const bool has_config = looks_like_json(bytes) && fs::is_regular_file(config, ec);
+  return load(bytes, file, has_config ? io::read_text_file(config.string()) : "", config.string());
 }
 
-std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
-  std::string out;
-  auto status = sp_->Decode(std::vector<int>(ids.begin(), ids.end()), &out);
-  if (!status.ok()) fail(path_, ": decode failed (", status.ToString(), ")");
-  return out;
+std::unique_ptr<Tokenizer> load_tokenizer(std::string_view bytes, const std::string& name) {
+  return load(bytes, name, "", "");
 }
-
-std::string Tokenizer::piece(int32_t id) const { return sp_->IdToPiece(id); }
-int32_t Tokenizer::vocab_size() const { return sp_->GetPieceSize(); }
-int32_t Tokenizer::bos_id() const { return sp_->bos_id(); }
-int32_t Tokenizer::eos_id() const { return sp_->eos_id(); }
 
 }  // namespace ikv::model

@@ -196,15 +196,6 @@ void use_q8_inputs(Weights& w) {
   for (kernels::Linear* l : linears_and_head(w)) kernels::use_q8_inputs(*l);
 }
 
-std::string tokenizer_path_for(const std::string& model_path) {
-  fs::path p(model_path);
-  std::error_code ec;
-  fs::path dir = fs::is_directory(p, ec) ? p : p.parent_path();
-  for (fs::path cand : {dir / "tokenizer.model", dir / "tok512.model", dir.parent_path() / "tokenizer.model"})
-    if (fs::exists(cand, ec)) return cand.string();
-  fail(model_path, ": no tokenizer.model next to the model");
-}
-
 std::vector<NamedLinear> named_linears(Weights& w) {
   std::vector<NamedLinear> out;
   for (size_t l = 0; l < w.layers.size(); ++l) {

@@ -50,9 +50,6 @@ void convert_linears_to_bf16(Weights& w);
 // VNNI kernel's format, with their codes tiled for it (kernels::Q8Tiles); dense linears stay fp32.
 void use_q8_inputs(Weights& w);
 
-// The tokenizer file that belongs to a model path (folder/tokenizer.model, or beside a .bin).
-std::string tokenizer_path_for(const std::string& model_path);
-
 // The linears of a model by their HF names, in a fixed order (for quantizers and reports).
 struct NamedLinear {
   std::string name;

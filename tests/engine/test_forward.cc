@@ -20,7 +20,8 @@ double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
 }
 
 std::vector<int32_t> sample_ids(const std::string& model, size_t n) {
-  model::Tokenizer tok(model::tokenizer_path_for(test::model_dir(model)));
+  const auto tokenizer = model::open_tokenizer(test::model_dir(model));
+  const model::Tokenizer& tok = *tokenizer;
   std::vector<int32_t> ids{1};
   for (int32_t t : tok.encode(io::read_text_file(test::data_root() + "/README-sample.txt"))) ids.push_back(t);
   ids.resize(std::min(n, ids.size()));
@@ -77,7 +78,8 @@ TEST_CASE("reference NLL of models/MANIFEST.md (stories260K 1.621112, llama2xs 2
   };
   for (Case c : {Case{"stories260K", 1.621112427}, Case{"llama2xs", 2.208326443}}) {
     model::Weights w = model::load_model(test::model_dir(c.model));
-    model::Tokenizer tok(model::tokenizer_path_for(test::model_dir(c.model)));
+    const auto tokenizer = model::open_tokenizer(test::model_dir(c.model));
+    const model::Tokenizer& tok = *tokenizer;
     std::string text = io::read_text_file(test::data_root() + "/README-sample.txt").substr(0, 2000);
     std::vector<int32_t> ids{1};
     for (int32_t t : tok.encode(text)) ids.push_back(t);

@@ -28,7 +28,8 @@ void check_golden(const GoldenCase& gc) {
   std::vector<float> expected = io::to_f32(golden.get("logits"), golden.path());
 
   // The golden input is <bos> + the tokenizer's encoding of WikiText-2 test: our tokenizer must agree.
-  model::Tokenizer tok(model::tokenizer_path_for(test::model_dir(gc.model)));
+  const auto tokenizer = model::open_tokenizer(test::model_dir(gc.model));
+  const model::Tokenizer& tok = *tokenizer;
   std::string text = io::read_text_file(root + "/datasets/wikitext-2-raw/wiki.test.raw");
   std::vector<int32_t> enc = tok.encode(text.substr(0, 4000));
   CHECK(ids[0] == w.config.bos_id);

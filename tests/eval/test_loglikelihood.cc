@@ -11,7 +11,8 @@ using namespace ikv;
 TEST_CASE("scorer with context reuse == brute force, with and without IntactKV, with truncation") {
   if (test::data_root().empty()) return;
   model::Weights w = model::load_model(test::model_dir("testbed-26M"));
-  model::Tokenizer tok(model::tokenizer_path_for(test::model_dir("testbed-26M")));
+  const auto tokenizer = model::open_tokenizer(test::model_dir("testbed-26M"));
+  const model::Tokenizer& tok = *tokenizer;
   engine::Engine eng(w);
   std::vector<eval::LoglikRequest> reqs = {
       {"Question: What is the color of the sky?\nAnswer:", " blue"},
@@ -43,7 +44,8 @@ TEST_CASE("scorer with context reuse == brute force, with and without IntactKV, 
 TEST_CASE("bos never: requests run without <bos>, an empty context is the end-of-text token") {
   if (test::data_root().empty()) return;
   model::Weights w = model::load_model(test::model_dir("testbed-26M"));
-  model::Tokenizer tok(model::tokenizer_path_for(test::model_dir("testbed-26M")));
+  const auto tokenizer = model::open_tokenizer(test::model_dir("testbed-26M"));
+  const model::Tokenizer& tok = *tokenizer;
   engine::Engine eng(w);
   const std::vector<eval::LoglikRequest> reqs = {{"The capital of France is", " Paris"}, {"", "Hello world"}};
   eval::ScorerOptions no_bos;
@@ -84,7 +86,8 @@ TEST_CASE("bos never: requests run without <bos>, an empty context is the end-of
 
 TEST_CASE("encode_pair follows lm-eval: trailing context spaces join the continuation") {
   if (test::data_root().empty()) return;
-  model::Tokenizer tok(model::tokenizer_path_for(test::model_dir("testbed-26M")));
+  const auto tokenizer = model::open_tokenizer(test::model_dir("testbed-26M"));
+  const model::Tokenizer& tok = *tokenizer;
   auto [c1, k1] = eval::encode_pair(tok, "Answer: ", "red");
   auto [c2, k2] = eval::encode_pair(tok, "Answer:", " red");
   CHECK(c1 == c2);

@@ -48,7 +48,8 @@ std::vector<TaskDoc> fake_docs(size_t n, bool by_subject) {
 TEST_CASE("perplexity over window ranges joins to the whole run, bit for bit") {
   if (test::data_root().empty()) return;
   model::Weights w = model::load_model(test::model_dir("stories260K"));
-  model::Tokenizer tok(model::tokenizer_path_for(test::model_dir("stories260K")));
+  const auto tokenizer = model::open_tokenizer(test::model_dir("stories260K"));
+  const model::Tokenizer& tok = *tokenizer;
   engine::Engine eng(w);
   const auto stream = perplexity_stream(tok, io::read_text_file(test::data_root() + "/README-sample.txt"), 1);
   PerplexityOptions opt;

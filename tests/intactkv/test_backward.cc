@@ -231,7 +231,8 @@ TEST_CASE("calibration VJP matches finite differences on stories260K") {
   if (test::data_root().empty()) return;
   Problem pb;
   pb.fp = model::load_model(test::model_dir("stories260K"));
-  model::Tokenizer tok(model::tokenizer_path_for(test::model_dir("stories260K")));
+  const auto tokenizer = model::open_tokenizer(test::model_dir("stories260K"));
+  const model::Tokenizer& tok = *tokenizer;
   const std::vector<int32_t> pre = intactkv::prefix_tokens("prompt:Once upon a time,", tok, pb.fp.config.bos_id);
   make_problem(pb, pre, tok.encode(" there was a little girl named Lily. She loved to play outside in the park."), 3);
   const int64_t L = pb.fp.config.n_layers;

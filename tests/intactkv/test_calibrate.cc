@@ -63,7 +63,8 @@ TEST_CASE("Vicuna v1.1 template: rendered string of a 2-turn conversation") {
 
 TEST_CASE("Vicuna v1.1 template: tokens and assistant mask of a 2-turn conversation") {
   if (test::data_root().empty()) return;
-  model::Tokenizer tok(model::tokenizer_path_for(test::model_dir("testbed-26M")));
+  const auto tokenizer = model::open_tokenizer(test::model_dir("testbed-26M"));
+  const model::Tokenizer& tok = *tokenizer;
   const intactkv::TokenizedChat c = intactkv::tokenize_vicuna(kTwoTurns, intactkv::kVicunaSystemPrompt, tok, 1, 2);
   REQUIRE(c.tokens.size() == c.assistant.size());
   // <bos> + system prompt: exactly the `vicuna` IntactKV prefix, none of it masked.
@@ -98,7 +99,8 @@ TEST_CASE("Vicuna v1.1 template: tokens and assistant mask of a 2-turn conversat
 
 TEST_CASE("calibration data from ShareGPT: prefix first, assistant-token loss rows, held-out after") {
   if (test::data_root().empty()) return;
-  model::Tokenizer tok(model::tokenizer_path_for(test::model_dir("testbed-26M")));
+  const auto tokenizer = model::open_tokenizer(test::model_dir("testbed-26M"));
+  const model::Tokenizer& tok = *tokenizer;
   const std::string path = intactkv::resolve_calibration_data(test::data_root(), "sharegpt");
   intactkv::CalibrationDataOptions opt;
   opt.samples = 4, opt.heldout = 2, opt.max_len = 256;
@@ -132,7 +134,7 @@ struct Tiny {
 Tiny stories_w3() {
   Tiny t;
   t.fp = model::load_model(test::model_dir("stories260K"));
-  t.tok = std::make_unique<model::Tokenizer>(model::tokenizer_path_for(test::model_dir("stories260K")));
+  t.tok = model::open_tokenizer(test::model_dir("stories260K"));
   t.q = t.fp;
   exp::quantize_weights(t.q, exp::rtn_spec(3, -1));
   return t;

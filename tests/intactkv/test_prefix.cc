@@ -17,7 +17,8 @@ using namespace ikv;
 TEST_CASE("IntactKV on the FP model leaves every logit unchanged (bos and system-prompt prefixes)") {
   if (test::data_root().empty()) return;
   model::Weights w = model::load_model(test::model_dir("testbed-26M"));
-  model::Tokenizer tok(model::tokenizer_path_for(test::model_dir("testbed-26M")));
+  const auto tokenizer = model::open_tokenizer(test::model_dir("testbed-26M"));
+  const model::Tokenizer& tok = *tokenizer;
   engine::Engine eng(w);
   for (const char* spec : {"bos", "vicuna"}) {
     std::vector<int32_t> pre = intactkv::prefix_tokens(spec, tok, w.config.bos_id);
@@ -44,7 +45,8 @@ TEST_CASE("IntactKV on the FP model leaves every logit unchanged (bos and system
 TEST_CASE("perplexity with IntactKV_[B] on the FP model equals plain perplexity") {
   if (test::data_root().empty()) return;
   model::Weights w = model::load_model(test::model_dir("stories260K"));
-  model::Tokenizer tok(model::tokenizer_path_for(test::model_dir("stories260K")));
+  const auto tokenizer = model::open_tokenizer(test::model_dir("stories260K"));
+  const model::Tokenizer& tok = *tokenizer;
   engine::Engine eng(w);
   auto stream = eval::perplexity_stream(tok, io::read_text_file(test::data_root() + "/README-sample.txt"), 1);
   eval::PerplexityOptions opt;
@@ -60,7 +62,8 @@ TEST_CASE("perplexity with IntactKV_[B] on the FP model equals plain perplexity"
 TEST_CASE("prefix file round trip; another model or shape is refused") {
   if (test::data_root().empty()) return;
   model::Weights w = model::load_model(test::model_dir("stories260K"));
-  model::Tokenizer tok(model::tokenizer_path_for(test::model_dir("stories260K")));
+  const auto tokenizer = model::open_tokenizer(test::model_dir("stories260K"));
+  const model::Tokenizer& tok = *tokenizer;
   engine::Engine eng(w);
   intactkv::Prefix p = intactkv::build_prefix(eng, intactkv::prefix_tokens("prompt:Once upon a time", tok, 1));
   p.settings["prefix"] = "prompt:Once upon a time";
@@ -85,7 +88,8 @@ TEST_CASE("prefix file round trip; another model or shape is refused") {
 
 TEST_CASE("prefix specs") {
   if (test::data_root().empty()) return;
-  model::Tokenizer tok(model::tokenizer_path_for(test::model_dir("testbed-26M")));
+  const auto tokenizer = model::open_tokenizer(test::model_dir("testbed-26M"));
+  const model::Tokenizer& tok = *tokenizer;
   CHECK(intactkv::prefix_tokens("bos", tok, 1) == std::vector<int32_t>{1});
   auto v = intactkv::prefix_tokens("vicuna", tok, 1);
   CHECK(v.size() > 20);

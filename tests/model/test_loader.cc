@@ -62,7 +62,8 @@ TEST_CASE("stories260K: llama2.c .bin and HF folder hold the same weights after 
     CHECK(kernels::dense_f32_weight(hf.layers[l].down) == kernels::dense_f32_weight(bin.layers[l].down));
   }
   CHECK(kernels::dense_f32_weight(hf.lm_head) == kernels::dense_f32_weight(bin.lm_head));
-  model::Tokenizer tok(model::tokenizer_path_for(test::model_dir("stories260K")));
+  const auto tokenizer = model::open_tokenizer(test::model_dir("stories260K"));
+  const model::Tokenizer& tok = *tokenizer;
   // The example from models/MANIFEST.md.
   CHECK(tok.encode("Once upon a time, there was a little girl named Lily.") ==
         std::vector<int32_t>{403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426});

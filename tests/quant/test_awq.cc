@@ -163,7 +163,8 @@ TEST_CASE("awq on testbed-26M: folding the searched scales leaves the FP logits 
   model::Weights w = model::load_model(test::model_dir("testbed-26M"));
   const model::Config& c = w.config;
   REQUIRE(c.n_kv_heads < c.n_heads);  // the per-kv-head v -> o fold is exercised
-  model::Tokenizer tok(model::tokenizer_path_for(test::model_dir("testbed-26M")));
+  const auto tokenizer = model::open_tokenizer(test::model_dir("testbed-26M"));
+  const model::Tokenizer& tok = *tokenizer;
   std::vector<int32_t> ids{c.bos_id};
   for (int32_t t : tok.encode(io::read_text_file(test::data_root() + "/README-sample.txt"))) ids.push_back(t);
   ids.resize(std::min<size_t>(ids.size(), 160));
