@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "io/error.h"
 #include "kernels/hadamard.h"
 #include "kernels/ops.h"
 #include "model/rotation.h"
@@ -25,12 +26,16 @@ namespace ikv::engine {
 enum class Proj { q, k, v, o, gate, up, down };
 
 // One layer's keys and values as the attention reads them, each [n_kv_heads, capacity, head_dim]:
-// a layer of the engine's KVCache, or the calibration's prefix followed by its sample.
+// a layer of the engine's KVCache, or the calibration's prefix followed by its sample. With
+// `packed` the batch is several sequences (kernels::PackedRows): row t runs at position
+// packed->row_pos[t], stores its key/value at slot packed->row_slot[t] and attends as its segment
+// says (the loglikelihood scorer's packed forward).
 template <typename T>
 struct LayerKV {
   T* k = nullptr;
   T* v = nullptr;
   int64_t capacity = 0;
+  const kernels::PackedRows* packed = nullptr;
 };
 
 // The inputs of one decoder layer's linears for a batch of n tokens (what GPTQ's Hessians and AWQ's
@@ -61,7 +66,8 @@ struct LayerScratch {
 };
 
 // Runs decoder layer l over x [n, dim] (in place) at positions p0..p0+n-1, appending the new
-// tokens' keys/values to kv at those positions (positions 0..p0-1 must hold the earlier ones).
+// tokens' keys/values to kv at those positions (positions 0..p0-1 must hold the earlier ones);
+// with kv.packed, at the positions and slots it gives instead (p0 is not used).
 // Ops, the backend, supplies for its scalar T = Ops::Scalar:
 //   rmsnorm(x, weight, rows, width, out)  (in place allowed)
 //   linear(l, Proj, x, n, y)            the projection as the model computes it (activation
@@ -98,17 +104,21 @@ void decoder_layer(const Ops& ops, const model::Weights& w, const kernels::RopeT
     ops.rmsnorm(s.q.data(), L.q_norm.data(), n * c.n_heads, Hd, s.q.data());
     ops.rmsnorm(s.k.data(), L.k_norm.data(), n * c.n_kv_heads, Hd, s.k.data());
   }
+  const kernels::PackedRows* packed = kv.packed;
+  if (packed && (probs || tape || packed->rows() != n))
+    fail("decoder_layer: a packed batch of ", packed->rows(), " rows with ", n, " tokens, or with probabilities or a tape");
 #pragma omp parallel for if (n > 8)
   for (int64_t t = 0; t < n; ++t) {
-    kernels::rope_rotate(&s.q[t * Q], c.n_heads, Hd, p0 + t, rope);
-    kernels::rope_rotate(&s.k[t * KV], c.n_kv_heads, Hd, p0 + t, rope);
+    const int64_t pos = packed ? packed->row_pos[t] : p0 + t, slot = packed ? packed->row_slot[t] : p0 + t;
+    kernels::rope_rotate(&s.q[t * Q], c.n_heads, Hd, pos, rope);
+    kernels::rope_rotate(&s.k[t * KV], c.n_kv_heads, Hd, pos, rope);
     if (rot) {  // per-head Hadamard: q·k is unchanged, the cache holds (and quantizes) rotated keys
       kernels::hadamard_rows(rot->head, &s.q[t * Q], c.n_heads);
       kernels::hadamard_rows(rot->head, &s.k[t * KV], c.n_kv_heads);
     }
     for (int64_t h = 0; h < c.n_kv_heads; ++h) {
-      T* kd = kv.k + (h * kv.capacity + p0 + t) * Hd;
-      T* vd = kv.v + (h * kv.capacity + p0 + t) * Hd;
+      T* kd = kv.k + (h * kv.capacity + slot) * Hd;
+      T* vd = kv.v + (h * kv.capacity + slot) * Hd;
       std::copy_n(&s.k[t * KV + h * Hd], Hd, kd);
       std::copy_n(&s.v[t * KV + h * Hd], Hd, vd);
       ops.quantize_kv(l, t, h, kd, vd);  // every new token's K and V, as they enter the cache
@@ -119,7 +129,7 @@ void decoder_layer(const Ops& ops, const model::Weights& w, const kernels::RopeT
     tape->probs.resize(c.n_heads * n * (p0 + n));
     probs = tape->probs.data();
   }
-  const kernels::AttentionShape shape{n, p0, c.n_heads, c.n_kv_heads, Hd, kv.capacity, c.sliding_window};
+  const kernels::AttentionShape shape{n, p0, c.n_heads, c.n_kv_heads, Hd, kv.capacity, c.sliding_window, packed};
   ops.attention(shape, s.q.data(), kv.k, kv.v, s.att.data(), probs);
   record(inputs, &LinearInputs::o_in, s.att.data(), Q);
   ops.linear(l, Proj::o, s.att.data(), n, s.xn.data());

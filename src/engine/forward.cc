@@ -29,10 +29,32 @@ namespace {
 
 // The inference backend of decoder_layer: the fp32 kernels on the model's linears as stored
 // (dense, bf16 or packed; activation quantization inside linear_forward).
+// y = x·Wᵀ for n rows; with row_block > 0 in blocks of exactly row_block rows, the last one padded
+// with copies of its last row (so every call has the same shape, whatever n).
+void linear_rows(const kernels::Linear& lin, const float* x, int64_t n, float* y, int64_t row_block) {
+  if (row_block <= 0) return kernels::linear_forward(lin, x, n, y);
+  const int64_t K = lin.in, N = lin.out;
+  std::vector<float> xp, yp;
+  for (int64_t r = 0; r < n; r += row_block) {
+    const int64_t m = std::min(row_block, n - r);
+    if (m == row_block) {
+      kernels::linear_forward(lin, x + r * K, m, y + r * N);
+      continue;
+    }
+    xp.resize(row_block * K);
+    std::copy_n(x + r * K, m * K, xp.data());
+    for (int64_t i = m; i < row_block; ++i) std::copy_n(x + (r + m - 1) * K, K, &xp[i * K]);
+    yp.resize(row_block * N);
+    kernels::linear_forward(lin, xp.data(), row_block, yp.data());
+    std::copy_n(yp.data(), m * N, y + r * N);
+  }
+}
+
 struct KernelOps {
   using Scalar = float;
   const model::Weights& w;
   int kv_bits;
+  int64_t row_block = 0;  // > 0: linears in blocks of this many rows (packed forwards)
 
   void rmsnorm(const float* x, const float* weight, int64_t rows, int64_t width, float* out) const {
     kernels::rmsnorm(x, weight, rows, width, w.config.norm_eps, out);
@@ -40,7 +62,7 @@ struct KernelOps {
   void linear(int64_t l, Proj p, const float* x, int64_t n, float* y) const {
     using LW = model::LayerWeights;
     static constexpr kernels::Linear LW::*kProj[] = {&LW::q, &LW::k, &LW::v, &LW::o, &LW::gate, &LW::up, &LW::down};
-    kernels::linear_forward(w.layers[l].*kProj[static_cast<int>(p)], x, n, y);
+    linear_rows(w.layers[l].*kProj[static_cast<int>(p)], x, n, y, row_block);
   }
   // The reference's dynamic per-token, per-head quantizer.
   void quantize_kv(int64_t, int64_t, int64_t, float* k, float* v) const {
@@ -58,9 +80,18 @@ struct KernelOps {
 }  // namespace
 
 void Engine::run_layer(int64_t l, KVCache& cache, int64_t cl, float* x, int64_t n, LayerScratch<float>& s,
-                       float* probs, LinearInputs* inputs) const {
-  const LayerKV<float> kv{cache.k[cl].data(), cache.v[cl].data(), cache.capacity};
-  decoder_layer(KernelOps{w_, cache.kv_bits}, w_, rope_, l, x, n, cache.len, kv, s, probs, inputs);
+                       float* probs, LinearInputs* inputs, const kernels::PackedRows* packed) const {
+  const LayerKV<float> kv{cache.k[cl].data(), cache.v[cl].data(), cache.capacity, packed};
+  decoder_layer(KernelOps{w_, cache.kv_bits, packed ? kPackedRowBlock : 0}, w_, rope_, l, x, n, cache.len, kv, s,
+                probs, inputs);
+}
+
+void Engine::embed(const int32_t* tokens, int64_t n, float* x) const {
+  const model::Config& c = w_.config;
+  for (int64_t t = 0; t < n; ++t) {
+    if (tokens[t] < 0 || tokens[t] >= c.vocab) fail("forward: token id ", tokens[t], " is outside the vocabulary");
+    std::memcpy(&x[t * c.dim], &w_.embed[static_cast<int64_t>(tokens[t]) * c.dim], c.dim * sizeof(float));
+  }
 }
 
 void Engine::forward(KVCache& cache, const int32_t* tokens, int64_t n, std::vector<float>* logits,
@@ -73,10 +104,7 @@ void Engine::forward(KVCache& cache, const int32_t* tokens, int64_t n, std::vect
   if (p0 + n > c.max_pos) fail("forward: position ", p0 + n - 1, " is beyond max_position_embeddings ", c.max_pos);
 
   std::vector<float> x(n * D);
-  for (int64_t t = 0; t < n; ++t) {
-    if (tokens[t] < 0 || tokens[t] >= c.vocab) fail("forward: token id ", tokens[t], " is outside the vocabulary");
-    std::memcpy(&x[t * D], &w_.embed[static_cast<int64_t>(tokens[t]) * D], D * sizeof(float));
-  }
+  embed(tokens, n, x.data());
   if (taps.layer_outputs) taps.layer_outputs->assign(c.n_layers, {});
   if (taps.attention_probs) taps.attention_probs->assign(c.n_layers, {});
 
@@ -97,6 +125,33 @@ void Engine::forward(KVCache& cache, const int32_t* tokens, int64_t n, std::vect
   kernels::rmsnorm(&x[logits_from * D], w_.final_norm.data(), m, D, c.norm_eps, s.xn.data());
   logits->resize(m * c.vocab);
   kernels::linear_forward(w_.lm_head, s.xn.data(), m, logits->data());
+}
+
+void Engine::forward_packed(KVCache& cache, const int32_t* tokens, const kernels::PackedRows& rows,
+                            const std::vector<int64_t>& logit_rows, std::vector<float>* logits) const {
+  const model::Config& c = w_.config;
+  const int64_t D = c.dim, n = rows.rows();
+  if (n <= 0) return;
+  for (int64_t r = 0; r < n; ++r) {
+    if (rows.row_slot[r] < 0 || rows.row_slot[r] >= cache.capacity)
+      fail("forward: slot ", rows.row_slot[r], " is outside the KV cache capacity ", cache.capacity);
+    if (rows.row_pos[r] < 0 || rows.row_pos[r] >= c.max_pos)
+      fail("forward: position ", rows.row_pos[r], " is beyond max_position_embeddings ", c.max_pos);
+  }
+  std::vector<float> x(n * D);
+  embed(tokens, n, x.data());
+  LayerScratch<float> s(c, n);
+  for (int64_t l = 0; l < c.n_layers; ++l) run_layer(l, cache, l, x.data(), n, s, nullptr, nullptr, &rows);
+  if (!logits || logit_rows.empty()) return;
+  const int64_t m = static_cast<int64_t>(logit_rows.size());
+  std::vector<float> h(m * D), hn(m * D);
+  for (int64_t i = 0; i < m; ++i) {
+    if (logit_rows[i] < 0 || logit_rows[i] >= n) fail("forward: logits row ", logit_rows[i], " is outside 0..", n - 1);
+    std::copy_n(&x[logit_rows[i] * D], D, &h[i * D]);
+  }
+  kernels::rmsnorm(h.data(), w_.final_norm.data(), m, D, c.norm_eps, hn.data());
+  logits->resize(m * c.vocab);
+  linear_rows(w_.lm_head, hn.data(), m, logits->data(), kPackedRowBlock);
 }
 
 void Engine::layer_forward(int64_t layer, float* x, int64_t n, LinearInputs* inputs) const {

@@ -32,6 +32,19 @@ class Engine {
   void forward(KVCache& cache, const int32_t* tokens, int64_t n, std::vector<float>* logits, int64_t logits_from = 0,
                const ForwardTaps& taps = {}) const;
 
+  // Several sequences in one forward (the loglikelihood scorer): tokens [rows.rows()] run at the
+  // positions and store their keys/values at the cache slots `rows` gives, each row attending as
+  // its segment says (kernels::PackedRows); cache.len is neither read nor changed. logits receives
+  // [logit_rows.size(), vocab] for those rows, in that order.
+  // A row's arithmetic does not depend on the other rows, their number or the thread count: every
+  // linear (and the head) runs on blocks of exactly kPackedRowBlock rows (the last block padded
+  // with copies of its last row), so oneDNN sees one shape whatever the batch; attention is
+  // per row (kernels::attention with PackedRows); norms, RoPE, SwiGLU and the KV quantizer are
+  // per row already.
+  static constexpr int64_t kPackedRowBlock = 128;
+  void forward_packed(KVCache& cache, const int32_t* tokens, const kernels::PackedRows& rows,
+                      const std::vector<int64_t>& logit_rows, std::vector<float>* logits) const;
+
   // Runs decoder layer `layer` alone over x [n, dim] (in place) as positions 0..n-1 of a fresh
   // sequence, optionally handing back its linears' inputs: the layer-by-layer pass of GPTQ and AWQ,
   // which quantize a layer and then feed its quantized output to the next one.
@@ -40,7 +53,9 @@ class Engine {
  private:
   // Decoder layer `layer` over x [n, dim] at positions cache.len.., using cache layer `cache_layer`.
   void run_layer(int64_t layer, KVCache& cache, int64_t cache_layer, float* x, int64_t n, LayerScratch<float>& s,
-                 float* probs, LinearInputs* inputs) const;
+                 float* probs, LinearInputs* inputs, const kernels::PackedRows* packed = nullptr) const;
+  // The embedding rows of n tokens into x [n, dim] (ids checked).
+  void embed(const int32_t* tokens, int64_t n, float* x) const;
 
   const model::Weights& w_;
   kernels::RopeTable rope_;

@@ -2,6 +2,7 @@
 // IntactKV prefix computed by the full-precision model); reset() rewinds to just after it.
 // Keys are stored after RoPE, both as [n_kv_heads, capacity, head_dim] per layer.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -25,6 +26,14 @@ struct KVCache {
     return &v[layer][(head * capacity + pos) * head_dim];
   }
   void reset() { len = prefix_len; }
+  // The key and value at slot `from` copied to slot `to`, in every layer and head.
+  void copy_slot(int64_t from, int64_t to) {
+    for (int64_t l = 0; l < n_layers; ++l)
+      for (int64_t h = 0; h < n_kv_heads; ++h) {
+        std::copy_n(k_at(l, h, from), head_dim, k_at(l, h, to));
+        std::copy_n(v_at(l, h, from), head_dim, v_at(l, h, to));
+      }
+  }
 };
 
 KVCache make_kv_cache(const model::Config& c, int64_t capacity, int kv_bits = 16);

@@ -75,7 +75,7 @@ PerplexityResult perplexity(const engine::Engine& eng, const std::vector<int32_t
     r.window_nll.push_back(nll);
     r.nll_sum += nll;
     tokens_run += n_run;
-    if (opt.progress) bar.update(w + 1 - first);
+    if (opt.progress) bar.update(w + 1 - first, tokens_run);
   }
   bar.finish();
   r.windows = n_windows - first;

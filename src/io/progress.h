@@ -1,4 +1,5 @@
-// A progress bar with ETA on stderr, drawn only when stderr is a terminal (logs stay clean).
+// A progress bar with ETA (and tokens/s when given) on stderr, drawn only when stderr is a terminal
+// (logs stay clean).
 #pragma once
 #include <chrono>
 #include <cstdint>
@@ -9,7 +10,8 @@ namespace ikv::io {
 class Progress {
  public:
   Progress(std::string label, int64_t total);
-  void update(int64_t done);
+  // done of total; tokens >= 0 adds the throughput since the bar started.
+  void update(int64_t done, int64_t tokens = -1);
   void finish();
   ~Progress() { finish(); }
 

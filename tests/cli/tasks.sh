@@ -12,8 +12,22 @@ for r in rows:
     assert 0 <= r["acc"] <= 1 and "acc_stderr" in r and r["n"] > 0, r
 assert "acc_norm" in rows[0] and "perplexity" in rows[2]
 assert rows[3]["n"] == 4 * 57  # --limit is per subject for MMLU
+for r in rows:  # the forward tokens each task ran, and how fast
+    assert r["tokens_run"] > 0 and r["seconds"] > 0 and abs(r["tokens_per_second"] * r["seconds"] - r["tokens_run"]) < 1e-6 * r["tokens_run"], r
 PY
 grep -q "tokens evaluated vs" "$TMP/err" && pass "context reuse reported" || bad "no reuse line"
+# Every request's loglikelihood is the same bits in processes with 1 and 2 threads and with 64, 7
+# and 1 documents per scorer call.
+for run in "1 64" "2 7" "2 1"; do
+  set -- $run
+  "$EVAL" tasks -m testbed-26M --tasks arc_easy,winogrande,lambada_openai --limit 6 --threads "$1" --batch "$2" \
+    --loglik-out "$TMP/ll-$1-$2.txt" >/dev/null 2>"$TMP/err" || { cat "$TMP/err"; bad "tasks --threads $1 --batch $2"; }
+done
+[[ $(wc -l <"$TMP/ll-1-64.txt") -eq $((6 * 4 + 6 * 2 + 6)) ]] && pass "--loglik-out: one line per request" ||
+  bad "--loglik-out has $(wc -l <"$TMP/ll-1-64.txt") lines"
+cmp -s "$TMP/ll-1-64.txt" "$TMP/ll-2-7.txt" && cmp -s "$TMP/ll-1-64.txt" "$TMP/ll-2-1.txt" &&
+  pass "loglikelihoods bit-identical across threads and batch sizes" ||
+  bad "loglikelihoods differ: $(diff "$TMP/ll-1-64.txt" "$TMP/ll-2-1.txt" | head -4)"
 expect_error "unknown task" 'unknown task "arc_easyy"' -- "$EVAL" tasks -m stories260K --tasks arc_easyy
 expect_error "negative limit" "--limit: must be at least 0, got -1" -- "$EVAL" tasks -m stories260K --tasks arc_easy --limit -1
 

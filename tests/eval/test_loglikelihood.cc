@@ -1,12 +1,63 @@
-// The shared-context scorer against brute-force recomputation, and lm-eval's _encode_pair rules.
+// The packed, shared-context scorer against brute-force recomputation; its results bit for bit
+// the same whatever the batching; lm-eval's _encode_pair rules.
+#include <omp.h>
+
 #include <cmath>
+#include <cstring>
 
 #include "eval/loglikelihood.h"
+#include "eval/tasks.h"
 #include "intactkv/prefix.h"
 #include "io/error.h"
 #include "test_util.h"
 
 using namespace ikv;
+
+namespace {
+
+struct Testbed {
+  model::Weights w = model::load_model(test::model_dir("testbed-26M"));
+  std::unique_ptr<model::Tokenizer> tok = model::open_tokenizer(test::model_dir("testbed-26M"));
+  engine::Engine eng{w};
+};
+
+// A task's first documents as ikv-eval loads them (MMLU: the given subjects, one shot to keep the
+// test short).
+std::vector<eval::TaskDoc> task_docs(const Testbed& m, const std::string& task, int64_t limit,
+                                     std::vector<std::string> subjects = {}) {
+  eval::TaskOptions to;
+  to.data_root = test::data_root();
+  to.limit = limit;
+  to.subjects = std::move(subjects);
+  to.num_fewshot = 1;
+  to.count_tokens = [&](const std::string& s) { return static_cast<int64_t>(m.tok->encode(s).size()); };
+  to.max_ctx_tokens = eval::mmlu_prompt_limit(2048, m.w.config.max_pos);
+  return eval::load_task_docs(eval::find_task(task), to);
+}
+
+// Every request of the documents as the scorer answered it, in order, scored docs_per_batch
+// documents per call.
+std::vector<eval::LoglikResult> score_all(eval::LoglikelihoodScorer& scorer, const std::string& task,
+                                          const std::vector<eval::TaskDoc>& docs, int64_t docs_per_batch) {
+  std::vector<eval::LoglikResult> all;
+  eval::score_items(eval::find_task(task), docs, [&](const std::vector<eval::LoglikRequest>& r) {
+    std::vector<eval::LoglikResult> out = scorer.score(r);
+    all.insert(all.end(), out.begin(), out.end());
+    return out;
+  }, docs_per_batch);
+  return all;
+}
+
+bool same_bits(const std::vector<eval::LoglikResult>& a, const std::vector<eval::LoglikResult>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (std::memcmp(&a[i].logprob, &b[i].logprob, sizeof(double)) != 0 || a[i].greedy != b[i].greedy ||
+        a[i].n_tokens != b[i].n_tokens)
+      return false;
+  return true;
+}
+
+}  // namespace
 
 TEST_CASE("scorer with context reuse == brute force, with and without IntactKV, with truncation") {
   if (test::data_root().empty()) return;
@@ -37,6 +88,9 @@ TEST_CASE("scorer with context reuse == brute force, with and without IntactKV, 
         CHECK(std::fabs(fast[i].logprob - slow[i].logprob) < 1e-3);
       }
       CHECK(scorer.stats().tokens_evaluated < scorer.stats().tokens_naive);
+      // One request per call, in reverse order: the same bits.
+      eval::LoglikelihoodScorer single(eng, tok, opt, prefix);
+      for (size_t i = reqs.size(); i-- > 0;) CHECK(same_bits(single.score({reqs[i]}), {fast[i]}));
     }
   }
 }
@@ -93,4 +147,108 @@ TEST_CASE("encode_pair follows lm-eval: trailing context spaces join the continu
   CHECK(c1 == c2);
   CHECK(k1 == k2);
   CHECK(c1 == tok.encode("Answer:"));
+}
+
+TEST_CASE("packed scorer: every request's loglikelihood is the same bits whatever the batching, threads or split") {
+  if (test::data_root().empty()) return;
+  Testbed m;
+  const intactkv::Prefix bos = intactkv::build_prefix(m.eng, {1});
+  struct Case {
+    const char* task;
+    int64_t limit;
+    std::vector<std::string> subjects;
+  };
+  const std::vector<Case> cases = {{"arc_easy", 8, {}},  {"winogrande", 6, {}},
+                                   {"lambada_openai", 6, {}}, {"hellaswag", 4, {}},
+                                   {"mmlu", 2, {"abstract_algebra", "anatomy"}}};
+  for (bool intactkv : {false, true}) {
+    eval::ScorerOptions opt;
+    const intactkv::Prefix* prefix = nullptr;
+    if (intactkv) opt.kv_bits = 4, prefix = &bos;  // KV quantization and a prefix on the second pass
+    for (const Case& c : cases) {
+      if (intactkv && c.task != std::string("arc_easy") && c.task != std::string("mmlu")) continue;
+      CAPTURE(c.task);
+      CAPTURE(intactkv);
+      const std::vector<eval::TaskDoc> docs = task_docs(m, c.task, c.limit, c.subjects);
+      eval::LoglikelihoodScorer ref_scorer(m.eng, *m.tok, opt, prefix);
+      const std::vector<eval::LoglikResult> ref = score_all(ref_scorer, c.task, docs, 64);
+      auto with = [&](int64_t per_batch, int64_t rows_per_forward) {
+        eval::ScorerOptions o = opt;
+        o.rows_per_forward = rows_per_forward;
+        eval::LoglikelihoodScorer scorer(m.eng, *m.tok, o, prefix);
+        return score_all(scorer, c.task, docs, per_batch);
+      };
+      // Batch sizes 1, 7 and 64 documents per call (64 above), and other forward sizes.
+      CHECK(same_bits(with(1, 512), ref));
+      CHECK(same_bits(with(7, 512), ref));
+      if (!intactkv) {
+        CHECK(same_bits(with(7, 128), ref));
+        CHECK(same_bits(with(64, 1000), ref));
+        // One thread instead of all (the kernels this process has built, run on one thread).
+        const int threads = omp_get_max_threads();
+        omp_set_num_threads(1);
+        const std::vector<eval::LoglikResult> one = with(64, 512);
+        omp_set_num_threads(threads);
+        CHECK(same_bits(one, ref));
+        // The same scorer again: now starting from what its last call left in the cache.
+        CHECK(same_bits(score_all(ref_scorer, c.task, docs, 64), ref));
+      }
+      // Split in two parts scored by two scorers (as MPI ranks score document ranges).
+      const size_t half = docs.size() / 2;
+      eval::LoglikelihoodScorer s1(m.eng, *m.tok, opt, prefix), s2(m.eng, *m.tok, opt, prefix);
+      std::vector<eval::LoglikResult> split =
+          score_all(s1, c.task, std::vector<eval::TaskDoc>(docs.begin(), docs.begin() + half), 64);
+      const std::vector<eval::LoglikResult> rest =
+          score_all(s2, c.task, std::vector<eval::TaskDoc>(docs.begin() + half, docs.end()), 64);
+      split.insert(split.end(), rest.begin(), rest.end());
+      CHECK(same_bits(split, ref));
+    }
+  }
+}
+
+TEST_CASE("packed scorer == brute force on the nine tasks: each loglikelihood within fp32 rounding, the same metrics") {
+  if (test::data_root().empty()) return;
+  Testbed m;
+  eval::ScorerOptions opt;
+  for (const eval::TaskSpec& spec : eval::all_tasks()) {
+    CAPTURE(spec.name);
+    const bool mmlu = spec.name == "mmlu";
+    const std::vector<eval::TaskDoc> docs =
+        task_docs(m, spec.name, mmlu ? 2 : 5, mmlu ? std::vector<std::string>{"astronomy"} : std::vector<std::string>{});
+    eval::LoglikelihoodScorer scorer(m.eng, *m.tok, opt);
+    const std::vector<eval::LoglikResult> fast = score_all(scorer, spec.name, docs, 64);
+    std::vector<eval::LoglikResult> slow;
+    eval::score_items(spec, docs, [&](const std::vector<eval::LoglikRequest>& r) {
+      std::vector<eval::LoglikResult> out = eval::score_brute_force(m.eng, *m.tok, r, opt);
+      slow.insert(slow.end(), out.begin(), out.end());
+      return out;
+    });
+    REQUIRE(fast.size() == slow.size());
+    double worst = 0;
+    for (size_t i = 0; i < fast.size(); ++i) {
+      CHECK(fast[i].n_tokens == slow[i].n_tokens);
+      CHECK(fast[i].greedy == slow[i].greedy);
+      worst = std::max(worst, std::fabs(fast[i].logprob - slow[i].logprob));
+    }
+    MESSAGE(spec.name << ": max |packed - brute force| = " << worst);
+    CHECK(worst < 1e-3);
+    // The task's metrics from either set of loglikelihoods (none of these documents is a near tie).
+    auto metrics = [&](const std::vector<eval::LoglikResult>& results) {
+      size_t next = 0;
+      return eval::score_docs(spec, docs, [&](const std::vector<eval::LoglikRequest>& r) {
+        std::vector<eval::LoglikResult> out(results.begin() + next, results.begin() + next + r.size());
+        next += r.size();
+        return out;
+      }).metrics;
+    };
+    const auto a = metrics(fast), b = metrics(slow);
+    REQUIRE(a.size() == b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      CHECK(a[i].name == b[i].name);
+      if (a[i].name == "perplexity")
+        CHECK(a[i].value == doctest::Approx(b[i].value).epsilon(1e-3));
+      else
+        CHECK(a[i].value == b[i].value);
+    }
+  }
 }
