@@ -20,8 +20,9 @@ struct LoglikResult {
   int64_t n_tokens = 0;      // continuation length in tokens
 };
 
-// Scores a batch of requests (the implementation shares computation between requests with the
-// same context). Results are in request order.
+// Scores a batch of requests (the implementation shares computation between requests that start
+// with the same tokens, and a request's result does not depend on the others). Results are in
+// request order.
 using LoglikFn = std::function<std::vector<LoglikResult>(const std::vector<LoglikRequest>&)>;
 // Number of tokens the model's tokenizer gives for a text (no <bos>).
 using TokenCountFn = std::function<int64_t(const std::string&)>;
