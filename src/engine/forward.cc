@@ -1,5 +1,7 @@
 #include "engine/forward.h"
 
+#include <omp.h>
+
 #include <cstring>
 
 #include "io/error.h"
@@ -30,23 +32,34 @@ namespace {
 // The inference backend of decoder_layer: the fp32 kernels on the model's linears as stored
 // (dense, bf16 or packed; activation quantization inside linear_forward).
 // y = x·Wᵀ for n rows; with row_block > 0 in blocks of exactly row_block rows, the last one padded
-// with copies of its last row (so every call has the same shape, whatever n).
+// with copies of its last row (so every call has the same shape, whatever n). With at least one
+// block per thread, the threads take whole blocks (the kernels run single-threaded inside the
+// parallel region: one fork per linear, not one per block); else each block uses every thread.
+// A block's rows get the same bits either way: the kernels split no row's sums across threads
+// (tests/cli/tasks.sh compares 1 and 2 threads).
 void linear_rows(const kernels::Linear& lin, const float* x, int64_t n, float* y, int64_t row_block) {
   if (row_block <= 0) return kernels::linear_forward(lin, x, n, y);
-  const int64_t K = lin.in, N = lin.out;
-  std::vector<float> xp, yp;
-  for (int64_t r = 0; r < n; r += row_block) {
-    const int64_t m = std::min(row_block, n - r);
-    if (m == row_block) {
-      kernels::linear_forward(lin, x + r * K, m, y + r * N);
-      continue;
-    }
+  const int64_t K = lin.in, N = lin.out, blocks = (n + row_block - 1) / row_block;
+  auto run_block = [&](int64_t b, std::vector<float>& xp, std::vector<float>& yp) {
+    const int64_t r = b * row_block, m = std::min(row_block, n - r);
+    if (m == row_block) return kernels::linear_forward(lin, x + r * K, m, y + r * N);
     xp.resize(row_block * K);
     std::copy_n(x + r * K, m * K, xp.data());
     for (int64_t i = m; i < row_block; ++i) std::copy_n(x + (r + m - 1) * K, K, &xp[i * K]);
     yp.resize(row_block * N);
     kernels::linear_forward(lin, xp.data(), row_block, yp.data());
     std::copy_n(yp.data(), m * N, y + r * N);
+  };
+  if (blocks > 1 && blocks >= omp_get_max_threads()) {
+#pragma omp parallel
+    {
+      std::vector<float> xp, yp;
+#pragma omp for schedule(dynamic)
+      for (int64_t b = 0; b < blocks; ++b) run_block(b, xp, yp);
+    }
+  } else {
+    std::vector<float> xp, yp;
+    for (int64_t b = 0; b < blocks; ++b) run_block(b, xp, yp);
   }
 }
 

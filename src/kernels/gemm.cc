@@ -1,6 +1,7 @@
 #include "kernels/gemm.h"
 
 #include <oneapi/dnnl/dnnl.hpp>
+#include <algorithm>
 #include <tuple>
 #include <vector>
 
@@ -17,27 +18,41 @@ namespace {
 // dimension.
 constexpr int64_t kExactMinRows = 128;
 
-const dnnl::matmul& matmul_primitive(int64_t M, int64_t K, int64_t N, dnnl::memory::data_type wt) {
+struct Matmul {
+  dnnl::matmul matmul;
+  dnnl::memory::desc scratchpad;
+};
+
+const Matmul& matmul_primitive(int64_t M, int64_t K, int64_t N, dnnl::memory::data_type wt) {
   using dt = dnnl::memory::data_type;
-  static PrimitiveCache<std::tuple<int64_t, int64_t, int64_t, int>, dnnl::matmul> cache;
+  static PrimitiveCache<std::tuple<int64_t, int64_t, int64_t, int>, Matmul> cache;
   const int64_t m = M >= kExactMinRows ? M : DNNL_RUNTIME_DIM_VAL;
   return cache.get({m, K, N, static_cast<int>(wt)}, [&] {
     dnnl::memory::desc x_md({m, K}, wt, {K, 1});
     // W is stored [N, K] row-major; as the [K, N] operand its strides are (1, K).
     dnnl::memory::desc w_md({K, N}, wt, {1, K});
     dnnl::memory::desc y_md({m, N}, dt::f32, {N, 1});
-    return dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(x_md, w_md, y_md), onednn_engine()));
+    // Threads may run the same primitive at once (the packed forward gives each thread whole row
+    // blocks): each passes its own scratchpad, as the library-managed one is shared.
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(x_md, w_md, y_md), attr, onednn_engine());
+    return Matmul{dnnl::matmul(pd), pd.scratchpad_desc()};
   });
 }
 
 void run_matmul(const void* X, int64_t M, int64_t K, const void* W, int64_t N, float* Y,
                 dnnl::memory::data_type wt) {
-  const dnnl::matmul& mm = matmul_primitive(M, K, N, wt);
+  const Matmul& mm = matmul_primitive(M, K, N, wt);
+  thread_local std::vector<uint8_t> scratch;
+  scratch.resize(std::max<size_t>(scratch.size(), std::max<size_t>(mm.scratchpad.get_size(), 1)));
   dnnl::memory x_mem({{M, K}, wt, {K, 1}}, onednn_engine(), const_cast<void*>(X));
   dnnl::memory w_mem({{K, N}, wt, {1, K}}, onednn_engine(), const_cast<void*>(W));
   dnnl::memory y_mem({{M, N}, dnnl::memory::data_type::f32, {N, 1}}, onednn_engine(), Y);
+  dnnl::memory s_mem(mm.scratchpad, onednn_engine(), scratch.data());
   dnnl::stream s(onednn_engine());
-  mm.execute(s, {{DNNL_ARG_SRC, x_mem}, {DNNL_ARG_WEIGHTS, w_mem}, {DNNL_ARG_DST, y_mem}});
+  mm.matmul.execute(s, {{DNNL_ARG_SRC, x_mem}, {DNNL_ARG_WEIGHTS, w_mem}, {DNNL_ARG_DST, y_mem},
+                        {DNNL_ARG_SCRATCHPAD, s_mem}});
   s.wait();
 }
 

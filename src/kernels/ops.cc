@@ -220,11 +220,12 @@ void packed_attention(const AttentionShape& s, const float* q, const float* k_ca
   const PackedRows& pr = *s.packed;
   const int64_t n = pr.rows(), d = s.head_dim, row = s.n_heads * d, group = s.n_heads / s.n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  constexpr int64_t kKeyBlock = 64;  // keys whose V rows stay in L1 while every head of the group uses them
 #pragma omp parallel
   {
     std::vector<std::pair<int64_t, int64_t>> runs;
     std::vector<const float*> krow, vrow;
-    std::vector<float> p;
+    std::vector<float> p, acc(group * d), inv(group);
 #pragma omp for schedule(dynamic, 2)
     for (int64_t item = 0; item < n * s.n_kv_heads; ++item) {
       const int64_t g = item / n, r = item % n;  // consecutive items share a KV head (its keys stay cached)
@@ -237,37 +238,53 @@ void packed_attention(const AttentionShape& s, const float* q, const float* k_ca
         }
       const int64_t keys = static_cast<int64_t>(krow.size()), padded = (keys + 7) / 8 * 8;
       krow.resize(padded, krow.back());
-      p.resize(padded);
+      p.resize(group * padded);
+      const float* qg = q + r * row + g * group * d;  // the group's query heads, consecutive
+      // Scores, 8 keys at a time for every head of the group (the 8 K rows stay in L1).
+      for (int64_t j = 0; j < padded; j += 8)
+        for (int64_t h = 0; h < group; ++h) dot8(qg + h * d, &krow[j], d, scale, &p[h * padded + j]);
       for (int64_t h = 0; h < group; ++h) {
-        const float* qh = q + r * row + (g * group + h) * d;
-        for (int64_t j = 0; j < padded; j += 8) dot8(qh, &krow[j], d, scale, &p[j]);
-        for (int64_t j = keys; j < padded; ++j) p[j] = -std::numeric_limits<float>::infinity();
+        float* ph = &p[h * padded];
+        for (int64_t j = keys; j < padded; ++j) ph[j] = -std::numeric_limits<float>::infinity();
         __m256 mx = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-        for (int64_t j = 0; j < padded; j += 8) mx = _mm256_max_ps(mx, _mm256_loadu_ps(&p[j]));
+        for (int64_t j = 0; j < padded; j += 8) mx = _mm256_max_ps(mx, _mm256_loadu_ps(ph + j));
         const __m256 m = _mm256_set1_ps(max8(mx));
         __m256 sum = _mm256_setzero_ps();
         for (int64_t j = 0; j < padded; j += 8) {
-          const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(&p[j]), m));  // padding: e^-inf = 0
-          _mm256_storeu_ps(&p[j], e);
+          const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(ph + j), m));  // padding: e^-inf = 0
+          _mm256_storeu_ps(ph + j, e);
           sum = _mm256_add_ps(sum, e);
         }
-        const __m256 inv = _mm256_set1_ps(1.0f / sum8(sum));
-        float* o = out + r * row + (g * group + h) * d;
-        int64_t c = 0;
-        for (; c + 64 <= d; c += 64) {  // 8 accumulators: 8 independent FMA chains
-          __m256 a[8];
-          for (int i = 0; i < 8; ++i) a[i] = _mm256_setzero_ps();
-          for (int64_t j = 0; j < keys; ++j) {
-            const __m256 pj = _mm256_set1_ps(p[j]);
-            for (int i = 0; i < 8; ++i) a[i] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vrow[j] + c + 8 * i), a[i]);
+        inv[h] = 1.0f / sum8(sum);
+      }
+      // Σ p·v over blocks of keys; each output value's sum runs over the keys in order.
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (int64_t j0 = 0; j0 < keys; j0 += kKeyBlock) {
+        const int64_t j1 = std::min(keys, j0 + kKeyBlock);
+        for (int64_t h = 0; h < group; ++h) {
+          const float* ph = &p[h * padded];
+          float* ah = &acc[h * d];
+          int64_t c = 0;
+          for (; c + 64 <= d; c += 64) {  // 8 accumulators: 8 independent FMA chains
+            __m256 a[8];
+            for (int i = 0; i < 8; ++i) a[i] = _mm256_loadu_ps(ah + c + 8 * i);
+            for (int64_t j = j0; j < j1; ++j) {
+              const __m256 pj = _mm256_set1_ps(ph[j]);
+              for (int i = 0; i < 8; ++i) a[i] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vrow[j] + c + 8 * i), a[i]);
+            }
+            for (int i = 0; i < 8; ++i) _mm256_storeu_ps(ah + c + 8 * i, a[i]);
           }
-          for (int i = 0; i < 8; ++i) _mm256_storeu_ps(o + c + 8 * i, _mm256_mul_ps(a[i], inv));
+          for (; c < d; c += 8) {
+            __m256 a = _mm256_loadu_ps(ah + c);
+            for (int64_t j = j0; j < j1; ++j) a = _mm256_fmadd_ps(_mm256_set1_ps(ph[j]), _mm256_loadu_ps(vrow[j] + c), a);
+            _mm256_storeu_ps(ah + c, a);
+          }
         }
-        for (; c < d; c += 8) {
-          __m256 a = _mm256_setzero_ps();
-          for (int64_t j = 0; j < keys; ++j) a = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(vrow[j] + c), a);
-          _mm256_storeu_ps(o + c, _mm256_mul_ps(a, inv));
-        }
+      }
+      for (int64_t h = 0; h < group; ++h) {
+        float* o = out + r * row + (g * group + h) * d;
+        const __m256 iv = _mm256_set1_ps(inv[h]);
+        for (int64_t c = 0; c < d; c += 8) _mm256_storeu_ps(o + c, _mm256_mul_ps(_mm256_loadu_ps(&acc[h * d + c]), iv));
       }
     }
   }
