@@ -22,7 +22,7 @@ struct BuildArgs {
 
 void run_build(const Common& common, const BuildArgs& a) {
   exp::set_threads(common.threads);
-  if (!intactkv::is_prefix_spec(a.prefix)) fail("--prefix '", a.prefix, "' is not one of bos, vicuna, prompt:TEXT");
+  if (!intactkv::is_prefix_spec(a.prefix)) fail("--prefix '", a.prefix, "' is not one of bos, vicuna, system[:TEXT], prompt:TEXT");
   const std::string root = io::find_data_root(common.data_root);
   exp::LoadedModel m = exp::load_model_verified(root, a.model, a.dtype);
   engine::Engine fp(m.weights);
@@ -49,7 +49,7 @@ void run_inspect(const Common& common, const InspectArgs& a) {
   const std::string root = io::find_data_root(common.data_root);
   exp::LoadedModel m = exp::load_model_verified(root, a.model);
   std::string text = a.prompt.empty() ? io::read_utf8_text(io::data_file(root, a.text_file)) : a.prompt;
-  std::vector<int32_t> ids{m.weights.config.bos_id};
+  std::vector<int32_t> ids = m.weights.config.bos_tokens();
   for (int32_t t : m.tokenizer->encode(text)) ids.push_back(t);
   if (static_cast<int64_t>(ids.size()) > a.max_tokens) ids.resize(a.max_tokens);
   engine::Engine fp(m.weights);
@@ -82,7 +82,7 @@ void add_intactkv_command(CLI::App& app, Common& common) {
   CLI::App* cmd = group->add_subcommand("build", "run the FP model on a prefix and save its KV cache");
   add_common(cmd, common);
   cmd->add_option("-m,--model", b.model, "model")->required();
-  cmd->add_option("--prefix", b.prefix, "bos | vicuna | prompt:TEXT");
+  cmd->add_option("--prefix", b.prefix, "bos | vicuna | system[:TEXT] | prompt:TEXT");
   cmd->add_option("--size", b.size, "keep the first N prefix tokens (0 = all)")->check(rule(exp::rules::kCount));
   cmd->add_option("-o,--output", b.out, "output .ikv.safetensors")->required();
   cmd->add_option("--dtype", b.dtype, "compute dtype of the FP model: fp32 | bf16");

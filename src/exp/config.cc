@@ -18,7 +18,7 @@ using Kind = YamlNode::Kind;
 
 const std::vector<std::string> kTopKeys = {"data_root",  "results_dir", "threads",  "seed", "models",
                                            "quantizers", "kv_bits",     "intactkv", "tasks"};
-const std::vector<std::string> kIntactKVWords = {"none", "bos", "auto"};
+const std::vector<std::string> kIntactKVWords = {"none", "bos", "auto", "system", "outliers"};
 const std::vector<std::string> kIntactKVForms = {"prompt", "preset", "file", "calibrated"};
 
 // Settings each method reads; anything else in its map is an unknown key.
@@ -162,9 +162,11 @@ IntactKVSpec parse_intactkv(SchemaChecker& c, const YamlNode& n) {
       v.kind = K::Bos;
     else if (n.scalar == "auto")
       v.kind = K::Auto;
+    else if (n.scalar == "system" || n.scalar == "outliers")  // intactkv/prefix_spec.h, outlier_prefix.h
+      v.kind = K::Preset, v.value = n.scalar;
     else
       c.problem(n, "unknown IntactKV variant \"" + n.scalar + "\"" + did_you_mean(n.scalar, kIntactKVWords) +
-                       "; expected none, bos, auto or a map with prompt, preset, file or calibrated");
+                       "; expected none, bos, auto, system, outliers or a map with prompt, preset, file or calibrated");
     return v;
   }
   if (!c.check_keys(n, {"prompt", "preset", "file", "sha256", "calibrated"}, "IntactKV variant")) return v;
@@ -356,7 +358,7 @@ IntactKVSpec parse_intactkv_arg(const std::string& arg) {
     v.kind = K::Bos;
   } else if (arg == "auto") {
     v.kind = K::Auto;
-  } else if (arg == "vicuna") {
+  } else if (arg == "vicuna" || arg == "system" || arg == "outliers") {
     v.kind = K::Preset;
     v.value = arg;
   } else if (arg.rfind("prompt:", 0) == 0) {

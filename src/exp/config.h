@@ -78,7 +78,7 @@ struct IntactKVSpec {
 };
 
 // The command line's `--intactkv` value as the same variant a config's `intactkv:` entry gives:
-// none, bos, auto; vicuna (a preset); prompt:TEXT; anything else is an .ikv.safetensors file.
+// none, bos, auto; vicuna, system (presets); prompt:TEXT; anything else is an .ikv.safetensors file.
 IntactKVSpec parse_intactkv_arg(const std::string& arg);
 
 struct PplTask {

@@ -54,6 +54,11 @@ void preflight(const Plan& plan, const std::string& data_root) {
     if (cell.quant.needs_calibration() && cell.quant.data != "sharegpt" &&
         checked.insert("data|" + cell.quant.data).second)
       check_text_dataset(data_root, cell.quant.data);
+    const bool bos_prefix = cell.intactkv.kind == IntactKVSpec::Kind::Bos ||
+                            (cell.intactkv.kind == IntactKVSpec::Kind::Calibrated && cell.intactkv.calibration.prefix == "bos");
+    if (bos_prefix && !probe.config.has_bos())
+      fail(who, ": IntactKV bos: this model has no <bos> token (its tokenizer adds none); use {preset: system} (its chat "
+                "system prompt) or {prompt: TEXT}");
     if (cell.intactkv.kind == IntactKVSpec::Kind::File &&
         checked.insert("ikv|" + cell.model.path + "|" + cell.intactkv.value).second) {
       // Resolved as the executor resolves it (relative to the data root); a FIFO or device is

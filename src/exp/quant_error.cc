@@ -27,7 +27,8 @@ std::vector<std::vector<int32_t>> heldout_sequences(const std::vector<int32_t>& 
     if (want < 2) break;
     if (pos + want - 1 > static_cast<int64_t>(text.size()))
       fail(path, ": ", text.size(), " tokens are too few for --tokens ", tokens);
-    std::vector<int32_t> s{bos};
+    std::vector<int32_t> s;
+    if (bos >= 0) s.push_back(bos);
     s.insert(s.end(), text.begin() + pos, text.begin() + pos + want - 1);
     pos += want - 1;
     taken += want;

@@ -146,7 +146,7 @@ TEST_CASE("config: each class of error names file:line:column") {
   CHECK(error_of("models: []\ntasks: {ppl: {}}\n") == "t.yaml:1:9: models must list at least one model");
   CHECK(error_of("tasks: {ppl: {}}\n") == "t.yaml:1:1: missing key \"models\"");
   CHECK(error_of(kValid + "intactkv: [none, bso]\n") ==
-        "t.yaml:3:18: unknown IntactKV variant \"bso\" (did you mean \"bos\"?); expected none, bos, auto or "
+        "t.yaml:3:18: unknown IntactKV variant \"bso\" (did you mean \"bos\"?); expected none, bos, auto, system, outliers or "
         "a map "
         "with prompt, preset, file or calibrated");
   CHECK(error_of("models: [{path: m}]\ntasks: {ppl: {datasets: [wikitxt2]}}\n") ==
