@@ -7,6 +7,7 @@
 #include "intactkv/inspect.h"
 #include "intactkv/prefix_file.h"
 #include "intactkv/prefix_spec.h"
+#include "intactkv/super_weights.h"
 #include "io/data_root.h"
 #include "io/mapped_file.h"
 #include "exp/intactkv_figures.h"
@@ -54,6 +55,19 @@ void run_inspect(const Common& common, const InspectArgs& a) {
   if (static_cast<int64_t>(ids.size()) > a.max_tokens) ids.resize(a.max_tokens);
   engine::Engine fp(m.weights);
   intactkv::PivotReport r = intactkv::inspect_pivots(fp, *m.tokenizer, ids, a.positions, a.ratio);
+  const std::vector<intactkv::SuperWeight> super = intactkv::find_super_weights(fp, ids);
+  nlohmann::json super_json = nlohmann::json::array();
+  std::string super_text = "super weights (down_proj scalars behind a massive activation):";
+  for (const intactkv::SuperWeight& s : super) {
+    super_json.push_back({{"layer", s.layer + 1}, {"position", s.position}, {"row", s.row}, {"col", s.col},
+                          {"weight", s.weight}, {"input", s.input}, {"output", s.output}, {"share", s.share}});
+    char line[200];
+    std::snprintf(line, sizeof line, "\n  layer %lld down_proj[%lld, %lld] = %.4g x input %.4g at position %lld: %.0f%% of output %.4g",
+                  (long long)s.layer + 1, (long long)s.row, (long long)s.col, s.weight, s.input, (long long)s.position,
+                  100 * s.share, s.output);
+    super_text += line;
+  }
+  if (super.empty()) super_text += " none";
   const std::string title = std::filesystem::path(a.model).filename().string();
   exp::write_inspect_outputs(r, a.out, title);
   if (common.json) {
@@ -66,10 +80,10 @@ void run_inspect(const Common& common, const InspectArgs& a) {
     for (auto& p : pivots)
       for (auto& l : p["layers"]) l = l.get<int64_t>() + 1;
     std::printf("%s\n", nlohmann::json({{"tokens", ids.size()}, {"median_peak", r.median_peak}, {"pivots", pivots},
-                                        {"out", a.out}}).dump().c_str());
+                                        {"super_weights", super_json}, {"out", a.out}}).dump().c_str());
   } else {
-    std::printf("%s\nplots and table written to %s/\n", intactkv::format_inspect_table(r, a.positions).c_str(),
-                a.out.c_str());
+    std::printf("%s\n%s\nplots and table written to %s/\n", intactkv::format_inspect_table(r, a.positions).c_str(),
+                super_text.c_str(), a.out.c_str());
   }
 }
 
