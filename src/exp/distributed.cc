@@ -1,5 +1,8 @@
 #include "exp/distributed.h"
 
+#include <omp.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -11,7 +14,9 @@
 
 #include "exp/dist_scheduler.h"
 #include "exp/model_setup.h"
+#include "ikv_version.h"
 #include "io/error.h"
+#include "io/sha256.h"
 
 namespace fs = std::filesystem;
 
@@ -27,7 +32,25 @@ std::chrono::microseconds micros(double seconds) {
   return std::chrono::microseconds(static_cast<int64_t>(std::max(0.0, seconds) * 1e6));
 }
 
-std::string stop_message(bool finalize) { return json{{"type", "stop"}, {"finalize", finalize}}.dump(); }
+json stop_message(bool finalize) { return {{"type", "stop"}, {"finalize", finalize}}; }
+
+std::string duration_text(double s) {
+  char buf[32];
+  if (s < 60)
+    std::snprintf(buf, sizeof buf, "%.0fs", s);
+  else if (s < 3600)
+    std::snprintf(buf, sizeof buf, "%dm%02ds", int(s) / 60, int(s) % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%dh%02dm", int(s) / 3600, int(s) % 3600 / 60);
+  return buf;
+}
+
+// "[ 3/12] testbed-26M rtn-w3g128 kv16 bos wikitext2", the head of a cell's log line.
+std::string cell_head(const Cell& cell, size_t total) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "[%*zu/%zu] ", static_cast<int>(std::to_string(total).size()), cell.index + 1, total);
+  return buf + cell.describe();
+}
 
 std::string unit_label(const Plan& plan, const WorkUnit& u) {
   std::string s = cell_head(plan.cells[u.cell], plan.cells.size());
@@ -35,15 +58,101 @@ std::string unit_label(const Plan& plan, const WorkUnit& u) {
   return s;
 }
 
-std::string seconds_text(double s) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "  %.1fs", s);
+// "  ppl=185.7  1.2s": the first metric and the compute time.
+std::string result_text(const CellRecord& r, double seconds) {
+  char buf[128];
+  int n = 0;
+  if (!r.metrics.empty())
+    n = std::snprintf(buf, sizeof buf, "  %s=%.4g", r.metrics[0].name.c_str(), r.metrics[0].value);
+  std::snprintf(buf + n, sizeof buf - n, "  %.1fs", seconds);
   return buf;
+}
+
+// The terminal progress line, redrawn in place below the per-cell lines: `cost_done` of the
+// estimated cost still to run at the start is finished, taking `busy` seconds so far.
+struct ProgressBar {
+  std::ostream& out;
+  bool enabled;
+  double total_cost, cost_done = 0, busy = 0;
+
+  void clear() {
+    if (enabled) out << "\r\033[K" << std::flush;
+  }
+  void draw(size_t done, size_t total, const std::string& running) {
+    if (!enabled) return;
+    const double fraction = total_cost > 0 ? cost_done / total_cost : double(done) / std::max<size_t>(total, 1);
+    std::string bar(static_cast<int>(fraction * 30), '=');
+    bar.resize(30, ' ');
+    out << "\r\033[K[" << bar << "] " << done << "/" << total << "  ETA "
+        << (cost_done > 0 ? duration_text(busy / cost_done * (total_cost - cost_done)) : "?") << "  " << running
+        << std::flush;
+  }
+};
+
+// The labels of a cell as stored (key, model, quant, kv_bits, intactkv, task_kind, task).
+CellRecord cell_labels(const Cell& cell) {
+  CellRecord r;
+  r.key = cell.key;
+  r.model = cell.model.name;
+  r.quant = cell.quant.short_label();
+  r.kv_bits = cell.kv_bits;
+  r.intactkv = cell.intactkv.short_label();
+  r.task_kind = task_kind(cell.task);
+  r.task = task_label(cell.task);
+  return r;
+}
+
+// Opens a run of the plan in the store (its run row and cells, the "resuming" line); fills
+// summary's run_id, total and reused, and returns the indices of the cells still to compute.
+std::vector<size_t> start_run(const Plan& plan, Store& store, RunSummary& summary, std::ostream& log) {
+  summary.total = plan.cells.size();
+  summary.run_id = store.begin_run(plan.config.file, config_sha256(plan.config), kEngineVersion);
+  // Provenance the cells do not carry: the build, the threads, each model's dtype and every
+  // identity (model fingerprints, data checksums) the cell keys were made of.
+  store.set_run_option(summary.run_id, "build", IKV_BUILD_VERSION);
+  store.set_run_option(summary.run_id, "threads", std::to_string(omp_get_max_threads()));
+  for (const ModelSpec& m : plan.config.models) store.set_run_option(summary.run_id, "dtype:" + m.name, m.dtype);
+  for (const auto& [name, id] : plan.identities) store.set_run_option(summary.run_id, name, id);
+  if (plan.config.tasks.qa) {  // what the table's Avg averages ("" = the paper's tasks)
+    std::string names;
+    for (const auto& t : plan.config.tasks.qa->average) names += (names.empty() ? "" : ",") + t;
+    store.set_run_option(summary.run_id, "qa_average", names);
+  }
+  std::vector<CellRecord> labels;
+  std::vector<size_t> todo;
+  for (const Cell& cell : plan.cells) {
+    labels.push_back(cell_labels(cell));
+    if (store.has_cell(cell.key))
+      ++summary.reused;
+    else
+      todo.push_back(cell.index);
+  }
+  store.add_run_cells(summary.run_id, labels);
+  if (summary.reused > 0)
+    log << "resuming: " << summary.reused << " of " << summary.total << " cells already in " << store.path()
+        << "\n";
+  return todo;
+}
+
+// Commits a computed cell under the cell's labels, with `seconds` of compute.
+void store_cell(Store& store, const Cell& cell, CellRecord record, double seconds) {
+  // A NaN or Inf is no result: stored, it would be reported and compared as one.
+  for (const Metric& m : record.metrics)
+    if (!std::isfinite(m.value)) fail(cell.describe(), ": metric ", m.name, " is ", m.value, " (not stored)");
+  const CellRecord l = cell_labels(cell);
+  record.key = l.key;
+  record.model = l.model, record.quant = l.quant, record.kv_bits = l.kv_bits;
+  record.intactkv = l.intactkv, record.task_kind = l.task_kind, record.task = l.task;
+  record.seconds = seconds;
+  record.finished_at.clear();
+  store.put_cell(record);
 }
 
 }  // namespace
 
-int parts_for(const Cell& cell, int workers, const DistOptions& opt) {
+std::string config_sha256(const ExperimentConfig& config) { return io::sha256_hex(to_yaml(config)); }
+
+int parts_for(const Cell& cell, int workers, const RunOptions& opt) {
   if (workers < 2 || !splittable(cell) || opt.split_tokens <= 0 || cell.est_cost <= opt.split_tokens) return 1;
   const double want = std::ceil(cell.est_cost / opt.split_tokens);
   return static_cast<int>(std::max(1.0, std::min({want, 2.0 * workers, static_cast<double>(opt.max_parts)})));
@@ -52,19 +161,22 @@ int parts_for(const Cell& cell, int workers, const DistOptions& opt) {
 // ---------------------------------------------------------------------------------------------
 // Coordinator
 
-DistSummary coordinate(const Plan& plan, Store& store, CoordinatorLink& link, const DistOptions& opt) {
+RunSummary coordinate(const Plan& plan, Store& store, CoordinatorLink& link, const RunOptions& opt) {
   const auto t0 = Clock::now();
-  std::ostream& log = opt.run.log ? *opt.run.log : std::cerr;
-  DistSummary out;
-  RunSummary& summary = out.run;
+  std::ostream& log = opt.log ? *opt.log : std::cerr;
+  RunSummary summary;
   const std::vector<size_t> todo = start_run(plan, store, summary, log);
   const int n_workers = link.workers();
+  // One worker is a plain run: cells in plan order, logged without the distribution's lines.
+  const bool plain = n_workers == 1;
 
   std::vector<int> parts;
   size_t split = 0;
+  double todo_cost = 0;
   for (size_t i : todo) {
     parts.push_back(parts_for(plan.cells[i], n_workers, opt));
     split += parts.back() > 1;
+    todo_cost += plan.cells[i].est_cost;
   }
   std::vector<ArtifactRecord> known;  // artifacts already on disk
   std::set<std::string> asked;
@@ -72,10 +184,15 @@ DistSummary coordinate(const Plan& plan, Store& store, CoordinatorLink& link, co
     for (const std::string& k : {plan.cells[i].quant_key, plan.cells[i].intactkv_key})
       if (!k.empty() && asked.insert(k).second)
         if (auto a = store.get_artifact(k); a && fs::exists(a->path)) known.push_back(*a);
-  Scheduler sched(plan, todo, parts, known, opt.merge);
-  log << "distributed run: " << n_workers << " workers, " << todo.size() << " cells to compute";
-  if (split) log << " (" << split << " split into parts)";
-  log << "\n";
+  Scheduler sched(plan, todo, parts, known);
+  if (plain) sched.keep_plan_order();
+  if (!plain) {
+    log << "distributed run: " << n_workers << " workers, " << todo.size() << " cells to compute";
+    if (split) log << " (" << split << " split into parts)";
+    log << "\n";
+  }
+  const bool tty = opt.progress_bar == 1 || (opt.progress_bar == -1 && !opt.log && isatty(2));
+  ProgressBar bar{log, plain && tty, todo_cost};
 
   enum class State { Starting, Busy, Waiting, Refused, Stopped, Lost };
   std::vector<State> state(n_workers, State::Starting);
@@ -95,34 +212,38 @@ DistSummary coordinate(const Plan& plan, Store& store, CoordinatorLink& link, co
         error = e.what();
       }
     }
+    bar.clear();
     if (!ok) {
       ++summary.failed;
       summary.errors.push_back(head + ": " + error);
       log << head << "  FAILED: " << error << "\n";
-      if (!opt.run.keep_going) {
+      if (!opt.keep_going) {
         summary.stopped = true;
         sched.stop_new();
       }
       return;
     }
     ++summary.executed;
-    log << head << first_metric(f.record) << seconds_text(f.seconds)
-        << (f.parts > 1 ? "  (" + std::to_string(f.parts) + " parts)" : "  " + who) << "\n";
+    bar.busy += f.seconds;
+    bar.cost_done += cell.est_cost;
+    log << head << result_text(f.record, f.seconds)
+        << (f.parts > 1 ? "  (" + std::to_string(f.parts) + " parts)" : plain ? "" : "  " + who) << "\n";
   };
 
   // Answers worker w's request for work.
   auto answer = [&](int w) {
     if (sched.finished()) {
-      link.send(w, stop_message(out.clean()));
+      link.send(w, stop_message(summary.clean()));
       state[w] = State::Stopped;
     } else if (state[w] == State::Refused) {
-      link.send(w, json{{"type", "wait"}}.dump());
+      link.send(w, {{"type", "wait"}});
     } else if (auto u = sched.assign(w)) {
-      link.send(w, to_json(*u).dump());
+      bar.draw(summary.reused + summary.executed + summary.failed, summary.total, plan.cells[u->cell].describe());
+      link.send(w, to_json(*u));
       state[w] = State::Busy;
-      log << unit_label(plan, *u) << "  started on " << link.name(w) << "\n";
+      if (!plain) log << unit_label(plan, *u) << "  started on " << link.name(w) << "\n";
     } else {
-      link.send(w, json{{"type", "wait"}}.dump());
+      link.send(w, {{"type", "wait"}});
       state[w] = State::Waiting;
     }
   };
@@ -166,7 +287,8 @@ DistSummary coordinate(const Plan& plan, Store& store, CoordinatorLink& link, co
       }
       heard[w] = Clock::now();
       try {
-        handle(w, json::parse(body));
+        if (body.is_discarded()) fail("not JSON");
+        handle(w, body);
       } catch (const std::exception& e) {
         log << link.name(w) << ": bad message (" << e.what() << "); not used\n";
         if (auto f = sched.lost(w)) finish(*f, link.name(w));
@@ -175,7 +297,7 @@ DistSummary coordinate(const Plan& plan, Store& store, CoordinatorLink& link, co
     }
     for (int w = 0; w < n_workers; ++w) {
       if (!live(w) || since(heard[w]) <= opt.timeout) continue;
-      out.lost.push_back(link.name(w));
+      summary.lost.push_back(link.name(w));
       log << link.name(w) << ": no message for " << opt.timeout << " s: lost";
       if (const WorkUnit* u = sched.running(w)) log << "; re-queued " << unit_label(plan, *u);
       log << "\n";
@@ -197,15 +319,16 @@ DistSummary coordinate(const Plan& plan, Store& store, CoordinatorLink& link, co
       sched.stop_new();
     }
   }
+  bar.clear();
   store.finish_run(summary.run_id);
   summary.seconds = since(t0);
-  return out;
+  return summary;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Worker
 
-ServeOutcome serve(WorkerLink& link, WorkerHooks hooks, const DistOptions& opt) {
+ServeOutcome serve(WorkerLink& link, WorkerHooks hooks, const RunOptions& opt) {
   const double beat = std::clamp(opt.timeout / 10, 0.01, 5.0);
   const double poll = std::min(0.05, beat / 2);
   ServeOutcome out;
@@ -406,16 +529,16 @@ LocalHub::LocalHub(int workers) {
   for (int i = 0; i < workers; ++i) endpoints_.push_back(std::make_unique<Endpoint>(*this, i));
 }
 
-std::optional<std::pair<int, std::string>> LocalHub::receive(double timeout_s) {
+std::optional<std::pair<int, json>> LocalHub::receive(double timeout_s) {
   std::unique_lock lock(mu_);
   cv_.wait_for(lock, micros(timeout_s), [&] { return !inbox_.empty(); });
   if (inbox_.empty()) return std::nullopt;
-  auto m = std::move(inbox_.front());
+  auto [w, m] = std::move(inbox_.front());
   inbox_.pop_front();
-  return m;
+  return std::pair{w, json::parse(m, nullptr, false)};
 }
 
-void LocalHub::send(int worker, const std::string& message) { endpoints_.at(worker)->deliver(message); }
+void LocalHub::send(int worker, const json& message) { endpoints_.at(worker)->deliver(message.dump()); }
 
 LocalHub::~LocalHub() = default;
 

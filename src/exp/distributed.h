@@ -1,5 +1,6 @@
-// A plan run by many processes: one coordinator and any number of workers, over a message link
-// (MPI in exp/mpi_runner.h; threads in one process for tests and for rank 0's own worker).
+// The run loop: one coordinator and any number of workers, over a message link (MPI in
+// exp/mpi_runner.h; threads in one process for tests and for rank 0's own worker; a plain run,
+// exp/runner.h, is the coordinator with one worker computing in its own thread).
 //
 // Roles. The coordinator (MPI rank 0) plans, owns the results store and writes the reports; it
 // hands out units of work on request and records what comes back, one transaction per finished
@@ -49,26 +50,19 @@
 
 namespace ikv::exp {
 
-struct DistOptions {
-  RunOptions run;              // keep_going, log (the progress bar is not drawn)
-  double timeout = 60;         // seconds of silence after which a worker (or the coordinator) is lost
-  double split_tokens = 1e6;   // PPL/QA/MMLU cells above this estimated cost are split into parts
-  int max_parts = 256;         // and into at most this many (also at most 2 per worker)
-  Scheduler::Merge merge = merge_parts;
-};
-
 // How many parts a cell is split into when `workers` compute.
-int parts_for(const Cell& cell, int workers, const DistOptions& opt);
+int parts_for(const Cell& cell, int workers, const RunOptions& opt);
 
-// The coordinator's side of the link to workers 0 .. workers()-1.
+// The coordinator's side of the link to workers 0 .. workers()-1. Messages are parsed JSON (text
+// that is not JSON arrives discarded); a link that crosses a process boundary serializes them.
 class CoordinatorLink {
  public:
   virtual ~CoordinatorLink() = default;
   virtual int workers() const = 0;
   virtual std::string name(int worker) const = 0;  // "rank 2", for the log
   // The next message from any worker, waiting up to timeout_s seconds.
-  virtual std::optional<std::pair<int, std::string>> receive(double timeout_s) = 0;
-  virtual void send(int worker, const std::string& message) = 0;  // never blocks on a dead worker
+  virtual std::optional<std::pair<int, nlohmann::json>> receive(double timeout_s) = 0;
+  virtual void send(int worker, const nlohmann::json& message) = 0;  // never blocks on a dead worker
 };
 
 // A worker's side of the link.
@@ -79,15 +73,12 @@ class WorkerLink {
   virtual void send(const std::string& message) = 0;
 };
 
-struct DistSummary {
-  RunSummary run;
-  std::vector<std::string> lost;  // "rank 2", one per worker given up on
-  bool clean() const { return lost.empty(); }
-};
-
 // Runs the plan's unfinished cells on the link's workers until all are stored (or, without
 // keep_going, one failed), then tells every live worker to stop ("finalize": no worker was lost).
-DistSummary coordinate(const Plan& plan, Store& store, CoordinatorLink& link, const DistOptions& opt);
+// The log has a line per finished cell ("[ 3/12] CELL  ppl=185.7  1.2s"); with one worker that is
+// all (cells in plan order, the progress bar on a terminal), with several also a line per unit
+// started, per artifact made and per worker lost, and each cell's line says who computed it.
+RunSummary coordinate(const Plan& plan, Store& store, CoordinatorLink& link, const RunOptions& opt);
 
 // What a worker computes with. setup runs first (build the plan; return plan_digest or throw);
 // run computes one unit and reports errors in its result. Both run on a thread of their own.
@@ -104,7 +95,7 @@ struct ServeOutcome {
 };
 
 // Serves units until told to stop (or the coordinator is lost).
-ServeOutcome serve(WorkerLink& link, WorkerHooks hooks, const DistOptions& opt);
+ServeOutcome serve(WorkerLink& link, WorkerHooks hooks, const RunOptions& opt);
 
 // The compute side of a worker: its plan (built here, or rank 0's), an Executor with its own
 // caches, and the artifacts the coordinator told it about (new ones are reported back).
@@ -134,8 +125,8 @@ class LocalHub : public CoordinatorLink {
   ~LocalHub() override;
   int workers() const override { return static_cast<int>(endpoints_.size()); }
   std::string name(int worker) const override { return "local worker " + std::to_string(worker); }
-  std::optional<std::pair<int, std::string>> receive(double timeout_s) override;
-  void send(int worker, const std::string& message) override;
+  std::optional<std::pair<int, nlohmann::json>> receive(double timeout_s) override;
+  void send(int worker, const nlohmann::json& message) override;
   WorkerLink& worker(int i);
   // A cut link drops everything in both directions, as a killed process would (tests).
   void cut(int worker);

@@ -1,5 +1,7 @@
-// Runs a plan against the results store: cells already stored are reused (resume), the rest run
-// in plan order through a caller-supplied executor and are committed one by one as they finish.
+// Runs a plan against the results store in this process: cells already stored are reused (resume),
+// the rest run in plan order through a caller-supplied executor and are committed one by one as
+// they finish. This is the coordinator of exp/distributed.h with one in-process worker: the same
+// loop decides cell order, resume and recording for a plain run and for an MPI run.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -19,7 +21,13 @@ using CellExecutor = std::function<CellRecord(const Cell&)>;
 struct RunOptions {
   bool keep_going = false;      // after a failed cell go on with the next one (default: stop)
   std::ostream* log = nullptr;  // one line per cell; nullptr = std::cerr
-  int progress_bar = -1;        // -1: when the log is std::cerr and stderr is a terminal; 0 off; 1 on
+  // Drawn only in a run with one worker (a plain run): -1 when the log is std::cerr and stderr is a
+  // terminal; 0 off; 1 on.
+  int progress_bar = -1;
+  // With several workers (exp/distributed.h):
+  double timeout = 60;        // seconds of silence after which a worker (or the coordinator) is lost
+  double split_tokens = 1e6;  // PPL/QA/MMLU cells above this estimated cost are split into parts
+  int max_parts = 256;        // and into at most this many (also at most 2 per worker)
 };
 
 struct RunSummary {
@@ -31,23 +39,13 @@ struct RunSummary {
   bool stopped = false;  // a cell failed and keep_going was off: later cells were not tried
   double seconds = 0;
   std::vector<std::string> errors;  // "[ 3/12] testbed-26M rtn-w3g128 kv16 bos wikitext2: message"
+  std::vector<std::string> lost;    // "rank 2", one per worker given up on
   bool ok() const { return failed == 0; }
+  bool clean() const { return lost.empty(); }
 };
 
 RunSummary run_plan(const Plan& plan, Store& store, const CellExecutor& exec, const RunOptions& options = {});
 
-// The labels of a cell as stored (key, model, quant, kv_bits, intactkv, task_kind, task).
-CellRecord cell_labels(const Cell& cell);
-
-// The pieces of run_plan that the distributed runner (exp/distributed.h) shares:
-// Opens a run of the plan in the store (its run row and cells, the "resuming" line); fills
-// summary's run_id, total and reused, and returns the indices of the cells still to compute.
-std::vector<size_t> start_run(const Plan& plan, Store& store, RunSummary& summary, std::ostream& log);
-// Commits a computed cell under the cell's labels, with `seconds` of compute.
-void store_cell(Store& store, const Cell& cell, CellRecord record, double seconds);
-// "[ 3/12] testbed-26M rtn-w3g128 kv16 bos wikitext2" and "  ppl=185.7", the log line's parts.
-std::string cell_head(const Cell& cell, size_t total);
-std::string first_metric(const CellRecord& r);
 // sha256 of the resolved config (to_yaml), recorded with each run.
 std::string config_sha256(const ExperimentConfig& config);
 
