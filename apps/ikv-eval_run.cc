@@ -4,7 +4,6 @@
 #include <optional>
 
 #include "exp/config.h"
-#include "exp/distributed.h"
 #include "exp/executor.h"
 #include "exp/mpi_runner.h"
 #include "exp/plan.h"
@@ -77,7 +76,7 @@ int run_config(const Common& common, const RunArgs& a) {
   }
   exp::Store store(db);
   exp::Executor executor(root, out, store);
-  // One run loop (exp/distributed.h): alone, its one worker is this executor; under MPI, a worker
+  // One run loop (exp/runner.h): alone, its one worker is this executor; under MPI, a worker
   // thread of this rank and every other rank.
   const exp::RunSummary s =
       job.distributed()

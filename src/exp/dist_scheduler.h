@@ -1,4 +1,4 @@
-// The coordinator's bookkeeping in a distributed run (exp/distributed.h): which units wait, which
+// The coordinator's bookkeeping in a distributed run (exp/runner.h): which units wait, which
 // worker runs what, which shared artifacts exist or are being made, and the parts of split cells
 // collected so far. Plain data and decisions, no I/O: the coordinator loop drives it, and tests
 // drive it directly.

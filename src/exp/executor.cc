@@ -40,23 +40,8 @@ std::string files_digest(const std::string& path) {
   return io::sha256_hex(all);
 }
 
-class StoreArtifacts : public ArtifactIndex {
- public:
-  explicit StoreArtifacts(Store& store) : store_(store) {}
-  std::optional<ArtifactRecord> get_artifact(const std::string& key) override { return store_.get_artifact(key); }
-  void put_artifact(const ArtifactRecord& a) override { store_.put_artifact(a); }
-
- private:
-  Store& store_;
-};
-
 }  // namespace
 
-Executor::Executor(std::string data_root, std::string results_dir, Store& store)
-    : data_root_(std::move(data_root)),
-      results_dir_(std::move(results_dir)),
-      store_index_(std::make_unique<StoreArtifacts>(store)),
-      store_(*store_index_) {}
 Executor::Executor(std::string data_root, std::string results_dir, ArtifactIndex& artifacts)
     : data_root_(std::move(data_root)), results_dir_(std::move(results_dir)), store_(artifacts) {}
 Executor::~Executor() = default;

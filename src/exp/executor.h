@@ -24,14 +24,6 @@
 
 namespace ikv::exp {
 
-// Where an executor looks up and records shared artifacts.
-class ArtifactIndex {
- public:
-  virtual ~ArtifactIndex() = default;
-  virtual std::optional<ArtifactRecord> get_artifact(const std::string& key) = 0;
-  virtual void put_artifact(const ArtifactRecord& artifact) = 0;
-};
-
 // Part `part` of `parts` of a cell: items [begin, end) = [items·part/parts, items·(part+1)/parts).
 // Holds the per-item values the cell's metrics are computed from.
 struct CellPart {
@@ -56,13 +48,11 @@ Identities data_identities(const std::string& data_root);
 
 class Executor {
  public:
-  Executor(std::string data_root, std::string results_dir, Store& store);
   Executor(std::string data_root, std::string results_dir, ArtifactIndex& artifacts);
   ~Executor();
   CellRecord run(const Cell& cell);
   // One part of a splittable cell (splittable(cell) must hold).
   CellPart run_part(const Cell& cell, int part, int parts);
-
 
  private:
   const LoadedModel& fp_model(const ModelSpec& m);
@@ -79,7 +69,6 @@ class Executor {
   std::optional<ItemOutcomes> calibration_loss(const Cell& cell);
 
   std::string data_root_, results_dir_;
-  std::unique_ptr<ArtifactIndex> store_index_;  // adapts the Store of the first constructor
   ArtifactIndex& store_;
   std::map<std::string, std::unique_ptr<LoadedModel>> fp_;
   std::map<std::string, std::unique_ptr<model::Weights>> quantized_;  // by quant_key

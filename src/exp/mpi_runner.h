@@ -22,7 +22,7 @@
 #include <functional>
 #include <memory>
 
-#include "exp/distributed.h"
+#include "exp/runner.h"
 
 namespace ikv::exp {
 

@@ -12,7 +12,6 @@
 
 #include "exp/dist_messages.h"
 #include "exp/dist_scheduler.h"
-#include "exp/distributed.h"
 #include "exp/exp_fixtures.h"
 #include "exp/runner.h"
 #include "io/error.h"
