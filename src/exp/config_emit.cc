@@ -171,6 +171,10 @@ void emit_tasks(YAML::Emitter& out, const TaskSpecs& t) {
         << t.kld->ctx;
     out << YAML::Key << "windows" << YAML::Value << t.kld->windows << YAML::EndMap;
   }
+  if (const auto& q = t.quant_error)
+    out << YAML::Key << "quant_error" << YAML::Value << YAML::BeginMap << YAML::Key << "heldout" << YAML::Value
+        << q->heldout << YAML::Key << "tokens" << YAML::Value << q->tokens << YAML::Key << "ctx" << YAML::Value
+        << q->ctx << YAML::EndMap;
   out << YAML::EndMap;
 }
 

@@ -12,6 +12,7 @@
 #include "exp/config.h"
 #include "exp/variant.h"
 #include "exp/intactkv_figures.h"
+#include "exp/quant_error.h"
 #include "intactkv/calibrate_data.h"
 #include "intactkv/calibrate.h"
 #include "intactkv/mse_sweep.h"
@@ -181,6 +182,7 @@ CellRecord Executor::run_task(const Cell& cell) {
   const std::string kind = task_kind(cell.task);
   if (kind == "mse_sweep") return run_mse_sweep(cell);
   if (kind == "kld") return run_kld(cell);
+  if (kind == "quant_error") return run_quant_error(cell);
   fail(cell.describe(), ": unknown task kind ", kind);
 }
 
@@ -224,6 +226,15 @@ CellRecord Executor::run_kld(const Cell& cell) {
   rec.metrics.push_back({"top1_agreement", r.top1_agreement, NAN, r.tokens});
   rec.outcomes.push_back({"window_kld", r.window_kld});
   return rec;
+}
+
+CellRecord Executor::run_quant_error(const Cell& cell) {
+  // The study of `ikv-eval quant-error` for this one quantizer, on the fp32 weights it quantizes
+  // itself (the packed artifact lacks AWQ's folded scales, which the error undoes).
+  ModelSpec fp32 = cell.model;
+  fp32.dtype = "fp32";
+  return quant_error_record(
+      exp::run_quant_error(data_root_, fp_model(fp32), cell.quant, std::get<QuantErrorTask>(cell.task), cell.seed));
 }
 
 }  // namespace ikv::exp

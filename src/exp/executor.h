@@ -36,7 +36,7 @@ struct CellPart {
   std::vector<ItemOutcomes> extra;    // whole-cell outcomes passed through ("calibration_loss")
 };
 
-// PPL, QA and MMLU cells can be split into parts; mse_sweep and kld cells cannot.
+// PPL, QA and MMLU cells can be split into parts; mse_sweep, kld and quant_error cells cannot.
 bool splittable(const Cell& cell);
 std::pair<int64_t, int64_t> part_range(int64_t items, int part, int parts);
 // The cell's record from all of its parts, given in part order (checked: contiguous, same items).
@@ -65,6 +65,7 @@ class Executor {
   CellPart run_qa_part(const Cell& cell, int part, int parts);
   CellRecord run_mse_sweep(const Cell& cell);
   CellRecord run_kld(const Cell& cell);
+  CellRecord run_quant_error(const Cell& cell);
   // The loss curve of a calibrated prefix (kept in the prefix file's settings), for the report.
   std::optional<ItemOutcomes> calibration_loss(const Cell& cell);
 

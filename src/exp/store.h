@@ -42,7 +42,7 @@ struct CellRecord {
   std::string model, quant;
   int kv_bits = 16;
   std::string intactkv;   // IntactKVSpec::short_label: "none", "bos", "vicuna+cal", ...
-  std::string task_kind;  // "ppl" | "qa" | "mmlu" | "mse_sweep" | "kld"
+  std::string task_kind;  // "ppl" | "qa" | "mmlu" | "mse_sweep" | "kld" | "quant_error"
   std::string task;       // "wikitext2", "arc_easy", "mmlu", ...
   double seconds = 0;
   std::string finished_at;  // UTC "YYYY-MM-DDTHH:MM:SSZ"; put_cell fills it when empty
