@@ -211,7 +211,7 @@ bool task_map(SchemaChecker& c, const YamlNode& n, const std::vector<std::string
 }
 
 void parse_tasks(SchemaChecker& c, const YamlNode& n, TaskSpecs& t) {
-  if (!c.check_keys(n, {"ppl", "mmlu", "qa", "mse_sweep", "kld"}, "tasks")) return;
+  if (!c.check_keys(n, {"ppl", "mmlu", "qa", "mse_sweep", "kld", "quant_error"}, "tasks")) return;
   if (n.entries.empty()) c.problem(n, "tasks must name at least one task");
   if (const YamlNode* p = n.find("ppl"); p && task_map(c, *p, {"datasets", "ctx", "windows"}, "ppl")) {
     PplTask& s = t.ppl.emplace();
@@ -266,6 +266,12 @@ void parse_tasks(SchemaChecker& c, const YamlNode& n, TaskSpecs& t) {
     c.read(*p, "ctx", s.ctx, kCtx);
     c.read(*p, "windows", s.windows, kCount);
   }
+  if (const YamlNode* p = n.find("quant_error"); p && task_map(c, *p, {"heldout", "tokens", "ctx"}, "quant_error")) {
+    QuantErrorTask& s = t.quant_error.emplace();  // the rules of `ikv-eval quant-error`'s flags
+    read_dataset(c, *p, "heldout", s.heldout);
+    c.read(*p, "tokens", s.tokens, kSamples);
+    c.read(*p, "ctx", s.ctx, kSeqLen);
+  }
 }
 
 // A list setting that must not be empty; `one` parses an item.
@@ -314,7 +320,11 @@ ExperimentConfig build(SchemaChecker& c, const YamlNode& document) {
     return v && c.passes(n, "kv_bits", static_cast<double>(*v), kBitsOrOff) ? static_cast<int>(*v) : 16;
   });
   parse_list(c, root, "intactkv", cfg.intactkv, [&](const YamlNode& n) { return parse_intactkv(c, n); });
-  if (const YamlNode* tasks = c.field(root, "tasks", true)) parse_tasks(c, *tasks, cfg.tasks);
+  if (const YamlNode* tasks = c.field(root, "tasks", true)) {
+    parse_tasks(c, *tasks, cfg.tasks);
+    if (cfg.tasks.quant_error && std::none_of(cfg.quantizers.begin(), cfg.quantizers.end(), has_quant_error))
+      c.problem(*tasks->find("quant_error"), "quant_error measures rtn, gptq and awq quantizers; the config has none");
+  }
   // An IntactKV prefix starts with <bos>: it cannot stand in for requests that have none.
   const bool no_bos = (cfg.tasks.qa && cfg.tasks.qa->bos == "never") || (cfg.tasks.mmlu && cfg.tasks.mmlu->bos == "never");
   if (no_bos && std::any_of(cfg.intactkv.begin(), cfg.intactkv.end(),

@@ -49,6 +49,8 @@ void preflight(const Plan& plan, const std::string& data_root) {
         fail(who, ": kld ctx ", k->ctx, " exceeds the model's max_position_embeddings ", max_pos);
       if (checked.insert("data|" + k->dataset).second) check_text_dataset(data_root, k->dataset);
     }
+    if (const auto* q = std::get_if<QuantErrorTask>(&cell.task))
+      if (checked.insert("data|" + q->heldout).second) check_text_dataset(data_root, q->heldout);
     if (const auto* s = std::get_if<MseSweepTask>(&cell.task))
       if (s->data != "sharegpt" && checked.insert("data|" + s->data).second) check_text_dataset(data_root, s->data);
     if (cell.quant.needs_calibration() && cell.quant.data != "sharegpt" &&
