@@ -16,7 +16,6 @@
 #include "exp/model_setup.h"
 #include "ikv_version.h"
 #include "io/error.h"
-#include "io/sha256.h"
 
 namespace fs = std::filesystem;
 
