@@ -96,25 +96,3 @@ TEST_CASE("IntactKV prefixes in each family's chat format; no IntactKV_[B] witho
     }
   }
 }
-
-TEST_CASE("IntactKV's system prefix on the FP tiny-qwen3 leaves every logit unchanged") {
-  if (test::data_root().empty()) return;
-  model::Weights w = model::load_model(test::model_dir("tiny-qwen3"));
-  const auto tok = model::open_tokenizer(test::model_dir("tiny-qwen3"));
-  engine::Engine eng(w);
-  const std::vector<int32_t> pre = intactkv::prefix_tokens("system", *tok, w.config.bos_id);
-  const intactkv::Prefix prefix = intactkv::build_prefix(eng, pre);
-  std::vector<int32_t> input = pre;
-  for (int32_t t : tok->encode("<|im_start|>user\nTell me about the sea.<|im_end|>\n")) input.push_back(t);
-  const int64_t n = input.size(), P = prefix.size();
-  engine::KVCache plain = engine::make_kv_cache(w.config, n), ikv = engine::make_kv_cache(w.config, n);
-  std::vector<float> a, b;
-  eng.forward(plain, input.data(), n, &a, P);
-  intactkv::install_prefix(ikv, prefix, eng);
-  CHECK(intactkv::matched_prefix_length(prefix, input) == P);
-  eng.forward(ikv, input.data() + P, n - P, &b, 0);
-  REQUIRE(a.size() == b.size());
-  double err = 0;
-  for (size_t i = 0; i < a.size(); ++i) err = std::max(err, double(std::fabs(a[i] - b[i])));
-  CHECK(err < 1e-4);
-}
