@@ -4,6 +4,7 @@
 // byte: every length, offset and shape is checked against the file before anything is read.
 #pragma once
 #include <cstdint>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <string>
@@ -69,5 +70,31 @@ struct TensorToWrite {
 // Writes atomically (temporary file + rename). Header padded with spaces to 8-byte alignment.
 void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                        const std::map<std::string, std::string>& metadata);
+
+// The header write_safetensors writes for these tensors (data ignored, nbytes checked against
+// the shape): the 8-byte length and the padded JSON. Data offsets follow the order given.
+std::string safetensors_header(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                               const std::map<std::string, std::string>& metadata);
+
+// A safetensors file written as a stream, for files larger than memory: the header (every
+// tensor's name, dtype and shape, data ignored) goes first, then append() takes the data buffer
+// in order, in pieces of any size. finish() checks that every byte came and renames PATH.tmp into
+// place; a writer destroyed unfinished (an exception on the way) removes PATH.tmp.
+class SafetensorsWriter {
+ public:
+  SafetensorsWriter(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                    const std::map<std::string, std::string>& metadata);
+  ~SafetensorsWriter();
+  SafetensorsWriter(const SafetensorsWriter&) = delete;
+  SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
+  void append(const void* data, size_t nbytes);
+  void finish();
+  uint64_t data_bytes() const { return total_; }
+
+ private:
+  std::string path_, tmp_;
+  std::FILE* out_ = nullptr;
+  uint64_t total_ = 0, written_ = 0;
+};
 
 }  // namespace ikv::io
