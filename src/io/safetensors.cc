@@ -142,8 +142,8 @@ SafetensorsHeader parse_safetensors(const uint8_t* bytes, size_t size, const std
   return h;
 }
 
-SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
-  header_ = parse_safetensors(file_.data(), file_.size(), path);
+SafetensorsFile::SafetensorsFile(const std::string& path) : file_(std::make_shared<const MappedFile>(path)) {
+  header_ = parse_safetensors(file_->data(), file_->size(), path);
 }
 
 const TensorView* SafetensorsFile::find(const std::string& name) const {

@@ -38,7 +38,9 @@ SafetensorsHeader parse_safetensors(const uint8_t* bytes, size_t size, const std
 class SafetensorsFile {
  public:
   explicit SafetensorsFile(const std::string& path);
-  const std::string& path() const { return file_.path(); }
+  const std::string& path() const { return file_->path(); }
+  // The mapping the tensor views point into, for views that outlive this object (io::hold_range).
+  const std::shared_ptr<const MappedFile>& mapping() const { return file_; }
   const std::vector<TensorView>& tensors() const { return header_.tensors; }
   const std::map<std::string, std::string>& metadata() const { return header_.metadata; }
   const TensorView* find(const std::string& name) const;
@@ -48,7 +50,7 @@ class SafetensorsFile {
   const std::string& required_metadata(const std::string& key, const std::string& kind) const;
 
  private:
-  MappedFile file_;
+  std::shared_ptr<const MappedFile> file_;
   SafetensorsHeader header_;
 };
 

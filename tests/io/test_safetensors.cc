@@ -2,6 +2,8 @@
 // tensor, and never read outside the buffer (ASan builds and the fuzz target check the latter).
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <memory>
 
 #include "io/error.h"
 #include "io/mapped_file.h"
@@ -149,4 +151,42 @@ TEST_CASE("safetensors streaming writer: pieces of any size, all or nothing") {
   }  // destroyed unfinished: the temporary file goes, nothing is left under the name
   CHECK_FALSE(std::filesystem::exists(partial));
   CHECK_FALSE(std::filesystem::exists(partial + ".tmp"));
+}
+
+namespace {
+
+// This process's resident file-backed memory, kB (/proc/self/status RssFile).
+long rss_file_kb() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("RssFile:", 0) == 0) return std::stol(line.substr(8));
+  return -1;
+}
+
+}  // namespace
+
+TEST_CASE("a held range of a mapped file keeps it mapped and leaves the resident set when let go") {
+  std::vector<float> a(8 << 20);  // 32 MB
+  for (size_t i = 0; i < a.size(); ++i) a[i] = float(i % 1000);
+  const std::string path = tmp_path("held.safetensors");
+  io::write_safetensors(path, {{"a", io::DType::F32, {int64_t(a.size())}, a.data(), a.size() * 4}}, {});
+  std::shared_ptr<const void> held;
+  const float* p = nullptr;
+  {
+    io::SafetensorsFile f(path);
+    const io::TensorView& t = f.get("a");
+    p = reinterpret_cast<const float*>(t.data);
+    held = io::hold_range(f.mapping(), t.data, t.nbytes);
+  }  // the file object is gone; the mapping lives on in `held`
+  const long before = rss_file_kb();
+  double sum = 0;
+  for (size_t i = 0; i < a.size(); i += 1024) sum += p[i];  // touch every page
+  CHECK(sum > 0);
+  const long touched = rss_file_kb();
+  if (before < 0) return;  // no /proc
+  CHECK(touched - before > 28 * 1024);
+  held.reset();  // the last holder: the range's pages are released and the file unmapped
+  CHECK(touched - rss_file_kb() > 28 * 1024);
+  std::filesystem::remove(path);
 }

@@ -7,7 +7,6 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 
-#include "engine/forward.h"
 #include "io/error.h"
 #include "io/mapped_file.h"
 #include "io/safetensors.h"
@@ -81,7 +80,7 @@ TEST_CASE("synth configs are the real families' (published parameter counts)") {
   CHECK(c.vocab == 32000);
 }
 
-TEST_CASE("a tiny synthetic checkpoint: shards, index, loads, runs, and depends on the seed only") {
+TEST_CASE("a tiny synthetic checkpoint: shards, index, loads, and depends on the seed only") {
   model::SynthOptions opt;
   opt.shape = "qwen3-8b";
   opt.tiny = true;
@@ -108,12 +107,6 @@ TEST_CASE("a tiny synthetic checkpoint: shards, index, loads, runs, and depends 
   CHECK(std::sqrt(sum2 / q.size()) == doctest::Approx(0.02).epsilon(0.02));
   CHECK(mx <= 0.02 * std::sqrt(3.0) + 1e-4);
 
-  engine::Engine e(w);
-  engine::KVCache cache = engine::make_kv_cache(w.config, 16, 16);
-  std::vector<int32_t> ids = {151643, 9707, 1879, 13, 576};
-  std::vector<float> logits;
-  e.forward(cache, ids.data(), static_cast<int64_t>(ids.size()), &logits);
-  CHECK(std::all_of(logits.begin(), logits.end(), [](float v) { return std::isfinite(v); }));
 
   // The same seed gives the same bytes whatever the sharding; another seed other bytes.
   opt.max_shard_bytes = 5'000'000'000;
