@@ -73,7 +73,8 @@ TEST_CASE("gemm_f32_half == gemm_f32 on the upcast weight, bit for bit, and near
   // One panel and many, a short last panel, runtime-M and exact-M oneDNN primitives, K from a
   // 16-row panel (K = 16384) to a 512-row one.
   const Shape shapes[] = {{1, 512, 1408},  {3, 1408, 512},  {7, 64, 100},    {24, 4096, 1000},
-                          {127, 512, 700}, {128, 512, 1408}, {300, 1024, 260}, {2, 16384, 40}};
+                          {127, 512, 700}, {128, 512, 1408}, {300, 1024, 260}, {2, 16384, 40},
+                          {1, 4096, 1000}, {16, 4096, 300}, {64, 11008, 200}};
   for (int threads : {1, 2}) {
     Threads t(threads);
     for (const Shape& s : shapes)
