@@ -75,7 +75,7 @@ void Engine::forward(KVCache& cache, const int32_t* tokens, int64_t n, std::vect
   std::vector<float> x(n * D);
   for (int64_t t = 0; t < n; ++t) {
     if (tokens[t] < 0 || tokens[t] >= c.vocab) fail("forward: token id ", tokens[t], " is outside the vocabulary");
-    std::memcpy(&x[t * D], &w_.embed[static_cast<int64_t>(tokens[t]) * D], D * sizeof(float));
+    w_.embed.row(tokens[t], &x[t * D]);
   }
   if (taps.layer_outputs) taps.layer_outputs->assign(c.n_layers, {});
   if (taps.attention_probs) taps.attention_probs->assign(c.n_layers, {});
