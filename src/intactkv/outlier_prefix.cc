@@ -40,7 +40,7 @@ OutlierPrefixChoice choose_outlier_prefix(const engine::Engine& fp, const std::v
     std::vector<float> x(n * c.dim);
     for (int64_t t = 0; t < n; ++t) {
       if (seq[t] < 0 || seq[t] >= c.vocab) fail("outlier prefix: token id ", seq[t], " is outside the vocabulary");
-      std::memcpy(&x[t * c.dim], &fp.weights().embed[static_cast<int64_t>(seq[t]) * c.dim], c.dim * sizeof(float));
+      fp.weights().embed.row(seq[t], &x[t * c.dim]);
     }
     std::vector<double> ratio(n, 0.0);  // each position's largest ratio over layers and inputs
     for (int64_t l = 0; l < c.n_layers; ++l) {

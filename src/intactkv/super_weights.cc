@@ -17,7 +17,7 @@ std::vector<SuperWeight> find_super_weights(const engine::Engine& fp, const std:
   std::vector<float> x(n * D);
   for (int64_t t = 0; t < n; ++t) {
     if (ids[t] < 0 || ids[t] >= c.vocab) fail("super weights: token id ", ids[t], " is outside the vocabulary");
-    std::memcpy(&x[t * D], &w.embed[static_cast<int64_t>(ids[t]) * D], D * sizeof(float));
+    w.embed.row(ids[t], &x[t * D]);
   }
   std::vector<SuperWeight> found;
   for (int64_t l = 0; l < c.n_layers; ++l) {

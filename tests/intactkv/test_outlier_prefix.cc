@@ -31,7 +31,7 @@ std::vector<double> attn_input_ratios(const model::Weights& w, const std::vector
   for (int64_t l = 0; l < c.n_layers; ++l) {
     std::vector<float> h(n * D);
     if (l == 0)
-      for (int64_t t = 0; t < n; ++t) std::memcpy(&h[t * D], &w.embed[int64_t(seq[t]) * D], D * sizeof(float));
+      for (int64_t t = 0; t < n; ++t) w.embed.row(seq[t], &h[t * D]);
     else
       h = outs[l - 1];
     std::vector<float> m(n);

@@ -45,7 +45,8 @@ TEST_CASE("IntactKV on the FP model leaves every logit unchanged (bos and system
       REQUIRE(a.size() == b.size());
       double err = 0;
       for (size_t i = 0; i < a.size(); ++i) err = std::max(err, double(std::fabs(a[i] - b[i])));
-      MESSAGE(std::string(c.model) + " " + spec << ": max |logit diff| = " << err);
+      const std::string what = std::string(c.model) + " " + spec;
+      MESSAGE(what << ": max |logit diff| = " << err);
       // Same weights, same arithmetic; only GEMM blocking differs (M = P vs M = n): fp32 rounding.
       CHECK(err < 1e-4);
     }
