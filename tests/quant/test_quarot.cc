@@ -220,6 +220,7 @@ TEST_CASE("quarot and the AWQ fold on the families: biases and q/k norms pass th
       return s;
     };
     for (model::LayerWeights& L : folded.layers) {
+      for (kernels::Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) kernels::expand_to_f32(*l);
       quant::AwqLayerScales s;
       s.qkv = draw(fp.config.dim), s.o = draw(fp.config.kv_dim()), s.gate_up = draw(fp.config.dim);
       s.down = draw(fp.config.hidden);
