@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   ikv::cli::add_quantize_command(app, common);
   ikv::cli::add_quant_error_command(app, common);
   ikv::cli::add_tokenize_command(app, common);
+  ikv::cli::add_synth_command(app, common);
   int exit_code = 0;
   ikv::cli::add_run_command(app, common, exit_code);
   ikv::cli::add_report_commands(app, exit_code);

@@ -11,6 +11,7 @@ void add_mse_sweep_command(CLI::App& app, Common& common);
 void add_quantize_command(CLI::App& app, Common& common);
 void add_quant_error_command(CLI::App& app, Common& common);
 void add_tokenize_command(CLI::App& app, Common& common);
+void add_synth_command(CLI::App& app, Common& common);
 // run, and report / compare; exit_code receives the command's status (1 = regression, 2 = error).
 void add_run_command(CLI::App& app, Common& common, int& exit_code);
 void add_report_commands(CLI::App& app, int& exit_code);

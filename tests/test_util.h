@@ -49,7 +49,7 @@ inline model::Weights tiny_random_model(uint32_t seed, const model::Config& shap
   auto lin = [&](int64_t out, int64_t in) {
     return kernels::make_dense(fill(out * in, 1.0f / std::sqrt(float(in))), out, in);
   };
-  w.embed = fill(c.vocab * c.dim, 1.0f);
+  w.embed = model::Embedding(fill(c.vocab * c.dim, 1.0f), c.vocab, c.dim);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     model::LayerWeights L;
     L.attn_norm = fill(c.dim, norm_std, 1.0f), L.ffn_norm = fill(c.dim, norm_std, 1.0f);

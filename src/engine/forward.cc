@@ -103,7 +103,7 @@ void Engine::embed(const int32_t* tokens, int64_t n, float* x) const {
   const model::Config& c = w_.config;
   for (int64_t t = 0; t < n; ++t) {
     if (tokens[t] < 0 || tokens[t] >= c.vocab) fail("forward: token id ", tokens[t], " is outside the vocabulary");
-    std::memcpy(&x[t * c.dim], &w_.embed[static_cast<int64_t>(tokens[t]) * c.dim], c.dim * sizeof(float));
+    w_.embed.row(tokens[t], &x[t * c.dim]);
   }
 }
 

@@ -152,10 +152,11 @@ SampleLoss prefix_loss(const DenseModel& m, const PrefixKV<T>& prefix, const int
   const int64_t act_bytes = L * n * (D + Qd + 2 * F + c.n_heads * Tn) * static_cast<int64_t>(sizeof(T));
   const bool keep = grad && act_bytes <= keep_activation_bytes;
   std::vector<std::vector<T>> xs(L + 1, std::vector<T>(n * D)), K(L), V(L);
+  std::vector<float> e(D);
   for (int64_t t = 0; t < n; ++t) {
     if (tokens[t] < 0 || tokens[t] >= c.vocab) fail("calibration: token id ", tokens[t], " is outside the vocabulary");
-    const float* e = &m.weights->embed[static_cast<int64_t>(tokens[t]) * D];
-    std::copy_n(e, D, &xs[0][t * D]);
+    m.weights->embed.row(tokens[t], e.data());
+    std::copy_n(e.data(), D, &xs[0][t * D]);
   }
   const DenseOps<T> ops{m, kv_bits, kv_error};
   engine::LayerScratch<T> scratch(c, n);

@@ -61,6 +61,26 @@ MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
   return *this;
 }
 
+void MappedFile::release(const void* p, size_t n) const {
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(data_), hi = lo + size_;
+  uintptr_t b = reinterpret_cast<uintptr_t>(p), e = b + n;
+  if (!data_ || b < lo || e > hi) return;
+  b = (b + page - 1) / page * page;  // pages shared with a neighbouring tensor stay
+  e = e / page * page;
+  if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+}
+
+std::shared_ptr<const void> hold_range(std::shared_ptr<const MappedFile> file, const void* p, size_t n) {
+  struct Range {
+    std::shared_ptr<const MappedFile> file;
+    const void* p;
+    size_t n;
+    ~Range() { file->release(p, n); }
+  };
+  return std::make_shared<const Range>(Range{std::move(file), p, n});
+}
+
 std::string read_text_file(const std::string& path, size_t max_bytes) {
   check_regular_file(path, "file");
   std::ifstream in(path, std::ios::binary);

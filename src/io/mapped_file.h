@@ -2,6 +2,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 namespace ikv::io {
@@ -18,12 +19,22 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Takes the pages wholly inside [p, p + n) out of this process's resident set (MADV_DONTNEED).
+  // The mapping stays valid: the file's pages remain in the page cache, and reading the range again
+  // faults them back in. A range outside the mapping is ignored.
+  void release(const void* p, size_t n) const;
 
  private:
   std::string path_;
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
 };
+
+// An owner for bytes [p, p + n) of a shared mapping: keeps the file mapped while any copy lives,
+// and releases the range's pages from the resident set when the last one goes. Weights read in
+// place from a checkpoint hold one each, so replacing a weight (quantizing it, converting it)
+// returns its memory.
+std::shared_ptr<const void> hold_range(std::shared_ptr<const MappedFile> file, const void* p, size_t n);
 
 // Error "PATH: cannot open WHAT (...)" / "PATH: WHAT is a directory, not a file" / "... is not a
 // regular file" unless path names a regular file. FIFOs and devices are refused before they are

@@ -1,6 +1,8 @@
 #include "io/safetensors.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <utility>
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -140,8 +142,8 @@ SafetensorsHeader parse_safetensors(const uint8_t* bytes, size_t size, const std
   return h;
 }
 
-SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
-  header_ = parse_safetensors(file_.data(), file_.size(), path);
+SafetensorsFile::SafetensorsFile(const std::string& path) : file_(std::make_shared<const MappedFile>(path)) {
+  header_ = parse_safetensors(file_->data(), file_->size(), path);
 }
 
 const TensorView* SafetensorsFile::find(const std::string& name) const {
@@ -207,8 +209,8 @@ void expect_shape(const TensorView& t, const std::vector<int64_t>& shape, const 
     fail(path, ": tensor ", t.name, " has shape ", shape_str(t.shape), ", config expects ", shape_str(shape));
 }
 
-void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
+std::string safetensors_header(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                               const std::map<std::string, std::string>& metadata) {
   nlohmann::ordered_json header;
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
@@ -225,10 +227,57 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
   std::string bytes(8, '\0');
   uint64_t n = json.size();
   for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((n >> (8 * i)) & 0xff);
-  bytes.reserve(8 + json.size() + offset);
-  bytes += json;
-  for (const auto& t : tensors) bytes.append(static_cast<const char*>(t.data), t.nbytes);
-  write_file_atomic(path, bytes);
+  return bytes + json;
+}
+
+void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  SafetensorsWriter out(path, tensors, metadata);
+  for (const auto& t : tensors) out.append(t.data, t.nbytes);
+  out.finish();
+}
+
+SafetensorsWriter::SafetensorsWriter(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                                     const std::map<std::string, std::string>& metadata)
+    : path_(path), tmp_(path + ".tmp") {
+  const std::string header = safetensors_header(path, tensors, metadata);
+  for (const auto& t : tensors) total_ += t.nbytes;
+  out_ = std::fopen(tmp_.c_str(), "wb");
+  if (!out_) fail(path, ": cannot write (", std::strerror(errno), ")");
+  if (std::fwrite(header.data(), 1, header.size(), out_) != header.size()) {
+    std::fclose(std::exchange(out_, nullptr));
+    std::remove(tmp_.c_str());
+    fail(path, ": write failed (disk full?)");
+  }
+}
+
+SafetensorsWriter::~SafetensorsWriter() {
+  if (out_) {
+    std::fclose(out_);
+    std::remove(tmp_.c_str());
+  }
+}
+
+void SafetensorsWriter::append(const void* data, size_t nbytes) {
+  if (!out_) fail(path_, ": append after finish");
+  if (nbytes > total_ - written_) fail(path_, ": ", written_ + nbytes, " data bytes exceed the header's ", total_);
+  if (nbytes && std::fwrite(data, 1, nbytes, out_) != nbytes) fail(path_, ": write failed (disk full?)");
+  written_ += nbytes;
+}
+
+void SafetensorsWriter::finish() {
+  if (!out_) fail(path_, ": finished twice");
+  if (written_ != total_) fail(path_, ": ", written_, " data bytes written, the header announces ", total_);
+  const bool ok = std::fflush(out_) == 0;
+  const bool closed = std::fclose(std::exchange(out_, nullptr)) == 0;
+  if (!ok || !closed) {
+    std::remove(tmp_.c_str());
+    fail(path_, ": write failed (disk full?)");
+  }
+  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    std::remove(tmp_.c_str());
+    fail(path_, ": cannot rename temporary file (", std::strerror(errno), ")");
+  }
 }
 
 }  // namespace ikv::io

@@ -4,6 +4,7 @@
 // byte: every length, offset and shape is checked against the file before anything is read.
 #pragma once
 #include <cstdint>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <string>
@@ -37,7 +38,9 @@ SafetensorsHeader parse_safetensors(const uint8_t* bytes, size_t size, const std
 class SafetensorsFile {
  public:
   explicit SafetensorsFile(const std::string& path);
-  const std::string& path() const { return file_.path(); }
+  const std::string& path() const { return file_->path(); }
+  // The mapping the tensor views point into, for views that outlive this object (io::hold_range).
+  const std::shared_ptr<const MappedFile>& mapping() const { return file_; }
   const std::vector<TensorView>& tensors() const { return header_.tensors; }
   const std::map<std::string, std::string>& metadata() const { return header_.metadata; }
   const TensorView* find(const std::string& name) const;
@@ -47,7 +50,7 @@ class SafetensorsFile {
   const std::string& required_metadata(const std::string& key, const std::string& kind) const;
 
  private:
-  MappedFile file_;
+  std::shared_ptr<const MappedFile> file_;
   SafetensorsHeader header_;
 };
 
@@ -69,5 +72,31 @@ struct TensorToWrite {
 // Writes atomically (temporary file + rename). Header padded with spaces to 8-byte alignment.
 void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                        const std::map<std::string, std::string>& metadata);
+
+// The header write_safetensors writes for these tensors (data ignored, nbytes checked against
+// the shape): the 8-byte length and the padded JSON. Data offsets follow the order given.
+std::string safetensors_header(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                               const std::map<std::string, std::string>& metadata);
+
+// A safetensors file written as a stream, for files larger than memory: the header (every
+// tensor's name, dtype and shape, data ignored) goes first, then append() takes the data buffer
+// in order, in pieces of any size. finish() checks that every byte came and renames PATH.tmp into
+// place; a writer destroyed unfinished (an exception on the way) removes PATH.tmp.
+class SafetensorsWriter {
+ public:
+  SafetensorsWriter(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                    const std::map<std::string, std::string>& metadata);
+  ~SafetensorsWriter();
+  SafetensorsWriter(const SafetensorsWriter&) = delete;
+  SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
+  void append(const void* data, size_t nbytes);
+  void finish();
+  uint64_t data_bytes() const { return total_; }
+
+ private:
+  std::string path_, tmp_;
+  std::FILE* out_ = nullptr;
+  uint64_t total_ = 0, written_ = 0;
+};
 
 }  // namespace ikv::io

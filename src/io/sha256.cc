@@ -1,10 +1,16 @@
 #include "io/sha256.h"
 
 #include <openssl/evp.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <vector>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -41,9 +47,34 @@ std::string sha256_hex(const void* data, size_t n) {
 
 std::string sha256_hex(const std::string& s) { return sha256_hex(s.data(), s.size()); }
 
+// Read in 4 MB pieces, not mapped: hashing a 5 GB shard through a mapping would add it to the
+// process's peak resident set.
 std::string file_sha256(const std::string& path) {
-  MappedFile f(path);
-  return sha256_hex(f.data(), f.size());
+  check_regular_file(path, "file");
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) fail(path, ": cannot open (", std::strerror(errno), ")");
+  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
+    ::close(fd);
+    fail("sha256: OpenSSL EVP_DigestInit failed");
+  }
+  std::vector<unsigned char> buf(size_t{4} << 20);
+  for (;;) {
+    const ssize_t got = ::read(fd, buf.data(), buf.size());
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      const int err = errno;
+      ::close(fd);
+      fail(path, ": read error (", std::strerror(err), ")");
+    }
+    if (got == 0) break;
+    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(got));
+  }
+  ::close(fd);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned len = 0;
+  if (EVP_DigestFinal_ex(ctx.get(), md, &len) != 1) fail("sha256: OpenSSL EVP_DigestFinal failed");
+  return to_hex(md, len);
 }
 
 std::string file_sha256_cached(const std::string& path) {

@@ -17,7 +17,20 @@ Linear make_dense(std::vector<float> w, int64_t out, int64_t in) {
   return l;
 }
 
+Linear make_dense_half(HalfMatrix w, int64_t out, int64_t in) {
+  Linear l;
+  l.out = out;
+  l.in = in;
+  l.weight = DenseHalf{std::move(w)};
+  return l;
+}
+
 void set_dense(Linear& l, std::vector<float> w) { l.weight = DenseF32{std::move(w)}; }
+
+std::vector<float>& expand_to_f32(Linear& l) {
+  if (const DenseHalf* h = std::get_if<DenseHalf>(&l.weight)) set_dense(l, half_to_f32(h->w.type, h->w.data, l.out * l.in));
+  return dense_f32_weight(l);
+}
 
 void set_packed(Linear& l, std::shared_ptr<const PackedMatrix> m, std::vector<int32_t> in_perm) {
   Packed p;
@@ -29,11 +42,17 @@ void set_packed(Linear& l, std::shared_ptr<const PackedMatrix> m, std::vector<in
 void to_bf16(Linear& l) {
   if (Packed* p = std::get_if<Packed>(&l.weight)) {
     p->rounding = Activations::kBf16;
+  } else if (DenseHalf* h = std::get_if<DenseHalf>(&l.weight)) {
+    if (h->w.type != Half::kBf16) {  // fp16: converted once; the fp16 storage is let go
+      std::vector<uint16_t> b(static_cast<size_t>(l.out * l.in));
+      half_to_bf16(h->w.type, h->w.data, l.out * l.in, b.data());
+      h->w = owned_half(Half::kBf16, std::move(b));
+    }
+    h->compute = Activations::kBf16;
   } else if (DenseF32* d = std::get_if<DenseF32>(&l.weight)) {
-    DenseBf16 b;
-    b.w.resize(d->w.size());
-    for (size_t i = 0; i < d->w.size(); ++i) b.w[i] = io::fp32_to_bf16(d->w[i]);
-    l.weight = std::move(b);
+    std::vector<uint16_t> b(d->w.size());
+    for (size_t i = 0; i < d->w.size(); ++i) b[i] = io::fp32_to_bf16(d->w[i]);
+    l.weight = DenseHalf{owned_half(Half::kBf16, std::move(b)), Activations::kBf16};
   }
 }
 
@@ -92,11 +111,15 @@ void forward(const Linear& layer, const DenseF32& d, const float* X, int64_t M, 
   gemm_f32(X, M, layer.in, d.w.data(), layer.out, Y);
 }
 
-void forward(const Linear& layer, const DenseBf16& d, const float* X, int64_t M, float* Y) {
+void forward(const Linear& layer, const DenseHalf& d, const float* X, int64_t M, float* Y) {
   std::vector<float> xp;
   if (layer.act_quant.bits < 16)
     X = dequantized_input(quantize_input(layer.act_quant, X, M, layer.in), M, layer.in, xp);
-  gemm_bf16(X, M, layer.in, d.w.data(), layer.out, Y);
+  if (d.compute == Activations::kBf16) {
+    if (d.w.type != Half::kBf16) fail("linear [", layer.out, ", ", layer.in, "]: bf16 compute on a weight not stored in bf16");
+    return gemm_bf16(X, M, layer.in, d.w.data, layer.out, Y);
+  }
+  gemm_f32_half(X, M, layer.in, d.w.data, d.w.type, layer.out, Y);
 }
 
 // Gather into the packed column order, then quantize the input, then the fastest product the
@@ -122,10 +145,8 @@ void forward(const Linear& layer, const Packed& p, const float* X, int64_t M, fl
 
 std::vector<float> dense_weight(const Linear&, const DenseF32& d) { return d.w; }
 
-std::vector<float> dense_weight(const Linear&, const DenseBf16& d) {
-  std::vector<float> w(d.w.size());
-  for (size_t i = 0; i < w.size(); ++i) w[i] = io::bf16_to_fp32(d.w[i]);
-  return w;
+std::vector<float> dense_weight(const Linear& layer, const DenseHalf& d) {
+  return half_to_f32(d.w.type, d.w.data, layer.out * layer.in);
 }
 
 std::vector<float> dense_weight(const Linear& layer, const Packed& p) {

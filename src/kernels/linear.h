@@ -2,10 +2,14 @@
 // the forms a run computes with, and the quantization its input gets first.
 //
 // The forms are the kernel families, each with its own storage, and a layer holds one at a time:
-//   DenseF32   the checkpoint's weight (gemm_f32). The only form quantizers, AWQ's scale fold and
-//              QuaRot's rotation edit in place (dense_f32_weight).
-//   DenseBf16  --dtype bf16 on a dense weight (gemm_bf16; oneDNN rounds the input to bf16). The
-//              fp32 copy is dropped, so a layer is one or the other.
+//   DenseF32   an fp32 weight owned in memory (gemm_f32): fp32 checkpoints, llama2.c files, and the
+//              only form quantizers, AWQ's scale fold and QuaRot's rotation edit in place
+//              (dense_f32_weight; expand_to_f32 makes it from a 16-bit weight, one layer at a time).
+//   DenseHalf  a bf16 or fp16 weight as the checkpoint stores it, read in place from the mapped
+//              file (kernels/half_matrix.h). fp32 compute upcasts panels inside the GEMM
+//              (gemm_f32_half: bit for bit gemm_f32 on the upcast weight); --dtype bf16 runs
+//              oneDNN's bf16 matmul on the stored bf16 weight (gemm_bf16; the input rounded to
+//              bf16), after converting an fp16 or fp32 weight to bf16 once.
 //   Packed     low-bit codes from a quantizer or an artifact (packed_matmul). The codes stay exact
 //              under every compute dtype, which only changes how the input is rounded; beside them
 //              sit what exists only because of those codes: GPTQ act-order's column order, the q8
@@ -14,15 +18,16 @@
 // Activation quantization (QuaRot W4A4) applies to the input whatever the form, so it sits beside
 // the weight rather than in it.
 //
-// Each form is made one way (make_dense/set_dense, set_packed, to_bf16, use_q8_inputs,
-// set_act_quant), so no caller sets a field whose meaning depends on another. Read the forms
-// with std::get_if / std::holds_alternative, or dense_f32_weight where only fp32 will do.
+// Each form is made one way (make_dense/set_dense, make_dense_half, set_packed, to_bf16,
+// use_q8_inputs, set_act_quant), so no caller sets a field whose meaning depends on another. Read
+// the forms with std::get_if / std::holds_alternative, or dense_f32_weight where only fp32 will do.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <variant>
 #include <vector>
 
+#include "kernels/half_matrix.h"
 #include "kernels/packed_matmul.h"
 #include "kernels/q8_tiles.h"
 
@@ -34,8 +39,11 @@ struct DenseF32 {
   std::vector<float> w;  // [out, in]
 };
 
-struct DenseBf16 {
-  std::vector<uint16_t> w;  // [out, in] bf16
+struct DenseHalf {
+  HalfMatrix w;  // [out, in]
+  // kFp32: fp32 compute on the exactly upcast weight; kBf16 (bf16 storage only): oneDNN's bf16
+  // matmul, the input rounded to bf16.
+  Activations compute = Activations::kFp32;
 };
 
 struct Packed {
@@ -44,7 +52,7 @@ struct Packed {
   // input is gathered into that order before the packed matmul; groups stay consecutive columns.
   std::vector<int32_t> in_perm;
   // What the input is rounded to before the product: kBf16 with bf16 compute (the packed
-  // counterpart of DenseBf16), kQ8 for int8 blocks (dtype q8).
+  // counterpart of DenseHalf's bf16 compute), kQ8 for int8 blocks (dtype q8).
   Activations rounding = Activations::kFp32;
   // With kQ8 on a VNNI CPU: the codes again in the q8 kernel's layout, which every product then
   // takes (a second copy of the codes; m still serves backward passes, dequantization and saving).
@@ -64,20 +72,28 @@ struct ActQuant {
 
 struct Linear {
   int64_t out = 0, in = 0;
-  std::variant<DenseF32, DenseBf16, Packed> weight;
+  std::variant<DenseF32, DenseHalf, Packed> weight;
   ActQuant act_quant;
   std::vector<float> bias;  // [out], added after the product whatever the form; empty = none
 };
 
-// A dense fp32 layer (the form models load in).
+// A dense fp32 layer.
 Linear make_dense(std::vector<float> w, int64_t out, int64_t in);
-// Replaces the weight by dense fp32 [out, in] (AWQ expands bf16 weights before its search).
+// A dense layer on 16-bit storage with fp32 compute (the form bf16/fp16 checkpoints load in).
+Linear make_dense_half(HalfMatrix w, int64_t out, int64_t in);
+// Replaces the weight by dense fp32 [out, in].
 void set_dense(Linear& l, std::vector<float> w);
+// The weight as dense fp32 for editing in place: a 16-bit weight is upcast (its storage let go),
+// an fp32 one returned as it is; ikv::Error for packed codes. Quantizers that edit call it one
+// layer at a time, so a model is never all fp32 at once.
+std::vector<float>& expand_to_f32(Linear& l);
 // Replaces the weight by packed codes (quantizers, artifacts); in_perm for GPTQ act-order. The new
 // form has fp32 inputs and no tiled or int8 copy: the compute dtype and activation quantization
 // apply to packed weights, after packing.
 void set_packed(Linear& l, std::shared_ptr<const PackedMatrix> m, std::vector<int32_t> in_perm = {});
-// bf16 compute: a dense fp32 weight becomes DenseBf16; packed codes take bf16-rounded inputs.
+// bf16 compute: a dense weight becomes DenseHalf in bf16 with bf16 compute (a bf16 one as it is
+// stored, fp16 and fp32 ones converted once, round to nearest even); packed codes take
+// bf16-rounded inputs.
 void to_bf16(Linear& l);
 // q8 compute: packed codes take int8-block inputs, tiled for the VNNI kernel where it runs and
 // covers the matrix; dense weights stay as they are.

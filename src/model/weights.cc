@@ -1,5 +1,6 @@
 #include "model/weights.h"
 
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -16,6 +17,13 @@ namespace fs = std::filesystem;
 
 namespace ikv::model {
 namespace {
+
+// A 2-D weight as stored: a 16-bit tensor as a view of its mapped file, any other float dtype
+// converted to fp32.
+struct StoredMatrix {
+  kernels::HalfMatrix half;  // set for BF16/F16
+  std::vector<float> f32;
+};
 
 // Where each tensor lives: one file, or the shards named by model.safetensors.index.json.
 struct TensorSource {
@@ -38,6 +46,29 @@ struct TensorSource {
       return {};
     }
     return io::to_f32(t, it->second->path());
+  }
+
+  StoredMatrix read_matrix(const std::string& name, const std::vector<int64_t>& shape) const {
+    auto it = by_name.find(name);
+    const io::TensorView* t = it == by_name.end() ? nullptr : it->second->find(name);
+    if (check_only || !t || (t->dtype != io::DType::BF16 && t->dtype != io::DType::F16))
+      return {{}, read(name, shape)};
+    used.insert(name);
+    io::expect_shape(*t, shape, it->second->path());
+    const kernels::Half type = t->dtype == io::DType::BF16 ? kernels::Half::kBf16 : kernels::Half::kF16;
+    if (reinterpret_cast<uintptr_t>(t->data) % alignof(uint16_t) != 0) {  // legal, if odd: copied
+      std::vector<uint16_t> copy(t->nbytes / 2);
+      std::memcpy(copy.data(), t->data, t->nbytes);
+      return {kernels::owned_half(type, std::move(copy)), {}};
+    }
+    return {{type, reinterpret_cast<const uint16_t*>(t->data), io::hold_range(it->second->mapping(), t->data, t->nbytes)},
+            {}};
+  }
+
+  kernels::Linear read_linear(const std::string& name, int64_t out, int64_t in) const {
+    StoredMatrix m = read_matrix(name, {out, in});
+    if (m.half.data) return kernels::make_dense_half(std::move(m.half), out, in);
+    return kernels::make_dense(std::move(m.f32), out, in);
   }
 };
 
@@ -83,19 +114,22 @@ Weights load_hf_folder(const fs::path& dir, bool check_only) {
   TensorSource src = open_tensors(dir);
   src.check_only = check_only;
   const int64_t D = c.dim, H = c.hidden, Q = c.q_dim(), KV = c.kv_dim();
-  w.embed = src.read("model.embed_tokens.weight", {c.vocab, D});
+  {
+    StoredMatrix e = src.read_matrix("model.embed_tokens.weight", {c.vocab, D});
+    w.embed = e.half.data ? Embedding(std::move(e.half), c.vocab, D) : Embedding(std::move(e.f32), c.vocab, D);
+  }
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerWeights L;
     L.attn_norm = src.read(p + "input_layernorm.weight", {D});
     L.ffn_norm = src.read(p + "post_attention_layernorm.weight", {D});
-    L.q = kernels::make_dense(src.read(p + "self_attn.q_proj.weight", {Q, D}), Q, D);
-    L.k = kernels::make_dense(src.read(p + "self_attn.k_proj.weight", {KV, D}), KV, D);
-    L.v = kernels::make_dense(src.read(p + "self_attn.v_proj.weight", {KV, D}), KV, D);
-    L.o = kernels::make_dense(src.read(p + "self_attn.o_proj.weight", {D, Q}), D, Q);
-    L.gate = kernels::make_dense(src.read(p + "mlp.gate_proj.weight", {H, D}), H, D);
-    L.up = kernels::make_dense(src.read(p + "mlp.up_proj.weight", {H, D}), H, D);
-    L.down = kernels::make_dense(src.read(p + "mlp.down_proj.weight", {D, H}), D, H);
+    L.q = src.read_linear(p + "self_attn.q_proj.weight", Q, D);
+    L.k = src.read_linear(p + "self_attn.k_proj.weight", KV, D);
+    L.v = src.read_linear(p + "self_attn.v_proj.weight", KV, D);
+    L.o = src.read_linear(p + "self_attn.o_proj.weight", D, Q);
+    L.gate = src.read_linear(p + "mlp.gate_proj.weight", H, D);
+    L.up = src.read_linear(p + "mlp.up_proj.weight", H, D);
+    L.down = src.read_linear(p + "mlp.down_proj.weight", D, H);
     // Biases and q/k norms where the config says the architecture has them (a tensor the config
     // does not announce is refused below, not ignored).
     auto bias = [&](kernels::Linear& lin, const char* name, bool present) {
@@ -120,9 +154,10 @@ Weights load_hf_folder(const fs::path& dir, bool check_only) {
       fail(file->path(), ": tensor ", name, " has no place in the model config.json describes (an undeclared bias or norm?)");
   // Tied checkpoints have no lm_head.weight (HF convention); an untied one must have it.
   if (src.by_name.count("lm_head.weight") && !c.tied_embeddings)
-    w.lm_head = kernels::make_dense(src.read("lm_head.weight", {c.vocab, D}), c.vocab, D);
-  else if (c.tied_embeddings)
-    w.lm_head = kernels::make_dense(w.embed, c.vocab, D);
+    w.lm_head = src.read_linear("lm_head.weight", c.vocab, D);
+  else if (c.tied_embeddings)  // the embedding's storage, shared (a copy only for an fp32 table)
+    w.lm_head = w.embed.is_half() ? kernels::make_dense_half(w.embed.half, c.vocab, D)
+                                  : kernels::make_dense(w.embed.f32, c.vocab, D);
   else
     src.read("lm_head.weight", {c.vocab, D});  // raises "missing tensor lm_head.weight"
   std::vector<std::string> files = {config_path};
@@ -137,7 +172,7 @@ Weights load_llama2c(const std::string& path) {
   w.config = ck.config;
   const Config& c = w.config;
   const int64_t D = c.dim, H = c.hidden, Q = c.q_dim(), KV = c.kv_dim();
-  w.embed = std::move(ck.embed);
+  w.embed = Embedding(std::move(ck.embed), c.vocab, D);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     auto& s = ck.layers[l];
     LayerWeights L;
@@ -153,12 +188,35 @@ Weights load_llama2c(const std::string& path) {
     w.layers.push_back(std::move(L));
   }
   w.final_norm = std::move(ck.final_norm);
-  w.lm_head = kernels::make_dense(ck.wcls.empty() ? w.embed : std::move(ck.wcls), c.vocab, D);
+  w.lm_head = kernels::make_dense(ck.wcls.empty() ? w.embed.f32 : std::move(ck.wcls), c.vocab, D);
   w.fingerprint = fingerprint_of(c, {path});
   return w;
 }
 
 }  // namespace
+
+Embedding::Embedding(std::vector<float> table, int64_t vocab_, int64_t dim_)
+    : vocab(vocab_), dim(dim_), f32(std::move(table)) {}
+
+Embedding::Embedding(kernels::HalfMatrix table, int64_t vocab_, int64_t dim_)
+    : vocab(vocab_), dim(dim_), half(std::move(table)) {}
+
+void Embedding::row(int64_t token, float* out) const {
+  if (half.data) return kernels::half_to_f32(half.type, half.data + token * dim, dim, out);
+  std::memcpy(out, f32.data() + token * dim, static_cast<size_t>(dim) * sizeof(float));
+}
+
+std::vector<float> Embedding::to_f32() const {
+  return half.data ? kernels::half_to_f32(half.type, half.data, vocab * dim) : f32;
+}
+
+std::vector<float>& Embedding::expand_to_f32() {
+  if (half.data) {
+    f32 = to_f32();
+    half = {};
+  }
+  return f32;
+}
 
 Weights load_model(const std::string& path) {
   std::error_code ec;

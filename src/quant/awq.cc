@@ -116,22 +116,22 @@ void quantize_model_awq(model::Weights& w, const CalibrationTokens& calib, const
     std::vector<float> x(seq.size() * D);
     for (size_t t = 0; t < seq.size(); ++t) {
       if (seq[t] < 0 || seq[t] >= c.vocab) fail("awq: calibration token id ", seq[t], " is outside the vocabulary");
-      std::copy_n(&w.embed[static_cast<int64_t>(seq[t]) * D], D, &x[t * D]);
+      w.embed.row(seq[t], &x[t * D]);
     }
     hidden.push_back(std::move(x));
   }
-  // The search folds into and clips dense fp32 weights; bf16 or packed linears are expanded first.
-  for (auto& nl : linears) {
-    kernels::Linear& l = *nl.linear;
-    if (std::holds_alternative<kernels::Packed>(l.weight)) fail("awq: ", nl.name, " is already quantized");
-    if (!std::holds_alternative<kernels::DenseF32>(l.weight)) kernels::set_dense(l, kernels::linear_dense_weight(l));
-  }
+  for (auto& nl : linears)
+    if (std::holds_alternative<kernels::Packed>(nl.linear->weight)) fail("awq: ", nl.name, " is already quantized");
   if (fold) fold->clear();
   const kernels::RopeTable rope = kernels::make_rope_table(c.head_dim, c.max_pos, c.rope_theta, c.rope_scaling);
   const engine::Engine e(w);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const auto start = std::chrono::steady_clock::now();
     model::LayerWeights& L = w.layers[l];
+    // The search folds into and clips dense fp32 weights: this layer's 16-bit (or bf16-compute)
+    // weights are expanded now, and packed at the end of the layer, so one layer at a time is fp32.
+    for (kernels::Linear* li : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
+      if (!std::holds_alternative<kernels::DenseF32>(li->weight)) kernels::set_dense(*li, kernels::linear_dense_weight(*li));
     AwqLayerInputs in = collect_awq_inputs(e, l, hidden, opt);
     const AwqLayerScales s = search_awq_scales(L, c, rope, in, opt);
     fold_awq_scales(L, c, s);

@@ -108,7 +108,7 @@ void quantize_model_gptq(model::Weights& w, const CalibrationTokens& calib, cons
     xs[s].resize(toks.size() * c.dim);
     for (size_t t = 0; t < toks.size(); ++t) {
       if (toks[t] < 0 || toks[t] >= c.vocab) fail("gptq: calibration sample ", s, " has token id ", toks[t], " outside the vocabulary");
-      std::memcpy(&xs[s][t * c.dim], &w.embed[static_cast<int64_t>(toks[t]) * c.dim], c.dim * sizeof(float));
+      w.embed.row(toks[t], &xs[s][t * c.dim]);
     }
   }
   const engine::Engine eng(w);

@@ -30,9 +30,12 @@ void rotate_output_rows(const kernels::HadamardTransform& t, float* w, int64_t c
 void rotate_model(model::Weights& w, uint64_t seed) {
   const model::Config& c = w.config;
   if (w.rotation) fail(w.source, ": the model is already rotated (QuaRot)");
+  // fp32 weights, or 16-bit ones as stored (upcast exactly, a layer at a time, as they are rotated).
   auto dense = [&](const kernels::Linear& l, const std::string& name) {
     const auto* d = std::get_if<kernels::DenseF32>(&l.weight);
-    if (!d || d->w.empty() || static_cast<int64_t>(d->w.size()) != l.out * l.in)
+    const auto* h = std::get_if<kernels::DenseHalf>(&l.weight);
+    if (!(d && !d->w.empty() && static_cast<int64_t>(d->w.size()) == l.out * l.in) &&
+        !(h && h->compute == kernels::Activations::kFp32))
       fail("QuaRot: ", name, " is not a dense fp32 weight (rotate before quantizing, at fp32)");
   };
   for (auto& nl : model::named_linears(w)) dense(*nl.linear, nl.name);
@@ -46,6 +49,7 @@ void rotate_model(model::Weights& w, uint64_t seed) {
   const int64_t D = c.dim, Hd = c.head_dim;
 
   for (model::LayerWeights& L : w.layers) {
+    for (kernels::Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) kernels::expand_to_f32(*l);
     for (kernels::Linear* l : {&L.q, &L.k, &L.v}) scale_columns(*l, L.attn_norm);
     for (kernels::Linear* l : {&L.gate, &L.up}) scale_columns(*l, L.ffn_norm);
     std::fill(L.attn_norm.begin(), L.attn_norm.end(), 1.0f);
@@ -65,10 +69,11 @@ void rotate_model(model::Weights& w, uint64_t seed) {
     if (!L.o.bias.empty()) kernels::hadamard_rows(Q, L.o.bias.data(), 1);
     if (!L.down.bias.empty()) kernels::hadamard_rows(Q, L.down.bias.data(), 1);
   }
+  kernels::expand_to_f32(w.lm_head);
   scale_columns(w.lm_head, w.final_norm);
   std::fill(w.final_norm.begin(), w.final_norm.end(), 1.0f);
   kernels::hadamard_rows(Q, kernels::dense_f32_weight(w.lm_head).data(), w.lm_head.out);
-  kernels::hadamard_rows(Q, w.embed.data(), c.vocab);
+  kernels::hadamard_rows(Q, w.embed.expand_to_f32().data(), c.vocab);
   w.rotation = std::move(rot);
 }
 

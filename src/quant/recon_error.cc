@@ -68,7 +68,7 @@ std::vector<std::vector<double>> reconstruction_errors(const model::Weights& fp,
     std::vector<float> x(seq.size() * D);
     for (size_t t = 0; t < seq.size(); ++t) {
       if (seq[t] < 0 || seq[t] >= c.vocab) fail("reconstruction errors: token id ", seq[t], " is outside the vocabulary");
-      std::copy_n(&fp.embed[static_cast<int64_t>(seq[t]) * D], D, &x[t * D]);
+      fp.embed.row(seq[t], &x[t * D]);
     }
     hidden.push_back(std::move(x));
   }

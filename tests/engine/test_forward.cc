@@ -168,7 +168,7 @@ TEST_CASE("layer_forward, layer after layer, reproduces forward's layer outputs;
   eng.forward(cache, ids.data(), n, nullptr, n, {&outs, nullptr});
   std::vector<float> x(n * D);
   for (int64_t t = 0; t < n; ++t)
-    std::copy_n(&w.embed[int64_t(ids[t]) * D], D, &x[t * D]);
+    w.embed.row(ids[t], &x[t * D]);
   for (int64_t l = 0; l < w.config.n_layers; ++l) {
     engine::LinearInputs in;
     std::vector<float> x_in = x;

@@ -28,7 +28,7 @@ TEST_CASE("packed W4/W3 linears of testbed-26M == fake-quant reference at M = 1,
     // One layer's seven linears cover every shape of the model (K, N ∈ {512, 256, 1408}).
     for (size_t i = 0; i < 7; ++i) {
       const kernels::Linear& l = *linears[i].linear;
-      const std::vector<float>& w = kernels::dense_f32_weight(l);
+      const std::vector<float> w = kernels::linear_dense_weight(l);
       kernels::PackedMatrix P = quant::quantize_rtn(w.data(), l.out, l.in, spec, linears[i].name);
       std::vector<float> fq(w.size());
       quant::fake_quantize_rtn(w.data(), l.out, l.in, spec, fq.data());
@@ -56,7 +56,7 @@ TEST_CASE("testbed-26M perplexity on packed W3 weights == fake-quant reference (
   exp::LoadedModel fake = exp::load_model_verified(test::data_root(), "testbed-26M");
   exp::quantize_weights(packed.weights, exp::rtn_spec(3));
   for (auto& nl : model::named_linears(fake.weights)) {
-    const std::vector<float>& w = kernels::dense_f32_weight(*nl.linear);
+    const std::vector<float> w = kernels::linear_dense_weight(*nl.linear);
     std::vector<float> out(w.size());
     quant::fake_quantize_rtn(w.data(), nl.linear->out, nl.linear->in, {3, 128, false}, out.data());
     kernels::set_dense(*nl.linear, out);
@@ -114,9 +114,10 @@ TEST_CASE("bf16 compute on a packed model: each packed linear computes bf16(X)·
   exp::LoadedModel m = exp::load_model_verified(test::data_root(), "testbed-26M");
   exp::quantize_weights(m.weights, exp::rtn_spec(4));
   model::convert_linears_to_bf16(m.weights);
-  const auto* head = std::get_if<kernels::DenseBf16>(&m.weights.lm_head.weight);
-  REQUIRE(head);
-  CHECK(!head->w.empty());  // the dense head is bf16 too
+  const auto* head = std::get_if<kernels::DenseHalf>(&m.weights.lm_head.weight);
+  REQUIRE(head);  // the dense head is bf16 too: testbed's fp16 weight converted once
+  CHECK(head->w.type == kernels::Half::kBf16);
+  CHECK(head->compute == kernels::Activations::kBf16);
   // Rounding X to bf16 moves the output by ~2^-9/sqrt(3) ≈ 1e-3 relative.
   check_packed_inputs(m.weights, kernels::Activations::kBf16, {1, 7}, 1e-4, 5);
 }
@@ -126,8 +127,11 @@ TEST_CASE("dtype q8 on a packed model: each packed linear computes q8(X)·W', de
   exp::LoadedModel m = exp::load_model_verified(test::data_root(), "testbed-26M");
   exp::quantize_weights(m.weights, exp::rtn_spec(3));
   exp::apply_dtype(m.weights, "q8");
-  CHECK(!kernels::dense_f32_weight(m.weights.lm_head).empty());  // the dense head keeps its fp32 weights
-  CHECK(!std::holds_alternative<kernels::DenseBf16>(m.weights.lm_head.weight));
+  // The dense head keeps fp32 compute on its weight as stored (testbed-26M: fp16).
+  const auto* head = std::get_if<kernels::DenseHalf>(&m.weights.lm_head.weight);
+  REQUIRE(head);
+  CHECK(head->compute == kernels::Activations::kFp32);
+  CHECK(head->w.type == kernels::Half::kF16);
   // int8 blocks move each input by up to max|x| / 254 (~1e-2 of a Gaussian block's max; ~5e-3
   // relative in rms). Every M runs the tiled vpdpbusd kernel on VNNI CPUs (M = 30 in 8 passes of
   // up to 4 rows).

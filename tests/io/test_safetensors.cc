@@ -2,6 +2,8 @@
 // tensor, and never read outside the buffer (ASan builds and the fuzz target check the latter).
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <memory>
 
 #include "io/error.h"
 #include "io/mapped_file.h"
@@ -110,4 +112,81 @@ TEST_CASE("a tensor named twice in a header is an error (JSON would keep the las
   // The same key inside a tensor's entry or the metadata is not a tensor name.
   const std::string nested = R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"__metadata__":{"w":"x"}})";
   CHECK(parse_error(image(nested, 8)).empty());
+}
+
+TEST_CASE("safetensors streaming writer: pieces of any size, all or nothing") {
+  std::vector<float> a(1000);
+  for (size_t i = 0; i < a.size(); ++i) a[i] = float(i);
+  std::vector<uint16_t> b = {0x3f80, 0xc000, 0x4040};  // bf16 1, -2, 3
+  const std::vector<io::TensorToWrite> specs = {{"a", io::DType::F32, {10, 100}, nullptr, 4000},
+                                                {"b", io::DType::BF16, {3}, nullptr, 6}};
+  const std::string path = tmp_path("stream.safetensors");
+  {
+    io::SafetensorsWriter w(path, specs, {{"format", "pt"}});
+    CHECK(w.data_bytes() == 4006);
+    const char* pa = reinterpret_cast<const char*>(a.data());
+    w.append(pa, 1);  // a tensor may be split anywhere, even across its elements
+    w.append(pa + 1, 3998);
+    w.append(pa + 3999, 1);
+    w.append(b.data(), 6);
+    w.finish();
+  }
+  io::SafetensorsFile f(path);
+  CHECK(io::to_f32(f.get("a"), path) == a);
+  CHECK(io::to_f32(f.get("b"), path) == std::vector<float>{1, -2, 3});
+  CHECK(f.metadata().at("format") == "pt");
+  // The same bytes as write_safetensors.
+  const std::string path2 = tmp_path("whole.safetensors");
+  io::write_safetensors(path2, {{"a", io::DType::F32, {10, 100}, a.data(), 4000}, {"b", io::DType::BF16, {3}, b.data(), 6}},
+                        {{"format", "pt"}});
+  CHECK(io::read_text_file(path) == io::read_text_file(path2));
+
+  const std::string partial = tmp_path("partial.safetensors");
+  std::filesystem::remove(partial);
+  {
+    io::SafetensorsWriter w(partial, specs, {});
+    w.append(a.data(), 4000);
+    CHECK_THROWS_WITH_AS(w.append(a.data(), 7), doctest::Contains("4007 data bytes exceed the header's 4006"), Error);
+    CHECK_THROWS_WITH_AS(w.finish(), doctest::Contains("4000 data bytes written, the header announces 4006"), Error);
+  }  // destroyed unfinished: the temporary file goes, nothing is left under the name
+  CHECK_FALSE(std::filesystem::exists(partial));
+  CHECK_FALSE(std::filesystem::exists(partial + ".tmp"));
+}
+
+namespace {
+
+// This process's resident file-backed memory, kB (/proc/self/status RssFile).
+long rss_file_kb() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("RssFile:", 0) == 0) return std::stol(line.substr(8));
+  return -1;
+}
+
+}  // namespace
+
+TEST_CASE("a held range of a mapped file keeps it mapped and leaves the resident set when let go") {
+  std::vector<float> a(8 << 20);  // 32 MB
+  for (size_t i = 0; i < a.size(); ++i) a[i] = float(i % 1000);
+  const std::string path = tmp_path("held.safetensors");
+  io::write_safetensors(path, {{"a", io::DType::F32, {int64_t(a.size())}, a.data(), a.size() * 4}}, {});
+  std::shared_ptr<const void> held;
+  const float* p = nullptr;
+  {
+    io::SafetensorsFile f(path);
+    const io::TensorView& t = f.get("a");
+    p = reinterpret_cast<const float*>(t.data);
+    held = io::hold_range(f.mapping(), t.data, t.nbytes);
+  }  // the file object is gone; the mapping lives on in `held`
+  const long before = rss_file_kb();
+  double sum = 0;
+  for (size_t i = 0; i < a.size(); i += 1024) sum += p[i];  // touch every page
+  CHECK(sum > 0);
+  const long touched = rss_file_kb();
+  if (before < 0) return;  // no /proc
+  CHECK(touched - before > 28 * 1024);
+  held.reset();  // the last holder: the range's pages are released and the file unmapped
+  CHECK(touched - rss_file_kb() > 28 * 1024);
+  std::filesystem::remove(path);
 }

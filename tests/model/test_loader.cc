@@ -45,7 +45,15 @@ TEST_CASE("testbed-26M loads from its sharded fp16 folder") {
   CHECK(w.config.n_kv_heads == 4);
   CHECK(w.config.head_dim == 64);
   CHECK_FALSE(w.config.tied_embeddings);
-  CHECK(kernels::dense_f32_weight(w.lm_head).size() == 8192u * 512u);
+  CHECK(kernels::linear_dense_weight(w.lm_head).size() == 8192u * 512u);
+  // fp16 as stored, read in place from the mapped shards.
+  for (const kernels::Linear* l : {&w.lm_head, &w.layers[0].q, &w.layers[5].down}) {
+    const auto* h = std::get_if<kernels::DenseHalf>(&l->weight);
+    REQUIRE(h);
+    CHECK(h->w.type == kernels::Half::kF16);
+    CHECK(h->compute == kernels::Activations::kFp32);
+  }
+  CHECK(w.embed.is_half());
   CHECK(w.layers[5].down.in == 1408);
   CHECK(w.fingerprint.size() == 64);
 }
@@ -55,13 +63,13 @@ TEST_CASE("stories260K: llama2.c .bin and HF folder hold the same weights after 
   model::Weights hf = model::load_model(test::model_dir("stories260K"));
   model::Weights bin = model::load_model(test::model_dir("stories260K") + "/original/stories260K.bin");
   CHECK(bin.config.tied_embeddings);
-  CHECK(hf.embed == bin.embed);
+  CHECK(hf.embed.to_f32() == bin.embed.to_f32());
   for (size_t l = 0; l < hf.layers.size(); ++l) {
-    CHECK(kernels::dense_f32_weight(hf.layers[l].q) == kernels::dense_f32_weight(bin.layers[l].q));
-    CHECK(kernels::dense_f32_weight(hf.layers[l].k) == kernels::dense_f32_weight(bin.layers[l].k));
-    CHECK(kernels::dense_f32_weight(hf.layers[l].down) == kernels::dense_f32_weight(bin.layers[l].down));
+    CHECK(kernels::linear_dense_weight(hf.layers[l].q) == kernels::linear_dense_weight(bin.layers[l].q));
+    CHECK(kernels::linear_dense_weight(hf.layers[l].k) == kernels::linear_dense_weight(bin.layers[l].k));
+    CHECK(kernels::linear_dense_weight(hf.layers[l].down) == kernels::linear_dense_weight(bin.layers[l].down));
   }
-  CHECK(kernels::dense_f32_weight(hf.lm_head) == kernels::dense_f32_weight(bin.lm_head));
+  CHECK(kernels::linear_dense_weight(hf.lm_head) == kernels::linear_dense_weight(bin.lm_head));
   const auto tokenizer = model::open_tokenizer(test::model_dir("stories260K"));
   const model::Tokenizer& tok = *tokenizer;
   // The example from models/MANIFEST.md.

@@ -183,7 +183,10 @@ TEST_CASE("awq on testbed-26M: folding the searched scales leaves the FP logits 
     std::vector<int32_t> seq{c.bos_id};
     seq.insert(seq.end(), ids.begin() + b, ids.begin() + b + n);
     std::vector<float> x;
-    for (int32_t t : seq) x.insert(x.end(), w.embed.begin() + t * c.dim, w.embed.begin() + (t + 1) * c.dim);
+    for (int32_t t : seq) {
+      x.resize(x.size() + c.dim);
+      w.embed.row(t, x.data() + x.size() - c.dim);
+    }
     hidden.push_back(std::move(x));
   }
   quant::AwqOptions opt;
@@ -192,6 +195,10 @@ TEST_CASE("awq on testbed-26M: folding the searched scales leaves the FP logits 
   const kernels::RopeTable rope = kernels::make_rope_table(c.head_dim, c.max_pos, c.rope_theta);
   int scaled = 0;
   for (int64_t l = 0; l < c.n_layers; ++l) {
+    // The search and the fold work on dense fp32 weights (quantize_model_awq expands a layer at a
+    // time, as here): testbed-26M's fp16 weights upcast exactly.
+    model::LayerWeights& L = w.layers[l];
+    for (kernels::Linear* li : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) kernels::expand_to_f32(*li);
     const quant::AwqLayerInputs in = quant::collect_awq_inputs(e, l, hidden, opt);
     CHECK(in.search_lens == std::vector<int64_t>{64, 48});
     const quant::AwqLayerScales s = quant::search_awq_scales(w.layers[l], c, rope, in, opt);

@@ -170,7 +170,7 @@ TEST_CASE("testbed-26M: GPTQ W3g128 linears beat RTN on held-out activations") {
   std::vector<std::vector<float>> xs;
   for (const auto& ids : held) {
     xs.emplace_back(ids.size() * D);
-    for (size_t t = 0; t < ids.size(); ++t) std::copy_n(&fp.embed[int64_t(ids[t]) * D], D, &xs.back()[t * D]);
+    for (size_t t = 0; t < ids.size(); ++t) fp.embed.row(ids[t], &xs.back()[t * D]);
   }
   const engine::Engine eng(fp);
   auto G = model::named_linears(gptq), R = model::named_linears(rtn), F = model::named_linears(const_cast<model::Weights&>(fp));

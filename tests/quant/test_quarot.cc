@@ -15,6 +15,7 @@
 #include "io/error.h"
 #include "kernels/int8_gemm.h"
 #include "quant/artifact.h"
+#include "quant/awq_search.h"
 #include "kernels/packed_matrix.h"
 #include "quant/quarot.h"
 #include "test_util.h"
@@ -159,7 +160,7 @@ TEST_CASE("quarot W4A4 on testbed-26M: integer GEMMs == fake-quant twin; artifac
   const model::Config& c = w4a4.config;
   std::vector<float> x(64 * c.dim);
   for (int64_t t = 0; t < 64; ++t)
-    std::copy_n(&w4a4.embed[static_cast<int64_t>(ids[t]) * c.dim], c.dim, &x[t * c.dim]);
+    w4a4.embed.row(ids[t], &x[t * c.dim]);
   engine::Engine eng(w4a4);
   auto tw = model::named_linears(twin);
   auto qw = model::named_linears(w4a4);
@@ -186,7 +187,45 @@ TEST_CASE("quarot W4A4 on testbed-26M: integer GEMMs == fake-quant twin; artifac
   CHECK(meta.at("rotation") == "quarot");
   CHECK(meta.at("act_bits") == "4");
   REQUIRE(loaded.rotation);
-  CHECK(loaded.embed == w4a4.embed);
+  CHECK(loaded.embed.to_f32() == w4a4.embed.to_f32());
   CHECK(kernels::dense_f32_weight(loaded.lm_head) == kernels::dense_f32_weight(w4a4.lm_head));
   CHECK(logits_of(loaded, ids, nullptr, 4) == a);
+}
+
+TEST_CASE("quarot and the AWQ fold on the families: biases and q/k norms pass through unchanged logits") {
+  // tiny-qwen2 has q/k/v biases (the v bias rotates with v's per-head rotation and divides by
+  // AWQ's v -> o scales); tiny-qwen3 q/k norms (before RoPE, so before the online head
+  // rotation); a toy model with o/mlp biases (rotated by Q; up's bias divides by the down scales).
+  std::vector<std::pair<std::string, model::Weights>> models;
+  if (!test::data_root().empty())
+    for (const char* name : {"tiny-qwen2", "tiny-qwen3", "tiny-llama3"})
+      models.emplace_back(name, model::load_model(test::model_dir(name)));
+  model::Config c;
+  c.dim = 32, c.hidden = 64, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 8, c.vocab = 40;
+  c.max_pos = 64, c.qkv_bias = c.o_bias = c.mlp_bias = true;
+  models.emplace_back("toy with every bias", test::tiny_random_model(4, c, 0.3f, 0.3f));
+  for (auto& [name, fp] : models) {
+    CAPTURE(name);
+    const std::vector<int32_t> ids = random_tokens(24, fp.config.vocab, std::max(fp.config.bos_id, 3), 6);
+    const std::vector<float> want = logits_of(fp, ids);
+    model::Weights rot = fp;
+    quant::rotate_model(rot, 2);
+    CHECK(rel_diff(logits_of(rot, ids), want) < 1e-5);
+    model::Weights folded = fp;
+    std::mt19937 rng(1);
+    std::uniform_real_distribution<float> u(0.5f, 2.0f);
+    auto draw = [&](int64_t n) {
+      std::vector<float> s(n);
+      for (float& x : s) x = u(rng);
+      return s;
+    };
+    for (model::LayerWeights& L : folded.layers) {
+      for (kernels::Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) kernels::expand_to_f32(*l);
+      quant::AwqLayerScales s;
+      s.qkv = draw(fp.config.dim), s.o = draw(fp.config.kv_dim()), s.gate_up = draw(fp.config.dim);
+      s.down = draw(fp.config.hidden);
+      quant::fold_awq_scales(L, fp.config, s);
+    }
+    CHECK(rel_diff(logits_of(folded, ids), want) < 1e-5);
+  }
 }

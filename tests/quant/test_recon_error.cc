@@ -104,7 +104,10 @@ TEST_CASE("testbed-26M W3g128: AWQ's reconstruction error is below RTN's (held-o
   std::vector<int64_t> lens;
   for (const auto& seq : heldout) {
     std::vector<float> x;
-    for (int32_t t : seq) x.insert(x.end(), fp.weights.embed.begin() + t * c.dim, fp.weights.embed.begin() + (t + 1) * c.dim);
+    for (int32_t t : seq) {
+      x.resize(x.size() + c.dim);
+      fp.weights.embed.row(t, x.data() + x.size() - c.dim);
+    }
     hidden.push_back(std::move(x));
     lens.push_back(static_cast<int64_t>(seq.size()));
   }
