@@ -1,9 +1,10 @@
 #include "bench_tasks.h"
 
 #include <omp.h>
+#include <unistd.h>
 
 #include <chrono>
-#include <cmath>
+#include <filesystem>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -13,6 +14,7 @@
 #include "exp/config.h"
 #include "exp/model_setup.h"
 #include "io/mapped_file.h"
+#include "model/synth.h"
 
 using namespace ikv;
 
@@ -20,54 +22,6 @@ namespace {
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-// n values uniform in ±sd·√3 (variance sd²) from a counter-based hash: fast enough for a billion
-// weights, the same on every run. Only the shapes matter for throughput; the values keep the
-// activations finite.
-std::vector<float> random_values(int64_t n, uint64_t seed, float sd) {
-  std::vector<float> v(n);
-  const float a = sd * std::sqrt(3.0f);
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    uint64_t x = seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(i);  // splitmix64
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    x ^= x >> 31;
-    v[i] = a * (static_cast<float>(x >> 40) * (2.0f / 16777216.0f) - 1.0f);
-  }
-  return v;
-}
-
-// A LLaMA of shape c with random weights: linears of variance 1/in, unit norms, untied head.
-model::Weights synthetic_model(const model::Config& c) {
-  model::Weights w;
-  w.config = c;
-  uint64_t seed = 1;
-  auto lin = [&](int64_t out, int64_t in) {
-    return kernels::make_dense(random_values(out * in, seed++, 1.0f / std::sqrt(float(in))), out, in);
-  };
-  w.embed = random_values(c.vocab * c.dim, seed++, 1.0f);
-  for (int64_t l = 0; l < c.n_layers; ++l) {
-    model::LayerWeights L;
-    L.attn_norm.assign(c.dim, 1.0f), L.ffn_norm.assign(c.dim, 1.0f);
-    L.q = lin(c.q_dim(), c.dim), L.k = lin(c.kv_dim(), c.dim), L.v = lin(c.kv_dim(), c.dim), L.o = lin(c.dim, c.q_dim());
-    L.gate = lin(c.hidden, c.dim), L.up = lin(c.hidden, c.dim), L.down = lin(c.dim, c.hidden);
-    w.layers.push_back(std::move(L));
-  }
-  w.final_norm.assign(c.dim, 1.0f);
-  w.lm_head = lin(c.vocab, c.dim);
-  w.source = "synthetic";
-  w.fingerprint = "synthetic";
-  return w;
-}
-
-// TinyLlama-1.1B's shape (LLaMA-2 architecture, GQA 32/4), vocab 32000.
-model::Config one_b_shape() {
-  model::Config c;
-  c.dim = 2048, c.hidden = 5632, c.n_layers = 22, c.n_heads = 32, c.n_kv_heads = 4, c.head_dim = 64;
-  c.vocab = 32000, c.max_pos = 2048;
-  return c;
 }
 
 struct Setting {
@@ -137,15 +91,26 @@ double bench_model(bool json, const std::string& data_root, const Setting& s, co
 
 int bench_tasks(bool json, const std::string& data_root) {
   exp::LoadedModel m = exp::load_model_verified(data_root, "testbed-26M");
-  const std::vector<int32_t> stream = eval::perplexity_stream(
-      *m.tokenizer, io::read_text_file(exp::resolve_text_dataset(data_root, "wikitext2")).substr(0, 200000),
-      m.weights.config.bos_id);
+  const std::string text = io::read_text_file(exp::resolve_text_dataset(data_root, "wikitext2")).substr(0, 200000);
   std::printf("\nLoglikelihood scorer against perplexity, same engine, same run (tokens run = forward rows)\n");
-  bench_model(json, data_root, {"testbed-26M", 2, 100, 2, {}}, m.weights, *m.tokenizer, stream);
-  // The 1B-class shape with random weights, read through testbed-26M's tokenizer (its ids are a
-  // subset of the 32000).
-  const model::Weights big = synthetic_model(one_b_shape());
-  bench_model(json, data_root, {"1.1B shape (random weights)", 1, 24, 12, {"high_school_geography"}}, big,
-              *m.tokenizer, stream);
+  bench_model(json, data_root, {"testbed-26M", 2, 100, 2, {}}, m.weights, *m.tokenizer,
+              eval::perplexity_stream(*m.tokenizer, text, m.weights.config.bos_id));
+  // A 1B-class model: LLaMA-2-7B's widths (the LLaMA-2 tokenizer) with 4 of its 32 layers, 1.07 B
+  // parameters of random bf16 weights as `ikv-eval synth` writes them, computed in fp32 from the
+  // stored bf16 (as a real bf16 checkpoint runs). Written to a temporary folder, deleted after.
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("ikv-bench-tasks-" + std::to_string(::getpid()));
+  model::SynthOptions so;
+  so.shape = "llama2-7b", so.layers = 4, so.data_root = data_root;
+  model::write_synth_checkpoint(dir.string(), so);
+  try {
+    exp::LoadedModel big = exp::load_model_verified(data_root, dir.string());
+    bench_model(json, data_root, {"llama2-7b shape, 4 layers (1.07B, random bf16)", 1, 24, 12, {"high_school_geography"}},
+                big.weights, *big.tokenizer, eval::perplexity_stream(*big.tokenizer, text, big.weights.config.bos_id));
+  } catch (...) {
+    std::filesystem::remove_all(dir);
+    throw;
+  }
+  std::filesystem::remove_all(dir);
   return 0;
 }

@@ -107,11 +107,30 @@ struct Node {
   int32_t token = 0;
   int64_t depth = -1;
   int64_t parent = -1;
-  std::vector<int64_t> children;  // in order of first appearance
+  std::vector<int64_t> children;  // in the order they are walked (order_children)
   bool logits = false;            // a request scores the token after this one
   bool resident = false;          // in the cache from the previous call (slot = position)
   bool rerun = false;
 };
+
+// The order the trie is walked in, lm-eval's: at every branching the sibling with the most tokens
+// below it first (lm-eval sorts requests by length, longest first, so a padded batch wastes little
+// and a request too long fails at once; packed rows carry no padding, so here the order is only
+// the same, and no result depends on it). One exception: the branch towards the call's last
+// request goes last, so that its path (an MMLU subject's header, as documents come in order) is
+// what the call leaves in the cache for the next one.
+void order_children(std::vector<Node>& nodes, int64_t last_leaf) {
+  std::vector<int64_t> tokens_below(nodes.size(), 1);
+  for (int64_t v = static_cast<int64_t>(nodes.size()) - 1; v > 0; --v)  // a child comes after its parent
+    if (nodes[v].parent >= 0) tokens_below[nodes[v].parent] += tokens_below[v];
+  for (Node& n : nodes)
+    std::stable_sort(n.children.begin(), n.children.end(),
+                     [&](int64_t a, int64_t b) { return tokens_below[a] > tokens_below[b]; });
+  for (int64_t v = last_leaf; v > 0 && nodes[v].parent >= 0; v = nodes[v].parent) {
+    std::vector<int64_t>& kids = nodes[nodes[v].parent].children;
+    std::rotate(std::find(kids.begin(), kids.end(), v), std::find(kids.begin(), kids.end(), v) + 1, kids.end());
+  }
+}
 
 // One scored continuation token: the node whose logits predict it, and where its result goes.
 struct Target {
@@ -170,6 +189,7 @@ std::vector<LoglikResult> LoglikelihoodScorer::score(const std::vector<LoglikReq
     return it->second;
   };
   std::vector<Target> targets;
+  int64_t last_leaf = 0;  // the last request's last trie node
   std::vector<int64_t> first_target(requests.size() + 1, 0);
   ContextCache ctx_cache;
   for (size_t i = 0; i < requests.size(); ++i) {
@@ -194,10 +214,12 @@ std::vector<LoglikResult> LoglikelihoodScorer::score(const std::vector<LoglikReq
       targets.push_back({v, static_cast<int64_t>(targets.size()), e.continuation[t + 1]});
     }
     first_target[i + 1] = static_cast<int64_t>(targets.size());
+    last_leaf = v;
     stats_.tokens_naive += n_ctx + static_cast<int64_t>(e.continuation.size()) - 1;
     ++stats_.requests;
   }
   for (const Target& t : targets) nodes[t.node].logits = true;
+  order_children(nodes, last_leaf);
   // Targets grouped by node (counting sort): node k's are by_node[node_begin[k] .. node_begin[k+1]).
   std::vector<int64_t> node_begin(nodes.size() + 1, 0);
   for (const Target& t : targets) ++node_begin[t.node + 1];

@@ -13,10 +13,8 @@
 // several sequences per batch, each row at its own position and KV slot, attending only to its own
 // sequence). The path of the last sequence stays in the KV cache for the next call (an MMLU
 // subject's header runs once however many calls its questions take). Only rows whose next-token
-// distribution is scored go through the head. (lm-eval sorts requests by length so that a padded
-// batch wastes little; packed rows carry no padding but the last 128-row block of a call, so the
-// trie is walked in order of first appearance instead, which leaves the call's last MMLU subject
-// in the cache for the next call.)
+// distribution is scored go through the head. Siblings are walked longest first, as lm-eval orders
+// requests (order_children in loglikelihood.cc says why and what the exception is).
 // Every row's arithmetic is independent of the rest of its batch (see forward_packed), so a
 // request's loglikelihood is the same bits whatever else is in the call, the call sizes, the
 // rows per forward, the thread count or how a task is split over processes.
