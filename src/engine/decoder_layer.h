@@ -17,6 +17,7 @@
 #include "io/error.h"
 #include "kernels/hadamard.h"
 #include "kernels/ops.h"
+#include "kernels/packed_attention.h"
 #include "model/rotation.h"
 #include "model/weights.h"
 

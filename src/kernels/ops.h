@@ -44,32 +44,7 @@ void rope_rotate(T* x, int64_t n_heads, int64_t head_dim, int64_t pos, const Rop
 // h[i] = silu(gate[i]) * up[i], in place into gate.
 void swiglu(float* gate, const float* up, int64_t n);
 
-// Several sequences packed into one batch of query rows (the loglikelihood scorer runs many
-// requests, and the contexts they share once, in one forward). Rows come in segments: the rows of
-// a segment are consecutive tokens of one sequence, at consecutive positions and cache slots. Row
-// i of a segment sees the segment's key spans (whole, in position order: the tokens before the
-// segment, wherever they sit in the cache), then its own segment's rows 0..i. A span or segment
-// says where its keys live (slot) and which positions they are (pos).
-struct KeySpan {
-  int64_t slot = 0, len = 0, pos = 0;  // cache slots slot..slot+len-1 hold positions pos..pos+len-1
-};
-struct QuerySegment {
-  int64_t row = 0, len = 0;                // query rows row..row+len-1
-  int64_t pos = 0, slot = 0;               // at positions pos.. and cache slots slot..
-  int64_t spans_begin = 0, spans_end = 0;  // the keys before pos they see: PackedRows::spans[begin, end)
-};
-struct PackedRows {
-  std::vector<KeySpan> spans;
-  std::vector<QuerySegment> segments;    // in row order, covering rows 0..rows()-1
-  std::vector<int64_t> row_pos, row_slot, row_segment;  // per row (kept by the two methods below)
-
-  // A new segment of one row at position pos and cache slot `slot`, seeing `before` first.
-  void add_segment(int64_t pos, int64_t slot, const std::vector<KeySpan>& before);
-  // One more row in the last segment (the next position and slot).
-  void extend_last();
-  int64_t rows() const { return static_cast<int64_t>(row_pos.size()); }
-  void clear() { spans.clear(), segments.clear(), row_pos.clear(), row_slot.clear(), row_segment.clear(); }
-};
+struct PackedRows;  // kernels/packed_attention.h
 
 // Causal GQA attention of n new queries at positions p0 .. p0+n-1 over cache positions
 // 0 .. p0+n-1. q: [n, n_heads*d] (after RoPE), k/v cache: [n_kv_heads, cap, d], out: [n, n_heads*d].
@@ -77,10 +52,8 @@ struct PackedRows {
 // If probs_out is non-null it receives the attention probabilities [n_heads, n, p0+n]. T = double
 // serves the calibration's gradient checks (intactkv/backward).
 // With `packed` set the n = packed->rows() queries are several sequences (PackedRows; p0 is not
-// used, the window applies to positions) and each query row is computed on its own, its sums
-// taken over its keys in an order fixed by those keys alone (position order, AVX2 lanes by key
-// index): its output does not depend on the other rows, on how the keys before it are split into
-// spans, or on the thread count. No probabilities are recorded then.
+// used, the window applies to positions), each row computed on its own by packed_attention
+// (kernels/packed_attention.h); no probabilities are recorded then.
 struct AttentionShape {
   int64_t n = 0, p0 = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, cap = 0;
   int64_t window = 0;
