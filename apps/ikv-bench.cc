@@ -22,7 +22,10 @@ int main(int argc, char** argv) {
   engine->callback([&] { setup(), bench_engine(common.json, ikv::io::resolve_data_root(common.data_root)); });
   CLI::App* tasks = app.add_subcommand("tasks", "loglikelihood scorer: context reuse and throughput");
   ikv::cli::add_common(tasks, common);
-  tasks->callback([&] { setup(), bench_tasks(common.json, ikv::io::resolve_data_root(common.data_root)); });
+  std::string tasks_model = "all";
+  tasks->add_option("--model", tasks_model, "testbed (testbed-26M) | 1b (the 1B-class synthetic shape) | all")
+      ->check(CLI::IsMember({"testbed", "1b", "all"}));
+  tasks->callback([&] { setup(), bench_tasks(common.json, ikv::io::resolve_data_root(common.data_root), tasks_model); });
   CLI::App* calibrate = app.add_subcommand("calibrate", "IntactKV calibration: time per epoch, backward/forward ratio");
   ikv::cli::add_common(calibrate, common);
   calibrate->callback([&] { setup(), bench_calibrate(common.json, ikv::io::resolve_data_root(common.data_root)); });
