@@ -92,8 +92,9 @@ void check_packed_inputs(model::Weights& w, kernels::Activations act, std::initi
       std::vector<float> X(M * l.in), Y(M * l.out), R(M * l.out), R32(M * l.out);
       for (auto& x : X) x = nd(rng);
       kernels::linear_forward(l, X.data(), M, Y.data());
-      kernels::packed_matmul_reference(*p->m, X.data(), M, R.data(), act);
-      kernels::packed_matmul_reference(*p->m, X.data(), M, R32.data());
+      const auto codes = kernels::packed_codes(*p);  // under q8 the tiles hold the codes
+      kernels::packed_matmul_reference(*codes, X.data(), M, R.data(), act);
+      kernels::packed_matmul_reference(*codes, X.data(), M, R32.data());
       double e = 0, e32 = 0, ref = 0;
       for (size_t j = 0; j < Y.size(); ++j) {
         e += (Y[j] - R[j]) * (Y[j] - R[j]);
@@ -136,8 +137,11 @@ TEST_CASE("dtype q8 on a packed model: each packed linear computes q8(X)·W', de
   // relative in rms). Every M runs the tiled vpdpbusd kernel on VNNI CPUs (M = 30 in 8 passes of
   // up to 4 rows).
   check_packed_inputs(m.weights, kernels::Activations::kQ8, {1, 7, 30}, 1e-3, 6);
-  for (auto& nl : model::named_linears(m.weights))
-    CHECK((std::get<kernels::Packed>(nl.linear->weight).q8_tiles != nullptr) == kernels::q8_tiles_runs_here());
+  for (auto& nl : model::named_linears(m.weights)) {
+    const auto& p = std::get<kernels::Packed>(nl.linear->weight);
+    CHECK((p.q8_tiles != nullptr) == kernels::q8_tiles_runs_here());
+    CHECK((p.m == nullptr) == kernels::q8_tiles_runs_here());  // the tiles replace the row layout
+  }
   CHECK_THROWS_WITH_AS(exp::apply_dtype(m.weights, "int4"), doctest::Contains("dtype 'int4' is not supported"),
                        ikv::Error);
 }
