@@ -87,6 +87,33 @@ quant::CalibrationTokens calibration_tokens(const std::string& data_root, const 
   return out;
 }
 
+namespace {
+
+// RTN or GPTQ of every decoder linear, a layer at a time; before_layer(l) runs before layer l is
+// read (QuaRot rotates it there).
+void quantize_layers(model::Weights& w, const QuantizerSpec& q, const kernels::QuantSpec& spec,
+                     const quant::CalibrationTokens& calib, const std::function<void(int64_t)>& before_layer,
+                     const quant::LayerProgress& progress) {
+  if (q.method == "gptq") {
+    quant::GptqOptions opt;
+    opt.spec = spec;
+    opt.act_order = q.act_order;
+    opt.before_layer = before_layer;
+    return quant::quantize_model_gptq(w, calib, opt, progress);
+  }
+  if (q.method != "rtn") fail("quantizer '", q.method, "' is not supported");
+  const auto linears = model::named_linears(w);
+  for (size_t i = 0; i < linears.size(); ++i) {
+    if (i % 7 == 0 && before_layer) before_layer(static_cast<int64_t>(i / 7));
+    kernels::Linear& l = *linears[i].linear;
+    std::vector<float> dense = kernels::linear_dense_weight(l);
+    kernels::set_packed(l, std::make_shared<kernels::PackedMatrix>(
+                               quant::quantize_rtn(dense.data(), l.out, l.in, spec, linears[i].name)));
+  }
+}
+
+}  // namespace
+
 void quantize_weights(model::Weights& w, const QuantizerSpec& q, const quant::CalibrationTokens& calib,
                       quant::AwqFold* awq_fold) {
   if (q.method == "fp") return;
@@ -94,43 +121,35 @@ void quantize_weights(model::Weights& w, const QuantizerSpec& q, const quant::Ca
   spec.bits = q.wbits;
   spec.group = q.group;
   spec.sym = q.sym;
-  auto linears = model::named_linears(w);
-  for (auto& nl : linears) kernels::validate_spec(spec, nl.linear->in, nl.name);  // fail before any work
+  for (auto& nl : model::named_linears(w)) kernels::validate_spec(spec, nl.linear->in, nl.name);  // fail before any work
   if (q.needs_calibration() && calib.empty()) fail(q.method, " needs calibration samples; none were given");
+  auto progress_of = [](std::string method) {
+    return quant::LayerProgress([method](int64_t layer, int64_t n_layers, double seconds) {
+      std::fprintf(stderr, "%s: layer %lld/%lld quantized (%.1f s)\n", method.c_str(), (long long)layer + 1,
+                   (long long)n_layers, seconds);
+    });
+  };
+  const quant::LayerProgress progress = progress_of(q.method);
   if (q.method == "quarot") {
     // Rotate, quantize the weights per output channel and symmetric (QuaRot's setting; q.sym is
     // implied) by RTN or GPTQ with FP activations, then quantize the activations from there on.
+    // Each layer is rotated (expanded to fp32) just before it is quantized.
     QuantizerSpec wq = q;
     wq.method = q.weight_quant;
     wq.group = -1;
     wq.sym = true;
-    quant::rotate_model(w);
-    quantize_weights(w, wq, calib);
+    quant::rotate_ends(w);
+    quantize_layers(w, wq, {spec.bits, -1, true}, calib, [&](int64_t l) { quant::rotate_layer(w, l); },
+                    progress_of(wq.method));
     quant::set_activation_quant(w, q.abits, static_cast<float>(q.clip_ratio));
     return;
-  }
-  auto progress = [&](int64_t layer, int64_t n_layers, double seconds) {
-    std::fprintf(stderr, "%s: layer %lld/%lld quantized (%.1f s)\n", q.method.c_str(), (long long)layer + 1,
-                 (long long)n_layers, seconds);
-  };
-  if (q.method == "gptq") {
-    quant::GptqOptions opt;
-    opt.spec = spec;
-    opt.act_order = q.act_order;
-    return quant::quantize_model_gptq(w, calib, opt, progress);
   }
   if (q.method == "awq") {
     quant::AwqOptions opt;
     opt.spec = spec;
     return quant::quantize_model_awq(w, calib, opt, progress, awq_fold);
   }
-  if (q.method != "rtn") fail("quantizer '", q.method, "' is not supported");
-  for (auto& nl : linears) {
-    kernels::Linear& l = *nl.linear;
-    std::vector<float> dense = kernels::linear_dense_weight(l);
-    kernels::set_packed(
-        l, std::make_shared<kernels::PackedMatrix>(quant::quantize_rtn(dense.data(), l.out, l.in, spec, nl.name)));
-  }
+  quantize_layers(w, q, spec, calib, {}, progress);
 }
 
 QuantizerSpec rtn_spec(int wbits, int group, bool sym) {

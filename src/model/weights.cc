@@ -202,18 +202,22 @@ Embedding::Embedding(kernels::HalfMatrix table, int64_t vocab_, int64_t dim_)
     : vocab(vocab_), dim(dim_), half(std::move(table)) {}
 
 void Embedding::row(int64_t token, float* out) const {
-  if (half.data) return kernels::half_to_f32(half.type, half.data + token * dim, dim, out);
-  std::memcpy(out, f32.data() + token * dim, static_cast<size_t>(dim) * sizeof(float));
+  if (half.data) kernels::half_to_f32(half.type, half.data + token * dim, dim, out);
+  else std::memcpy(out, f32.data() + token * dim, static_cast<size_t>(dim) * sizeof(float));
+  if (rotate) kernels::hadamard_rows(*rotate, out, 1);
 }
 
 std::vector<float> Embedding::to_f32() const {
-  return half.data ? kernels::half_to_f32(half.type, half.data, vocab * dim) : f32;
+  std::vector<float> t = half.data ? kernels::half_to_f32(half.type, half.data, vocab * dim) : f32;
+  if (rotate) kernels::hadamard_rows(*rotate, t.data(), vocab);
+  return t;
 }
 
 std::vector<float>& Embedding::expand_to_f32() {
-  if (half.data) {
+  if (half.data || rotate) {
     f32 = to_f32();
     half = {};
+    rotate.reset();
   }
   return f32;
 }

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/hadamard.h"
 #include "kernels/linear.h"
 #include "model/config.h"
 #include "model/rotation.h"
@@ -19,16 +20,19 @@ struct Embedding {
   int64_t vocab = 0, dim = 0;
   std::vector<float> f32;    // [vocab, dim] when held in fp32
   kernels::HalfMatrix half;  // otherwise (half.data set)
+  // Set on a QuaRot-rotated model: every row is multiplied by it as it is looked up (E ← E Q
+  // without a rotated copy of the table).
+  std::shared_ptr<const kernels::HadamardTransform> rotate;
 
   Embedding() = default;
   Embedding(std::vector<float> table, int64_t vocab, int64_t dim);
   Embedding(kernels::HalfMatrix table, int64_t vocab, int64_t dim);
   bool is_half() const { return half.data != nullptr; }
-  // Row `token` (0 <= token < vocab, unchecked) as fp32 into out[0, dim).
+  // Row `token` (0 <= token < vocab, unchecked) as fp32 into out[0, dim), rotated if rotate is set.
   void row(int64_t token, float* out) const;
-  // The whole table as fp32 (a copy).
+  // The whole table as fp32, as rows are looked up (a copy).
   std::vector<float> to_f32() const;
-  // The fp32 table for editing in place (QuaRot): a 16-bit table is upcast and let go first.
+  // The fp32 table for editing in place: upcast and rotated as looked up, the storage let go.
   std::vector<float>& expand_to_f32();
 };
 

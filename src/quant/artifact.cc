@@ -105,7 +105,10 @@ std::map<std::string, std::string> load_quantized(model::Weights& w, const std::
     } catch (const std::exception&) {
       fail(path, ": bad rotation_seed metadata");
     }
-    rotate_model(w, seed);  // the same rotation of the FP model the packed linears were made from
+    // The same rotation of the FP model the packed linears were made from; the linears themselves
+    // are replaced below, so only the ends, norms and biases are rotated (nothing expanded).
+    rotate_ends(w, seed);
+    for (int64_t l = 0; l < w.config.n_layers; ++l) rotate_layer(w, l, /*weights=*/false);
   }
   for (auto& nl : model::named_linears(w)) {
     kernels::Linear& l = *nl.linear;
