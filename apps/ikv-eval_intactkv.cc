@@ -7,6 +7,7 @@
 #include "intactkv/inspect.h"
 #include "intactkv/prefix_file.h"
 #include "intactkv/prefix_spec.h"
+#include "intactkv/super_weights.h"
 #include "io/data_root.h"
 #include "io/mapped_file.h"
 #include "exp/intactkv_figures.h"
@@ -22,7 +23,7 @@ struct BuildArgs {
 
 void run_build(const Common& common, const BuildArgs& a) {
   exp::set_threads(common.threads);
-  if (!intactkv::is_prefix_spec(a.prefix)) fail("--prefix '", a.prefix, "' is not one of bos, vicuna, prompt:TEXT");
+  if (!intactkv::is_prefix_spec(a.prefix)) fail("--prefix '", a.prefix, "' is not one of bos, vicuna, system[:TEXT], prompt:TEXT");
   const std::string root = io::find_data_root(common.data_root);
   exp::LoadedModel m = exp::load_model_verified(root, a.model, a.dtype);
   engine::Engine fp(m.weights);
@@ -49,11 +50,24 @@ void run_inspect(const Common& common, const InspectArgs& a) {
   const std::string root = io::find_data_root(common.data_root);
   exp::LoadedModel m = exp::load_model_verified(root, a.model);
   std::string text = a.prompt.empty() ? io::read_utf8_text(io::data_file(root, a.text_file)) : a.prompt;
-  std::vector<int32_t> ids{m.weights.config.bos_id};
+  std::vector<int32_t> ids = m.weights.config.bos_tokens();
   for (int32_t t : m.tokenizer->encode(text)) ids.push_back(t);
   if (static_cast<int64_t>(ids.size()) > a.max_tokens) ids.resize(a.max_tokens);
   engine::Engine fp(m.weights);
   intactkv::PivotReport r = intactkv::inspect_pivots(fp, *m.tokenizer, ids, a.positions, a.ratio);
+  const std::vector<intactkv::SuperWeight> super = intactkv::find_super_weights(fp, ids);
+  nlohmann::json super_json = nlohmann::json::array();
+  std::string super_text = "super weights (down_proj scalars behind a massive activation):";
+  for (const intactkv::SuperWeight& s : super) {
+    super_json.push_back({{"layer", s.layer + 1}, {"position", s.position}, {"row", s.row}, {"col", s.col},
+                          {"weight", s.weight}, {"input", s.input}, {"output", s.output}, {"share", s.share}});
+    char line[200];
+    std::snprintf(line, sizeof line, "\n  layer %lld down_proj[%lld, %lld] = %.4g x input %.4g at position %lld: %.0f%% of output %.4g",
+                  (long long)s.layer + 1, (long long)s.row, (long long)s.col, s.weight, s.input, (long long)s.position,
+                  100 * s.share, s.output);
+    super_text += line;
+  }
+  if (super.empty()) super_text += " none";
   const std::string title = std::filesystem::path(a.model).filename().string();
   exp::write_inspect_outputs(r, a.out, title);
   if (common.json) {
@@ -66,10 +80,10 @@ void run_inspect(const Common& common, const InspectArgs& a) {
     for (auto& p : pivots)
       for (auto& l : p["layers"]) l = l.get<int64_t>() + 1;
     std::printf("%s\n", nlohmann::json({{"tokens", ids.size()}, {"median_peak", r.median_peak}, {"pivots", pivots},
-                                        {"out", a.out}}).dump().c_str());
+                                        {"super_weights", super_json}, {"out", a.out}}).dump().c_str());
   } else {
-    std::printf("%s\nplots and table written to %s/\n", intactkv::format_inspect_table(r, a.positions).c_str(),
-                a.out.c_str());
+    std::printf("%s\n%s\nplots and table written to %s/\n", intactkv::format_inspect_table(r, a.positions).c_str(),
+                super_text.c_str(), a.out.c_str());
   }
 }
 
@@ -82,7 +96,7 @@ void add_intactkv_command(CLI::App& app, Common& common) {
   CLI::App* cmd = group->add_subcommand("build", "run the FP model on a prefix and save its KV cache");
   add_common(cmd, common);
   cmd->add_option("-m,--model", b.model, "model")->required();
-  cmd->add_option("--prefix", b.prefix, "bos | vicuna | prompt:TEXT");
+  cmd->add_option("--prefix", b.prefix, "bos | vicuna | system[:TEXT] | prompt:TEXT");
   cmd->add_option("--size", b.size, "keep the first N prefix tokens (0 = all)")->check(rule(exp::rules::kCount));
   cmd->add_option("-o,--output", b.out, "output .ikv.safetensors")->required();
   cmd->add_option("--dtype", b.dtype, "compute dtype of the FP model: fp32 | bf16");

@@ -67,7 +67,7 @@ void add_mse_sweep_command(CLI::App& app, Common& common) {
   CLI::App* cmd = app.add_subcommand("mse-sweep", "quantization MSE of layer outputs vs IntactKV size");
   add_common(cmd, common);
   add_variant_options(cmd, a.variant);
-  cmd->add_option("--prefix", a.prefix, "the prompt prefix whose sizes are swept: bos | vicuna | prompt:TEXT");
+  cmd->add_option("--prefix", a.prefix, "the prompt prefix whose sizes are swept: bos | vicuna | system[:TEXT] | prompt:TEXT");
   cmd->add_option("--max-size", a.max_size, "largest IntactKV size (default: the whole prefix)")
       ->check(rule(exp::rules::kCount));
   cmd->add_option("--data", a.data, "text after the prefix: wikitext2 | ptb | FILE");

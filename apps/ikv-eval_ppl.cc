@@ -65,7 +65,7 @@ void run_generate(const Common& common, const GenerateArgs& a) {
   const std::string root = io::find_data_root(common.data_root);
   exp::PreparedVariant v = exp::prepare_variant(root, a.variant);
   const model::Config& c = v.model.weights.config;
-  std::vector<int32_t> ids{c.bos_id};
+  std::vector<int32_t> ids = c.bos_tokens();
   for (int32_t t : v.model.tokenizer->encode(a.prompt)) ids.push_back(t);
   const int64_t P = v.prefix ? v.prefix->size() : 0;
   const int64_t total = std::min<int64_t>(c.max_pos, static_cast<int64_t>(ids.size()) + a.n);

@@ -4,7 +4,6 @@
 #include <optional>
 
 #include "exp/config.h"
-#include "exp/distributed.h"
 #include "exp/executor.h"
 #include "exp/mpi_runner.h"
 #include "exp/plan.h"
@@ -26,7 +25,6 @@ struct RunArgs {
 };
 
 // Writes md/html/csv/json reports of a run next to the store, and returns the Markdown.
-// Writes md/html/csv/json reports of a run next to the store, and returns the Markdown.
 std::string write_reports(exp::Store& store, int64_t run_id, const std::string& out_dir) {
   const std::string stem = out_dir + "/report-run" + std::to_string(run_id);
   std::string markdown;
@@ -47,10 +45,10 @@ int run_config(const Common& common, const RunArgs& a) {
   const int threads = common.threads ? common.threads : cfg.threads;
   exp::set_threads(threads);
   const std::string out = !a.out.empty() ? a.out : (!cfg.results_dir.empty() ? cfg.results_dir : "results");
-  exp::DistOptions dist;
-  dist.run.keep_going = a.keep_going;
-  dist.timeout = a.mpi_timeout;
-  dist.split_tokens = a.split_tokens;
+  exp::RunOptions opt;
+  opt.keep_going = a.keep_going;
+  opt.timeout = a.mpi_timeout;
+  opt.split_tokens = a.split_tokens;
   // Under mpirun/srun with several ranks: rank 0 runs the plan below, the others only compute.
   const exp::MpiJob job = exp::join_mpi_job();
   if (job.rank > 0) {
@@ -58,7 +56,7 @@ int run_config(const Common& common, const RunArgs& a) {
       exp::leave_mpi_job(job, true);
       return 0;
     }
-    return exp::serve_mpi(job, [&] { return std::make_unique<exp::WorkerContext>(cfg, root, out, threads); }, dist);
+    return exp::serve_mpi(job, [&] { return std::make_unique<exp::WorkerContext>(cfg, root, out, threads); }, opt);
   }
   // Everything that can be checked is checked before the store is opened or created: a bad config
   // or input leaves no ikv.sqlite, run row or report behind.
@@ -78,21 +76,18 @@ int run_config(const Common& common, const RunArgs& a) {
   }
   exp::Store store(db);
   exp::Executor executor(root, out, store);
-  exp::RunSummary s;
-  bool clean = true;
-  if (job.distributed()) {
-    exp::DistSummary d = exp::run_plan_mpi(
-        job, plan, store, [&] { return std::make_unique<exp::WorkerContext>(plan, root, out, threads); }, dist);
-    s = d.run;
-    clean = d.clean();
-  } else {
-    s = exp::run_plan(plan, store, [&](const exp::Cell& c) { return executor.run(c); }, dist.run);
-  }
+  // One run loop (exp/runner.h): alone, its one worker is this executor; under MPI, a worker
+  // thread of this rank and every other rank.
+  const exp::RunSummary s =
+      job.distributed()
+          ? exp::run_plan_mpi(job, plan, store,
+                              [&] { return std::make_unique<exp::WorkerContext>(plan, root, out, threads); }, opt)
+          : exp::run_plan(plan, store, [&](const exp::Cell& c) { return executor.run(c); }, opt);
   std::printf("%s", write_reports(store, s.run_id, out).c_str());
   std::fprintf(stderr, "run %lld: %zu cells, %zu reused, %zu computed, %zu failed in %.1f s; reports in %s/\n",
                (long long)s.run_id, s.total, s.reused, s.executed, s.failed, s.seconds, out.c_str());
   std::fflush(nullptr);
-  exp::leave_mpi_job(job, clean);
+  exp::leave_mpi_job(job, s.clean());
   if (!s.ok()) {
     for (const auto& e : s.errors) std::fprintf(stderr, "%s\n", e.c_str());
     return 2;

@@ -60,7 +60,7 @@ inline void add_variant_options(CLI::App* app, exp::VariantSpec& v) {
       app->add_option("--quantized", v.quantized_file, "packed weights saved by `ikv-eval quantize` (instead of --quant)");
   quantized->excludes(quant);
   app->add_option("--kv-bits", v.kv_bits, "KV-cache bits (2..8, 16 = off)")->check(rule(exp::rules::kBitsOrOff));
-  app->add_option("--intactkv", v.intactkv, "none | bos | vicuna | prompt:TEXT | auto | FILE.ikv.safetensors");
+  app->add_option("--intactkv", v.intactkv, "none | bos | vicuna | system | outliers | prompt:TEXT | auto | FILE.ikv.safetensors");
   app->add_option("--intactkv-size", v.intactkv_size, "keep only the first N prefix tokens (0 = all)")
       ->check(rule(exp::rules::kCount));
   app->add_flag("--quantize-prefix", v.quantize_prefix, "quantize the IntactKV prefix K/V too (with --kv-bits)");

@@ -38,7 +38,7 @@ KldResult kl_divergence(const engine::Engine& fp, const engine::Engine& quant, c
   int64_t agree = 0;
   for (int64_t w = 0; w < n_windows; ++w) {
     std::vector<int32_t> win(stream.begin() + w * ctx, stream.begin() + (w + 1) * ctx);
-    win[0] = c.bos_id;
+    if (c.has_bos()) win[0] = c.bos_id;
     fc.reset();
     qc.reset();
     fp.forward(fc, win.data(), ctx, &lf, 1);

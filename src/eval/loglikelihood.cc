@@ -38,7 +38,7 @@ Encoded encode_request(const model::Tokenizer& tok, const LoglikRequest& r, cons
   const int64_t excess = static_cast<int64_t>(ctx.size() + cont.size()) - (bos ? 0 : 1) - max_ctx;
   if (excess > 0) ctx.erase(ctx.begin(), ctx.begin() + std::min<int64_t>(excess, ctx.size()));
   Encoded e;
-  if (bos) e.context.push_back(c.bos_id);
+  if (bos && c.has_bos()) e.context.push_back(c.bos_id);
   e.context.insert(e.context.end(), ctx.begin(), ctx.end());
   if (e.context.empty()) e.context.push_back(c.eos_id);
   e.continuation = std::move(cont);

@@ -9,7 +9,8 @@
 namespace ikv::eval {
 
 std::vector<int32_t> perplexity_stream(const model::Tokenizer& tok, const std::string& text, int32_t bos_id) {
-  std::vector<int32_t> stream{bos_id};
+  std::vector<int32_t> stream;
+  if (bos_id >= 0) stream.push_back(bos_id);
   std::vector<int32_t> enc = tok.encode(text);
   stream.insert(stream.end(), enc.begin(), enc.end());
   return stream;
@@ -21,7 +22,7 @@ int64_t perplexity_window_count(int64_t stream_tokens, const PerplexityOptions& 
   const int64_t available = stream_tokens / ctx;
   if (available == 0)
     fail(opt.source.empty() ? "perplexity" : opt.source, ": the text has ", stream_tokens,
-         " tokens (with <bos>), fewer than one window of ", ctx);
+         " tokens, fewer than one window of ", ctx);
   return opt.windows > 0 ? std::min(opt.windows, available) : available;
 }
 
@@ -46,11 +47,13 @@ PerplexityResult perplexity(const engine::Engine& eng, const std::vector<int32_t
   std::vector<double> token_nll;
   for (int64_t w = first; w < n_windows; ++w) {
     std::vector<int32_t> window(stream.begin() + w * ctx, stream.begin() + (w + 1) * ctx);
-    window[0] = c.bos_id;
+    if (c.has_bos()) window[0] = c.bos_id;
     const int64_t m = prefix ? intactkv::matched_prefix_length(*prefix, window) : 0;
     cache.reset();
     // Window index i runs at cache position P + (i - m); logits row r belongs to index m + r.
-    const int64_t first_scored = std::max<int64_t>(1, m);  // index whose prediction is scored first
+    // The index whose prediction is scored first: past <bos> and its prediction; without a BOS
+    // (Qwen), every prediction inside the window.
+    const int64_t first_scored = c.has_bos() ? std::max<int64_t>(1, m) : m;
     const int64_t n_run = ctx - m;
     eng.forward(cache, window.data() + m, n_run, &logits, first_scored - m);
     // Each position's NLL in parallel, then their sum in position order: the same bits with any

@@ -1,6 +1,7 @@
 // Perplexity as the IntactKV paper's code computes it: the stream is <bos> + encode(whole text);
 // consecutive windows of ctx tokens (the incomplete tail dropped), token 0 of each window set to
-// <bos>, targets 2..ctx-1 scored (the prediction right after <bos> is skipped),
+// <bos>, targets 2..ctx-1 scored (the prediction right after <bos> is skipped). A model without a
+// BOS (Qwen; bos_id -1) streams the text alone, windows are not overwritten, targets 1..ctx-1;
 // PPL = exp(total NLL / scored tokens). With an IntactKV prefix the window's leading tokens that
 // equal the prefix are not recomputed: the prefix KV (from the FP model) stands in for them.
 //
@@ -37,6 +38,7 @@ struct PerplexityResult {
   std::vector<double> window_nll;              // per-window NLL sums (for paired comparisons)
 };
 
+// bos_id -1: no <bos> (the model has none).
 std::vector<int32_t> perplexity_stream(const model::Tokenizer& tok, const std::string& text, int32_t bos_id);
 
 PerplexityResult perplexity(const engine::Engine& eng, const std::vector<int32_t>& stream,

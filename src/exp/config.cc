@@ -18,7 +18,7 @@ using Kind = YamlNode::Kind;
 
 const std::vector<std::string> kTopKeys = {"data_root",  "results_dir", "threads",  "seed", "models",
                                            "quantizers", "kv_bits",     "intactkv", "tasks"};
-const std::vector<std::string> kIntactKVWords = {"none", "bos", "auto"};
+const std::vector<std::string> kIntactKVWords = {"none", "bos", "auto", "system", "outliers"};
 const std::vector<std::string> kIntactKVForms = {"prompt", "preset", "file", "calibrated"};
 
 // Settings each method reads; anything else in its map is an unknown key.
@@ -162,9 +162,11 @@ IntactKVSpec parse_intactkv(SchemaChecker& c, const YamlNode& n) {
       v.kind = K::Bos;
     else if (n.scalar == "auto")
       v.kind = K::Auto;
+    else if (n.scalar == "system" || n.scalar == "outliers")  // intactkv/prefix_spec.h, outlier_prefix.h
+      v.kind = K::Preset, v.value = n.scalar;
     else
       c.problem(n, "unknown IntactKV variant \"" + n.scalar + "\"" + did_you_mean(n.scalar, kIntactKVWords) +
-                       "; expected none, bos, auto or a map with prompt, preset, file or calibrated");
+                       "; expected none, bos, auto, system, outliers or a map with prompt, preset, file or calibrated");
     return v;
   }
   if (!c.check_keys(n, {"prompt", "preset", "file", "sha256", "calibrated"}, "IntactKV variant")) return v;
@@ -209,7 +211,7 @@ bool task_map(SchemaChecker& c, const YamlNode& n, const std::vector<std::string
 }
 
 void parse_tasks(SchemaChecker& c, const YamlNode& n, TaskSpecs& t) {
-  if (!c.check_keys(n, {"ppl", "mmlu", "qa", "mse_sweep", "kld"}, "tasks")) return;
+  if (!c.check_keys(n, {"ppl", "mmlu", "qa", "mse_sweep", "kld", "quant_error"}, "tasks")) return;
   if (n.entries.empty()) c.problem(n, "tasks must name at least one task");
   if (const YamlNode* p = n.find("ppl"); p && task_map(c, *p, {"datasets", "ctx", "windows"}, "ppl")) {
     PplTask& s = t.ppl.emplace();
@@ -264,6 +266,12 @@ void parse_tasks(SchemaChecker& c, const YamlNode& n, TaskSpecs& t) {
     c.read(*p, "ctx", s.ctx, kCtx);
     c.read(*p, "windows", s.windows, kCount);
   }
+  if (const YamlNode* p = n.find("quant_error"); p && task_map(c, *p, {"heldout", "tokens", "ctx"}, "quant_error")) {
+    QuantErrorTask& s = t.quant_error.emplace();  // the rules of `ikv-eval quant-error`'s flags
+    read_dataset(c, *p, "heldout", s.heldout);
+    c.read(*p, "tokens", s.tokens, kSamples);
+    c.read(*p, "ctx", s.ctx, kSeqLen);
+  }
 }
 
 // A list setting that must not be empty; `one` parses an item.
@@ -312,7 +320,11 @@ ExperimentConfig build(SchemaChecker& c, const YamlNode& document) {
     return v && c.passes(n, "kv_bits", static_cast<double>(*v), kBitsOrOff) ? static_cast<int>(*v) : 16;
   });
   parse_list(c, root, "intactkv", cfg.intactkv, [&](const YamlNode& n) { return parse_intactkv(c, n); });
-  if (const YamlNode* tasks = c.field(root, "tasks", true)) parse_tasks(c, *tasks, cfg.tasks);
+  if (const YamlNode* tasks = c.field(root, "tasks", true)) {
+    parse_tasks(c, *tasks, cfg.tasks);
+    if (cfg.tasks.quant_error && std::none_of(cfg.quantizers.begin(), cfg.quantizers.end(), has_quant_error))
+      c.problem(*tasks->find("quant_error"), "quant_error measures rtn, gptq and awq quantizers; the config has none");
+  }
   // An IntactKV prefix starts with <bos>: it cannot stand in for requests that have none.
   const bool no_bos = (cfg.tasks.qa && cfg.tasks.qa->bos == "never") || (cfg.tasks.mmlu && cfg.tasks.mmlu->bos == "never");
   if (no_bos && std::any_of(cfg.intactkv.begin(), cfg.intactkv.end(),
@@ -356,7 +368,7 @@ IntactKVSpec parse_intactkv_arg(const std::string& arg) {
     v.kind = K::Bos;
   } else if (arg == "auto") {
     v.kind = K::Auto;
-  } else if (arg == "vicuna") {
+  } else if (arg == "vicuna" || arg == "system" || arg == "outliers") {
     v.kind = K::Preset;
     v.value = arg;
   } else if (arg.rfind("prompt:", 0) == 0) {

@@ -15,7 +15,7 @@ inline const std::vector<std::string> kQaTasks = {"arc_easy",   "arc_challenge",
                                                   "winogrande", "hellaswag",     "piqa",  "lambada_openai"};
 // Weight quantization methods (QuantizerSpec::method).
 inline const std::vector<std::string> kMethods = {"fp", "rtn", "gptq", "awq", "quarot"};
-// Named text datasets (ppl, kld, calibration data); anything else must look like a file path.
+// Named text datasets (ppl, kld, quant_error, calibration data); anything else must look like a file path.
 inline const std::vector<std::string> kNamedDatasets = {"wikitext2", "ptb", "sharegpt"};
 
 // Compute dtypes: fp32; bf16 (dense linears hold bf16 weights, packed ones take bf16 inputs); q8
@@ -78,7 +78,7 @@ struct IntactKVSpec {
 };
 
 // The command line's `--intactkv` value as the same variant a config's `intactkv:` entry gives:
-// none, bos, auto; vicuna (a preset); prompt:TEXT; anything else is an .ikv.safetensors file.
+// none, bos, auto; vicuna, system (presets); prompt:TEXT; anything else is an .ikv.safetensors file.
 IntactKVSpec parse_intactkv_arg(const std::string& arg);
 
 struct PplTask {
@@ -126,12 +126,25 @@ struct KldTask {
   int windows = 8;
   bool operator==(const KldTask&) const = default;
 };
+// The layer reconstruction error of each rtn, gptq and awq quantizer (exp/quant_error.h): every
+// decoder linear's relative output error on the FP model's activations of held-out text.
+struct QuantErrorTask {
+  std::string heldout = "wikitext2";  // never the quantizers' calibration data
+  int64_t tokens = 8192;              // held-out tokens
+  int64_t ctx = 512;                  // tokens per held-out sequence, <bos> included
+  bool operator==(const QuantErrorTask&) const = default;
+};
+// The quantizers quant_error measures.
+inline bool has_quant_error(const QuantizerSpec& q) {
+  return q.method == "rtn" || q.method == "gptq" || q.method == "awq";
+}
 struct TaskSpecs {
   std::optional<PplTask> ppl;
   std::optional<MmluTask> mmlu;
   std::optional<QaTask> qa;
   std::optional<MseSweepTask> mse_sweep;
   std::optional<KldTask> kld;
+  std::optional<QuantErrorTask> quant_error;
   bool operator==(const TaskSpecs&) const = default;
 };
 

@@ -1,4 +1,4 @@
-// The messages of a distributed run (exp/distributed.h), as JSON text. Doubles travel as the hex
+// The messages of a distributed run (exp/runner.h), as JSON text. Doubles travel as the hex
 // of their IEEE-754 bits, so a metric computed on a worker reaches the store bit for bit (NaN
 // standard errors included, which plain JSON cannot carry).
 //

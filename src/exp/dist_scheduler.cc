@@ -7,8 +7,8 @@
 namespace ikv::exp {
 
 Scheduler::Scheduler(const Plan& plan, const std::vector<size_t>& todo, const std::vector<int>& parts,
-                     const std::vector<ArtifactRecord>& known, Merge merge, int max_attempts)
-    : plan_(plan), merge_(std::move(merge)), max_attempts_(max_attempts) {
+                     const std::vector<ArtifactRecord>& known, int max_attempts)
+    : plan_(plan), max_attempts_(max_attempts) {
   if (parts.size() != todo.size()) fail("scheduler: ", parts.size(), " part counts for ", todo.size(), " cells");
   for (size_t i = 0; i < todo.size(); ++i) {
     if (todo[i] >= plan.cells.size()) fail("scheduler: cell ", todo[i], " is not in the plan");
@@ -61,6 +61,7 @@ std::optional<WorkUnit> Scheduler::assign(int worker) {
         blocked = true;
     }
     if (!blocked && score > best_score) best = static_cast<int>(i), best_score = score;
+    if (plan_order_ && best >= 0) break;
   }
   if (best < 0) return std::nullopt;
   const Pending p = pending_[best];
@@ -127,7 +128,7 @@ std::optional<Scheduler::Finished> Scheduler::complete(int worker, const UnitRes
   f.parts = r.parts;
   f.seconds = seconds_[r.cell];
   try {
-    f.record = merge_(plan_.cells[r.cell], all);
+    f.record = merge_parts(plan_.cells[r.cell], all);
     f.ok = true;
   } catch (const std::exception& e) {
     return fail_cell(r.cell, r.parts, e.what());

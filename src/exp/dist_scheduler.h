@@ -1,4 +1,4 @@
-// The coordinator's bookkeeping in a distributed run (exp/distributed.h): which units wait, which
+// The coordinator's bookkeeping in a distributed run (exp/runner.h): which units wait, which
 // worker runs what, which shared artifacts exist or are being made, and the parts of split cells
 // collected so far. Plain data and decisions, no I/O: the coordinator loop drives it, and tests
 // drive it directly.
@@ -7,8 +7,8 @@
 // asking worker — its artifacts already in that worker's memory (+4 each), or on disk (+1 each),
 // the same model as its last unit (+2), a dataset it has already loaded for that model (+1). A unit needing an artifact that another worker is making
 // right now is skipped, so every artifact is made once; if nothing else is left the worker waits.
+// With keep_plan_order (a run with one worker) the first unit that may start is given out.
 #pragma once
-#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -22,13 +22,11 @@ namespace ikv::exp {
 
 class Scheduler {
  public:
-  using Merge = std::function<CellRecord(const Cell&, const std::vector<CellPart>&)>;
-
   // `todo`: plan indices to compute, in plan order; parts[i] > 1 splits todo[i] into that many
   // parts. `known`: artifacts already on disk. A unit whose worker is lost is re-queued at most
   // max_attempts - 1 times, then its cell fails.
   Scheduler(const Plan& plan, const std::vector<size_t>& todo, const std::vector<int>& parts,
-            const std::vector<ArtifactRecord>& known, Merge merge = merge_parts, int max_attempts = 3);
+            const std::vector<ArtifactRecord>& known, int max_attempts = 3);
 
   // What finished a cell: its record (all parts merged), or why it failed.
   struct Finished {
@@ -48,6 +46,7 @@ class Scheduler {
   // `worker` is gone: its unit goes back to the queue, or fails its cell after max_attempts.
   std::optional<Finished> lost(int worker);
   void stop_new() { stopped_ = true; }  // hand out nothing more (a cell failed, no --keep-going)
+  void keep_plan_order() { plan_order_ = true; }  // no affinity: the first unit that may start
 
   bool finished() const { return running_.empty() && (pending_.empty() || stopped_); }
   const WorkUnit* running(int worker) const;
@@ -64,9 +63,8 @@ class Scheduler {
   std::optional<Finished> fail_cell(size_t cell, int parts, const std::string& error);
 
   const Plan& plan_;
-  Merge merge_;
   int max_attempts_;
-  bool stopped_ = false;
+  bool stopped_ = false, plan_order_ = false;
   std::vector<Pending> pending_;  // sorted by (cell, part)
   std::map<int, WorkUnit> running_;
   std::map<std::string, ArtifactRecord> known_;

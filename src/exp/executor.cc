@@ -12,6 +12,7 @@
 #include "exp/config.h"
 #include "exp/variant.h"
 #include "exp/intactkv_figures.h"
+#include "exp/quant_error.h"
 #include "intactkv/calibrate_data.h"
 #include "intactkv/calibrate.h"
 #include "intactkv/mse_sweep.h"
@@ -40,23 +41,8 @@ std::string files_digest(const std::string& path) {
   return io::sha256_hex(all);
 }
 
-class StoreArtifacts : public ArtifactIndex {
- public:
-  explicit StoreArtifacts(Store& store) : store_(store) {}
-  std::optional<ArtifactRecord> get_artifact(const std::string& key) override { return store_.get_artifact(key); }
-  void put_artifact(const ArtifactRecord& a) override { store_.put_artifact(a); }
-
- private:
-  Store& store_;
-};
-
 }  // namespace
 
-Executor::Executor(std::string data_root, std::string results_dir, Store& store)
-    : data_root_(std::move(data_root)),
-      results_dir_(std::move(results_dir)),
-      store_index_(std::make_unique<StoreArtifacts>(store)),
-      store_(*store_index_) {}
 Executor::Executor(std::string data_root, std::string results_dir, ArtifactIndex& artifacts)
     : data_root_(std::move(data_root)), results_dir_(std::move(results_dir)), store_(artifacts) {}
 Executor::~Executor() = default;
@@ -196,6 +182,7 @@ CellRecord Executor::run_task(const Cell& cell) {
   const std::string kind = task_kind(cell.task);
   if (kind == "mse_sweep") return run_mse_sweep(cell);
   if (kind == "kld") return run_kld(cell);
+  if (kind == "quant_error") return run_quant_error(cell);
   fail(cell.describe(), ": unknown task kind ", kind);
 }
 
@@ -239,6 +226,15 @@ CellRecord Executor::run_kld(const Cell& cell) {
   rec.metrics.push_back({"top1_agreement", r.top1_agreement, NAN, r.tokens});
   rec.outcomes.push_back({"window_kld", r.window_kld});
   return rec;
+}
+
+CellRecord Executor::run_quant_error(const Cell& cell) {
+  // The study of `ikv-eval quant-error` for this one quantizer, on the fp32 weights it quantizes
+  // itself (the packed artifact lacks AWQ's folded scales, which the error undoes).
+  ModelSpec fp32 = cell.model;
+  fp32.dtype = "fp32";
+  return quant_error_record(
+      exp::run_quant_error(data_root_, fp_model(fp32), cell.quant, std::get<QuantErrorTask>(cell.task), cell.seed));
 }
 
 }  // namespace ikv::exp

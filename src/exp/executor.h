@@ -24,14 +24,6 @@
 
 namespace ikv::exp {
 
-// Where an executor looks up and records shared artifacts.
-class ArtifactIndex {
- public:
-  virtual ~ArtifactIndex() = default;
-  virtual std::optional<ArtifactRecord> get_artifact(const std::string& key) = 0;
-  virtual void put_artifact(const ArtifactRecord& artifact) = 0;
-};
-
 // Part `part` of `parts` of a cell: items [begin, end) = [items·part/parts, items·(part+1)/parts).
 // Holds the per-item values the cell's metrics are computed from.
 struct CellPart {
@@ -44,7 +36,7 @@ struct CellPart {
   std::vector<ItemOutcomes> extra;    // whole-cell outcomes passed through ("calibration_loss")
 };
 
-// PPL, QA and MMLU cells can be split into parts; mse_sweep and kld cells cannot.
+// PPL, QA and MMLU cells can be split into parts; mse_sweep, kld and quant_error cells cannot.
 bool splittable(const Cell& cell);
 std::pair<int64_t, int64_t> part_range(int64_t items, int part, int parts);
 // The cell's record from all of its parts, given in part order (checked: contiguous, same items).
@@ -56,13 +48,11 @@ Identities data_identities(const std::string& data_root);
 
 class Executor {
  public:
-  Executor(std::string data_root, std::string results_dir, Store& store);
   Executor(std::string data_root, std::string results_dir, ArtifactIndex& artifacts);
   ~Executor();
   CellRecord run(const Cell& cell);
   // One part of a splittable cell (splittable(cell) must hold).
   CellPart run_part(const Cell& cell, int part, int parts);
-
 
  private:
   const LoadedModel& fp_model(const ModelSpec& m);
@@ -75,11 +65,11 @@ class Executor {
   CellPart run_qa_part(const Cell& cell, int part, int parts);
   CellRecord run_mse_sweep(const Cell& cell);
   CellRecord run_kld(const Cell& cell);
+  CellRecord run_quant_error(const Cell& cell);
   // The loss curve of a calibrated prefix (kept in the prefix file's settings), for the report.
   std::optional<ItemOutcomes> calibration_loss(const Cell& cell);
 
   std::string data_root_, results_dir_;
-  std::unique_ptr<ArtifactIndex> store_index_;  // adapts the Store of the first constructor
   ArtifactIndex& store_;
   std::map<std::string, std::unique_ptr<LoadedModel>> fp_;
   std::map<std::string, std::unique_ptr<model::Weights>> quantized_;  // by quant_key

@@ -97,21 +97,22 @@ class MpiCoordinatorLink : public CoordinatorLink {
   explicit MpiCoordinatorLink(int size) : size_(size), local_(1) {}
   int workers() const override { return size_; }
   std::string name(int worker) const override { return "rank " + std::to_string(worker); }
-  std::optional<std::pair<int, std::string>> receive(double timeout_s) override {
+  std::optional<std::pair<int, nlohmann::json>> receive(double timeout_s) override {
     const auto t0 = Clock::now();
     while (true) {
       outbox_.reap();
-      if (auto m = try_receive(MPI_ANY_SOURCE)) return m;
+      if (auto m = try_receive(MPI_ANY_SOURCE))
+        return std::pair{m->first, nlohmann::json::parse(m->second, nullptr, false)};
       // Waiting on the local queue doubles as the pause between probes.
       if (auto m = local_.receive(0.001)) return m;
       if (std::chrono::duration<double>(Clock::now() - t0).count() >= timeout_s) return std::nullopt;
     }
   }
-  void send(int worker, const std::string& message) override {
+  void send(int worker, const nlohmann::json& message) override {
     if (worker == 0)
       local_.send(0, message);
     else
-      outbox_.send(worker, message);
+      outbox_.send(worker, message.dump());
   }
   WorkerLink& local_worker() { return local_.worker(0); }
   bool drain(double seconds) { return outbox_.drain(seconds); }
@@ -170,17 +171,17 @@ void leave_mpi_job(const MpiJob& job, bool finalize) {
   if (job.distributed() && finalize) MPI_Finalize();
 }
 
-DistSummary run_plan_mpi(const MpiJob& job, const Plan& plan, Store& store, const WorkerFactory& local_worker,
-                         const DistOptions& opt) {
+RunSummary run_plan_mpi(const MpiJob& job, const Plan& plan, Store& store, const WorkerFactory& local_worker,
+                        const RunOptions& opt) {
   MpiCoordinatorLink link(job.size);
   auto holder = std::make_shared<std::unique_ptr<WorkerContext>>();
   ServeOutcome local_outcome;
   std::thread local([&] { local_outcome = serve(link.local_worker(), hooks_for(local_worker, holder), opt); });
-  DistSummary s;
+  RunSummary s;
   try {
     s = coordinate(plan, store, link, opt);
   } catch (...) {
-    link.send(0, nlohmann::json{{"type", "stop"}, {"finalize", false}}.dump());  // the local worker must not outlive the link
+    link.send(0, {{"type", "stop"}, {"finalize", false}});  // the local worker must not outlive the link
     local.join();
     throw;
   }
@@ -189,7 +190,7 @@ DistSummary run_plan_mpi(const MpiJob& job, const Plan& plan, Store& store, cons
   return s;
 }
 
-int serve_mpi(const MpiJob& job, const WorkerFactory& setup, const DistOptions& opt) {
+int serve_mpi(const MpiJob& job, const WorkerFactory& setup, const RunOptions& opt) {
   MpiWorkerLink link;
   auto holder = std::make_shared<std::unique_ptr<WorkerContext>>();
   const ServeOutcome o = serve(link, hooks_for(setup, holder), opt);
@@ -215,10 +216,10 @@ MpiJob join_mpi_job() {
   return {};
 }
 void leave_mpi_job(const MpiJob&, bool) {}
-DistSummary run_plan_mpi(const MpiJob&, const Plan&, Store&, const WorkerFactory&, const DistOptions&) {
+RunSummary run_plan_mpi(const MpiJob&, const Plan&, Store&, const WorkerFactory&, const RunOptions&) {
   fail("this ikv was built without MPI");
 }
-int serve_mpi(const MpiJob&, const WorkerFactory&, const DistOptions&) { fail("this ikv was built without MPI"); }
+int serve_mpi(const MpiJob&, const WorkerFactory&, const RunOptions&) { fail("this ikv was built without MPI"); }
 
 #endif
 

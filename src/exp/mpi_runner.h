@@ -22,7 +22,7 @@
 #include <functional>
 #include <memory>
 
-#include "exp/distributed.h"
+#include "exp/runner.h"
 
 namespace ikv::exp {
 
@@ -40,10 +40,10 @@ using WorkerFactory = std::function<std::unique_ptr<WorkerContext>()>;
 
 // Rank 0: coordinates all ranks, rank 0 itself computing through `local_worker`. Call
 // leave_mpi_job(job, summary.clean()) when done with the results.
-DistSummary run_plan_mpi(const MpiJob& job, const Plan& plan, Store& store, const WorkerFactory& local_worker,
-                         const DistOptions& opt);
+RunSummary run_plan_mpi(const MpiJob& job, const Plan& plan, Store& store, const WorkerFactory& local_worker,
+                        const RunOptions& opt);
 // Ranks >= 1: computes what rank 0 hands out until told to stop; leaves the job and returns the
 // process's exit code (may not return at all when stopped in the middle of a unit).
-int serve_mpi(const MpiJob& job, const WorkerFactory& setup, const DistOptions& opt);
+int serve_mpi(const MpiJob& job, const WorkerFactory& setup, const RunOptions& opt);
 
 }  // namespace ikv::exp

@@ -117,6 +117,9 @@ json task_json(const TaskUnit& task, const Identities& ids) {
           [&](const KldTask& t) -> json {
             return {{"kind", "kld"}, {"data", data(t.dataset)}, {"ctx", t.ctx}, {"windows", t.windows}};
           },
+          [&](const QuantErrorTask& t) -> json {
+            return {{"kind", "quant_error"}, {"data", data(t.heldout)}, {"tokens", t.tokens}, {"ctx", t.ctx}};
+          },
       },
       task);
 }
@@ -181,7 +184,7 @@ Identities recorded(const Identities& ids, std::map<std::string, std::string>& s
 }  // namespace
 
 std::string task_kind(const TaskUnit& task) {
-  static const char* kinds[] = {"ppl", "qa", "mmlu", "mse_sweep", "kld"};
+  static const char* kinds[] = {"ppl", "qa", "mmlu", "mse_sweep", "kld", "quant_error"};
   return kinds[task.index()];
 }
 
@@ -237,6 +240,8 @@ std::string intactkv_artifact_key(const ModelSpec& model, const QuantizerSpec& q
 //  - kld measures divergence from the FP model, identically 0 for fp with kv_bits 16: skipped.
 //  - mse_sweep is one cell per model x lossy (quantizer, kv_bits), not per variant: it sweeps
 //    the IntactKV prefix size itself. It is placed after that combination's other cells.
+//  - quant_error is one cell per model x rtn/gptq/awq quantizer, labelled kv16 and none: it
+//    measures the weights alone. It is placed after that quantizer's other cells.
 //  - Cells whose key already occurs (a setting listed twice) are dropped.
 Plan make_plan(const ExperimentConfig& config, const Identities& raw_ids) {
   Plan plan{config, {}, {}};
@@ -256,14 +261,14 @@ Plan make_plan(const ExperimentConfig& config, const Identities& raw_ids) {
         {"task", task_json(task, ids)}};
     cell.key = content_key(key);
     if (!seen.insert(cell.key).second) return;
-    cell.quant_key = quant_artifact_key(m, q, ids, config.seed);
+    if (!std::holds_alternative<QuantErrorTask>(task)) cell.quant_key = quant_artifact_key(m, q, ids, config.seed);
     cell.intactkv_key = intactkv_artifact_key(m, q, kv, v, ids, config.seed);
     cell.est_cost = estimate_tokens(cell);
     plan.cells.push_back(std::move(cell));
   };
 
   for (const auto& m : config.models)
-    for (const auto& q : config.quantizers)
+    for (const auto& q : config.quantizers) {
       for (int kv : config.kv_bits) {
         const bool lossless = q.is_fp() && kv == 16;
         for (const auto& v : config.intactkv) {
@@ -273,6 +278,8 @@ Plan make_plan(const ExperimentConfig& config, const Identities& raw_ids) {
         }
         if (config.tasks.mse_sweep && !lossless) add(m, q, kv, IntactKVSpec{}, *config.tasks.mse_sweep);
       }
+      if (config.tasks.quant_error && has_quant_error(q)) add(m, q, 16, IntactKVSpec{}, *config.tasks.quant_error);
+    }
   return plan;
 }
 
@@ -303,6 +310,10 @@ double estimate_tokens(const Cell& cell) {
           },
           [&](const MseSweepTask& t) { return double(t.samples) * t.max_size * 512; },
           [&](const KldTask& t) { return 2 * stream_tokens(t.dataset, t.ctx, t.windows); },
+          [&](const QuantErrorTask& t) {  // the held-out pass and the quantizer's calibration
+            const QuantizerSpec& q = cell.quant;
+            return double(t.tokens) + (q.needs_calibration() ? double(q.samples) * q.seq_len : 0.0);
+          },
       },
       cell.task);
 }

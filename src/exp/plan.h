@@ -30,9 +30,9 @@ struct QaUnit {  // one zero-shot QA task
   std::string bos = "always";
   bool operator==(const QaUnit&) const = default;
 };
-using TaskUnit = std::variant<PplUnit, QaUnit, MmluTask, MseSweepTask, KldTask>;
+using TaskUnit = std::variant<PplUnit, QaUnit, MmluTask, MseSweepTask, KldTask, QuantErrorTask>;
 
-std::string task_kind(const TaskUnit& task);   // "ppl" | "qa" | "mmlu" | "mse_sweep" | "kld"
+std::string task_kind(const TaskUnit& task);  // "ppl" | "qa" | "mmlu" | "mse_sweep" | "kld" | "quant_error"
 // "wikitext2" (file stem for paths), "arc_easy", or the kind; settings that change what is
 // measured away from the paper's are appended: "arc_easy/no-bos", "mmlu/lm-eval".
 std::string task_label(const TaskUnit& task);
@@ -51,11 +51,11 @@ struct Cell {
   ModelSpec model;
   QuantizerSpec quant;
   int kv_bits = 16;
-  IntactKVSpec intactkv;  // Kind::None for mse_sweep cells (they sweep prefix sizes themselves)
+  IntactKVSpec intactkv;  // Kind::None for mse_sweep (it sweeps prefix sizes) and quant_error cells
   TaskUnit task;
   int64_t seed = 0;          // the config's seed: draws calibration samples (GPTQ/AWQ, IntactKV)
   std::string key;           // content key of the result
-  std::string quant_key;     // quant_artifact_key; "" for fp
+  std::string quant_key;     // quant_artifact_key; "" for fp and quant_error (quantizes on its own)
   std::string intactkv_key;  // intactkv_artifact_key; "" for none
   double est_cost = 0;       // estimate_tokens(cell); the runner's ETA weights cells by it
 

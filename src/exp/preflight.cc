@@ -49,11 +49,18 @@ void preflight(const Plan& plan, const std::string& data_root) {
         fail(who, ": kld ctx ", k->ctx, " exceeds the model's max_position_embeddings ", max_pos);
       if (checked.insert("data|" + k->dataset).second) check_text_dataset(data_root, k->dataset);
     }
+    if (const auto* q = std::get_if<QuantErrorTask>(&cell.task))
+      if (checked.insert("data|" + q->heldout).second) check_text_dataset(data_root, q->heldout);
     if (const auto* s = std::get_if<MseSweepTask>(&cell.task))
       if (s->data != "sharegpt" && checked.insert("data|" + s->data).second) check_text_dataset(data_root, s->data);
     if (cell.quant.needs_calibration() && cell.quant.data != "sharegpt" &&
         checked.insert("data|" + cell.quant.data).second)
       check_text_dataset(data_root, cell.quant.data);
+    const bool bos_prefix = cell.intactkv.kind == IntactKVSpec::Kind::Bos ||
+                            (cell.intactkv.kind == IntactKVSpec::Kind::Calibrated && cell.intactkv.calibration.prefix == "bos");
+    if (bos_prefix && !probe.config.has_bos())
+      fail(who, ": IntactKV bos: this model has no <bos> token (its tokenizer adds none); use {preset: system} (its chat "
+                "system prompt) or {prompt: TEXT}");
     if (cell.intactkv.kind == IntactKVSpec::Kind::File &&
         checked.insert("ikv|" + cell.model.path + "|" + cell.intactkv.value).second) {
       // Resolved as the executor resolves it (relative to the data root); a FIFO or device is

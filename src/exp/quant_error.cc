@@ -1,17 +1,16 @@
 #include "exp/quant_error.h"
 
 #include <algorithm>
-#include <cctype>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <sstream>
 
+#include "exp/report.h"
 #include "exp/variant.h"
 #include "intactkv/calibrate_data.h"
 #include "io/error.h"
 #include "io/mapped_file.h"
-#include "io/text.h"
 #include "quant/recon_error.h"
 
 namespace ikv::exp {
@@ -27,7 +26,8 @@ std::vector<std::vector<int32_t>> heldout_sequences(const std::vector<int32_t>& 
     if (want < 2) break;
     if (pos + want - 1 > static_cast<int64_t>(text.size()))
       fail(path, ": ", text.size(), " tokens are too few for --tokens ", tokens);
-    std::vector<int32_t> s{bos};
+    std::vector<int32_t> s;
+    if (bos >= 0) s.push_back(bos);
     s.insert(s.end(), text.begin() + pos, text.begin() + pos + want - 1);
     pos += want - 1;
     taken += want;
@@ -36,208 +36,155 @@ std::vector<std::vector<int32_t>> heldout_sequences(const std::vector<int32_t>& 
   return seqs;
 }
 
-std::string label(const std::string& m) {
-  std::string u = m;
-  for (char& ch : u) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-  return u;
+// "model.layers.5.mlp.down_proj.weight" -> "5.down_proj"
+std::string short_name(const std::string& n) {
+  const size_t a0 = n.find("layers.") + 7, a1 = n.find('.', a0);
+  const size_t b1 = n.rfind(".weight"), b0 = n.rfind('.', b1 - 1) + 1;
+  return n.substr(a0, a1 - a0) + "." + n.substr(b0, b1 - b0);
 }
 
 }  // namespace
 
-std::vector<std::string> quant_error_methods(const std::string& list) {
-  std::vector<std::string> out{"rtn"};  // the baseline is always measured, first
-  std::stringstream ss(list);
-  for (std::string m; std::getline(ss, m, ',');) {
-    if (m != "rtn" && m != "gptq" && m != "awq") fail("--methods: '", m, "' is not a weight quantizer (rtn, gptq, awq)");
-    if (std::find(out.begin(), out.end(), m) == out.end()) out.push_back(m);
-  }
-  return out;
-}
-
-QuantErrorResult run_quant_error(const std::string& root, const QuantErrorSettings& a) {
-  const std::vector<std::string>& methods = a.methods;
-  if (a.quant.wbits < 2 || a.quant.wbits > 8) fail("--wbits ", a.quant.wbits, " is out of range (2..8)");
-  if (a.quant.group == 0 || a.quant.group < -1) fail("--group ", a.quant.group, " must be positive or -1");
-  if (a.tokens < 2 || a.ctx < 2) fail("--tokens ", a.tokens, " / --ctx ", a.ctx, " must be >= 2");
-  if (a.quant.samples < 1 || a.quant.seq_len < 2) fail("--calib-samples / --calib-len must be >= 1 / >= 2");
-  LoadedModel fp = load_model_verified(root, a.model, "fp32");
-  const model::Config& c = fp.weights.config;
-  std::vector<std::string> names;
-  for (auto& nl : model::named_linears(fp.weights)) {
-    kernels::validate_spec({a.quant.wbits, a.quant.group, a.quant.sym}, nl.linear->in, nl.name);
-    names.push_back(nl.name);
+QuantErrorResult run_quant_error(const std::string& root, const LoadedModel& fp, const QuantizerSpec& q,
+                                 const QuantErrorTask& task, int64_t seed) {
+  if (q.wbits < 2 || q.wbits > 8) fail("--wbits ", q.wbits, " is out of range (2..8)");
+  if (q.group == 0 || q.group < -1) fail("--group ", q.group, " must be positive or -1");
+  if (task.tokens < 2 || task.ctx < 2) fail("--tokens ", task.tokens, " / --ctx ", task.ctx, " must be >= 2");
+  if (q.samples < 1 || q.seq_len < 2) fail("--calib-samples / --calib-len must be >= 1 / >= 2");
+  QuantErrorResult out;
+  model::Weights w = fp.weights;
+  for (auto& nl : model::named_linears(w)) {
+    kernels::validate_spec({q.wbits, q.group, q.sym}, nl.linear->in, nl.name);
+    out.linears.push_back(short_name(nl.name));
   }
 
   // Held-out activations must not be what GPTQ/AWQ calibrated on.
-  const std::string text_path = resolve_text_dataset(root, a.heldout);
-  bool calibrated = false;
-  for (const auto& m : methods) calibrated |= m != "rtn";
-  if (calibrated) {
+  const std::string text_path = resolve_text_dataset(root, task.heldout);
+  if (q.needs_calibration()) {
     std::error_code ec;
-    const std::string calib_path = intactkv::resolve_calibration_data(root, a.quant.data);
+    const std::string calib_path = intactkv::resolve_calibration_data(root, q.data);
     if (std::filesystem::equivalent(calib_path, text_path, ec))
-      fail("--heldout ", a.heldout, " is the calibration data (", calib_path, "); hold out another text");
+      fail("--heldout ", task.heldout, " is the calibration data (", calib_path, "); hold out another text");
   }
-  const int64_t ctx = std::min(a.ctx, c.max_pos);
-  const auto heldout = heldout_sequences(fp.tokenizer->encode(io::read_utf8_text(text_path)), c.bos_id, ctx, a.tokens, text_path);
-  int64_t heldout_tokens = 0;
-  for (const auto& s : heldout) heldout_tokens += static_cast<int64_t>(s.size());
-
-  quant::CalibrationTokens calib;
-  int64_t calib_tokens = 0;
-  if (calibrated) {
-    QuantizerSpec cq = a.quant;
-    cq.method = "awq";
-    calib = calibration_tokens(root, fp, cq, 0);
-    for (const auto& s : calib) calib_tokens += static_cast<int64_t>(s.size());
-  }
-
-  QuantErrorResult out;
-  out.linears = names;
-  out.heldout_tokens = heldout_tokens;
+  const model::Config& c = fp.weights.config;
+  const auto heldout = heldout_sequences(fp.tokenizer->encode(io::read_utf8_text(text_path)), c.bos_id,
+                                         std::min(task.ctx, c.max_pos), task.tokens, text_path);
+  for (const auto& s : heldout) out.heldout_tokens += static_cast<int64_t>(s.size());
+  const quant::CalibrationTokens calib = calibration_tokens(root, fp, q, static_cast<uint64_t>(seed));
   out.calib_sequences = calib.size();
-  out.calib_tokens = calib_tokens;
-  std::vector<QuantErrorMethod>& results = out.methods;
-  std::vector<std::vector<std::vector<float>>> weights;
-  for (const std::string& m : methods) {
-    QuantErrorMethod r;
-    r.method = m;
-    QuantizerSpec q = a.quant;
-    q.method = m;
-    model::Weights w = fp.weights;
-    quant::AwqFold fold;
-    const auto start = std::chrono::steady_clock::now();
-    try {
-      quantize_weights(w, q, m == "rtn" ? quant::CalibrationTokens{} : calib, m == "awq" ? &fold : nullptr);
-    } catch (const std::exception& e) {
-      if (m == "rtn") throw;  // the baseline failing means the settings are wrong
-      r.failure = e.what();
-      results.push_back(r);
-      continue;
-    }
-    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::vector<std::vector<float>> eff;
-    auto linears = model::named_linears(w);
-    for (auto& nl : linears) {
-      auto it = fold.find(nl.name);
-      eff.push_back(quant::effective_weight(*nl.linear, it == fold.end() ? nullptr : &it->second));
-    }
-    weights.push_back(std::move(eff));
-    results.push_back(r);
-  }
-  const auto errors = quant::reconstruction_errors(fp.weights, heldout, weights);
-  for (size_t m = 0, k = 0; m < results.size(); ++m)
-    if (results[m].failure.empty()) results[m].error = errors[k++];
+  for (const auto& s : calib) out.calib_tokens += static_cast<int64_t>(s.size());
 
+  quant::AwqFold fold;
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    quantize_weights(w, q, calib, q.method == "awq" ? &fold : nullptr);
+  } catch (const std::exception& e) {
+    if (!q.needs_calibration()) throw;  // RTN failing means the settings are wrong
+    out.failure = e.what();
+    return out;
+  }
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::vector<std::vector<float>> eff;
+  for (auto& nl : model::named_linears(w)) {
+    auto it = fold.find(nl.name);
+    eff.push_back(quant::effective_weight(*nl.linear, it == fold.end() ? nullptr : &it->second));
+  }
+  out.error = quant::reconstruction_errors(fp.weights, heldout, {eff}).at(0);
   return out;
 }
 
-std::string quant_error_markdown(const QuantErrorSettings& a, const QuantErrorResult& result, const std::string& command) {
-  const std::vector<std::string>& names = result.linears;
-  const std::vector<QuantErrorMethod>& r = result.methods;
-  const int64_t heldout_tokens = result.heldout_tokens, calib_tokens = result.calib_tokens;
-  const size_t calib_seqs = result.calib_sequences;
-  std::ostringstream s;
-  const QuantizerSpec& q = a.quant;
-  s << "# Layer reconstruction error: " << io::escape_md(a.model) << ", W" << q.wbits
-    << (q.group == -1 ? " per channel" : " g" + std::to_string(q.group)) << (q.sym ? " sym" : " asym") << "\n\n";
-  s << "Generated by `" << command << "`.\n\n";
-  s << "Relative output error ‖X·W_fpᵀ − X·W_effᵀ‖_F / ‖X·W_fpᵀ‖_F of every decoder linear, where X holds the FP "
-       "model's inputs to that linear on "
-    << heldout_tokens << " held-out tokens (" << a.heldout << ", sequences of " << a.ctx
-    << " tokens after <bos>) and W_eff is the quantized weight in the FP model's coordinates (dequantized, GPTQ's "
-       "act-order permutation and AWQ's folded scales undone).";
-  std::string calibrated;
-  for (const auto& m : r)
-    if (m.method != "rtn") calibrated += (calibrated.empty() ? "" : " and ") + label(m.method);
-  if (!calibrated.empty())
-    s << " Calibration (" << calibrated << "): " << a.quant.data << ", " << calib_seqs << " sequences, " << calib_tokens
-      << " tokens.";
-  s << " † marks an error not below RTN's.";
-  if (std::any_of(r.begin(), r.end(), [](const QuantErrorMethod& m) { return m.method == "awq"; }))
-    s << " AWQ chooses the q/k/v input scale on the attention block's output (llm-awq's objective), not on "
-         "each linear's: where it trades q/k error (damped by the softmax) for v error, q/k can land above RTN.";
-  s << "\n\n";
-  s << "| layer | linear |";
-  for (const auto& m : r) s << " " << label(m.method) << " |";
-  s << "\n|---|---|";
-  for (size_t i = 0; i < r.size(); ++i) s << "---:|";
-  s << "\n";
-  const std::vector<double>& rtn = r[0].error;
-  char buf[64];
-  for (size_t i = 0; i < names.size(); ++i) {
-    // "model.layers.3.self_attn.q_proj.weight" → "3", "q_proj"
-    const std::string& n = names[i];
-    const size_t a0 = n.find("layers.") + 7, a1 = n.find('.', a0);
-    const size_t b1 = n.rfind(".weight"), b0 = n.rfind('.', b1 - 1) + 1;
-    s << "| " << n.substr(a0, a1 - a0) << " | " << n.substr(b0, b1 - b0) << " |";
-    for (const auto& m : r) {
-      if (m.error.empty()) {
-        s << " – |";
-        continue;
-      }
-      std::snprintf(buf, sizeof buf, " %.4f%s |", m.error[i], &m == &r[0] || m.error[i] < rtn[i] ? "" : " †");
-      s << buf;
-    }
-    s << "\n";
-  }
-  s << "| | **mean** |";
-  for (const auto& m : r) {
-    if (m.error.empty()) {
-      s << " – |";
-      continue;
-    }
-    double mean = 0;
-    for (double e : m.error) mean += e / static_cast<double>(m.error.size());
-    std::snprintf(buf, sizeof buf, " %.4f |", mean);
-    s << buf;
-  }
-  s << "\n| | **below RTN on every linear** |";
-  for (const auto& m : r) {
-    if (&m == &r[0]) {
-      s << " – |";
-      continue;
-    }
-    if (m.error.empty()) {
-      s << " failed |";
-      continue;
-    }
-    size_t below = 0;
-    for (size_t i = 0; i < rtn.size(); ++i) below += m.error[i] < rtn[i];
-    s << (below == rtn.size() ? " yes" : " **no**") << " (" << below << "/" << rtn.size() << ") |";
-  }
-  s << "\n";
-  for (const auto& m : r)
-    if (!m.failure.empty()) s << "\n" << label(m.method) << " failed: " << m.failure << "\n";
-  s << "\nQuantization time:";
-  for (const auto& m : r)
-    if (m.failure.empty()) {
-      std::snprintf(buf, sizeof buf, " %s %.1f s;", label(m.method).c_str(), m.seconds);
-      s << buf;
-    }
-  s.seekp(-1, std::ios_base::end);
-  s << ".\n";
-  return s.str();
+double mean_error(const std::vector<double>& error) {
+  double mean = 0;
+  for (double e : error) mean += e / static_cast<double>(error.size());
+  return mean;
 }
 
-nlohmann::json quant_error_json(const QuantErrorSettings& a, const QuantErrorResult& r) {
-  nlohmann::json j = {{"model", a.model}, {"wbits", a.quant.wbits}, {"group", a.quant.group}, {"sym", a.quant.sym},
-                      {"heldout", a.heldout}, {"heldout_tokens", r.heldout_tokens},
-                      {"calibration", {{"data", a.quant.data}, {"sequences", r.calib_sequences}, {"tokens", r.calib_tokens}}},
-                      {"linears", r.linears}};
-  for (const auto& m : r.methods) {
-    nlohmann::json mj = {{"seconds", m.seconds}};
-    if (!m.failure.empty()) {
-      mj["failure"] = m.failure;
-    } else {
-      size_t below = 0;
-      for (size_t i = 0; i < m.error.size(); ++i) below += m.error[i] < r.methods[0].error[i];
-      mj["errors"] = m.error;
-      mj["below_rtn"] = below;
-    }
-    j["methods"][m.method] = mj;
+CellRecord quant_error_record(const QuantErrorResult& r) {
+  if (!r.failure.empty()) fail(r.failure);
+  CellRecord rec;
+  rec.metrics.push_back({"error_mean", mean_error(r.error), NAN, r.heldout_tokens});
+  for (size_t i = 0; i < r.error.size(); ++i)
+    rec.metrics.push_back({"error@" + r.linears[i], r.error[i], NAN, r.heldout_tokens});
+  return rec;
+}
+
+std::vector<std::vector<std::string>> quant_error_rows(const std::vector<std::string>& linears,
+                                                       const std::vector<QuantErrorColumn>& cols, bool rtn_first) {
+  auto number = [](double v, bool dagger) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.4f%s", v, dagger ? " †" : "");
+    return std::string(buf);
+  };
+  std::vector<std::vector<std::string>> rows = {{"layer", "linear"}};
+  for (const auto& c : cols) rows[0].push_back(c.label);
+  const std::vector<double>* rtn = rtn_first ? &cols.at(0).error : nullptr;
+  for (size_t i = 0; i < linears.size(); ++i) {
+    const size_t dot = linears[i].find('.');  // "5.down_proj" -> "5", "down_proj"
+    rows.push_back({linears[i].substr(0, dot), linears[i].substr(dot + 1)});
+    for (const auto& c : cols)
+      rows.back().push_back(c.error.empty() ? "–"
+                                            : number(c.error[i], rtn && &c != &cols[0] && !(c.error[i] < (*rtn)[i])));
   }
-  return j;
+  rows.push_back({"", "**mean**"});
+  for (const auto& c : cols) rows.back().push_back(c.error.empty() ? "–" : number(mean_error(c.error), false));
+  if (!rtn) return rows;
+  rows.push_back({"", "**below RTN on every linear**"});
+  for (const auto& c : cols) {
+    size_t below = 0;
+    for (size_t i = 0; i < c.error.size(); ++i) below += c.error[i] < (*rtn)[i];
+    const std::string count = " (" + std::to_string(below) + "/" + std::to_string(rtn->size()) + ")";
+    rows.back().push_back(&c == &cols[0]   ? "–"
+                          : c.error.empty() ? "failed"
+                                            : (below == rtn->size() ? "yes" : "**no**") + count);
+  }
+  return rows;
+}
+
+std::string markdown_rows(const std::vector<std::vector<std::string>>& rows) {
+  std::string s;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    s += "|";
+    for (const std::string& cell : rows[r]) s += (cell.empty() ? "" : " " + cell) + " |";
+    s += "\n";
+    if (r == 0) {
+      s += "|";
+      for (size_t i = 0; i < rows[0].size(); ++i) s += i < 2 ? "---|" : "---:|";
+      s += "\n";
+    }
+  }
+  return s;
+}
+
+std::vector<QuantErrorTable> quant_error_tables(const std::vector<CellRecord>& cells) {
+  // "gptq-w3g128-ao" -> "w3g128": the setting methods are compared at (act-order is GPTQ's own).
+  auto setting = [](const std::string& quant) {
+    std::string s = quant.substr(quant.find('-') + 1);
+    return s.ends_with("-ao") ? s.substr(0, s.size() - 3) : s;
+  };
+  std::vector<QuantErrorTable> out;
+  std::vector<std::pair<std::string, std::string>> done;  // (model, setting)
+  for (const CellRecord& first : cells) {
+    const std::pair<std::string, std::string> group{first.model, setting(first.quant)};
+    if (first.task_kind != "quant_error" || std::find(done.begin(), done.end(), group) != done.end()) continue;
+    done.push_back(group);
+    std::vector<std::string> linears;
+    std::vector<QuantErrorColumn> cols;
+    bool rtn = false;
+    for (const CellRecord& c : cells) {
+      if (c.task_kind != "quant_error" || std::pair{c.model, setting(c.quant)} != group) continue;
+      QuantErrorColumn col{method_label(c.quant, 16), {}};
+      std::vector<std::string> names;
+      for (const Metric& m : c.metrics)
+        if (m.name.starts_with("error@")) names.push_back(m.name.substr(6)), col.error.push_back(m.value);
+      if (linears.empty()) linears = names;
+      if (names != linears) continue;  // another model under the same name
+      const bool is_rtn = !rtn && c.quant.starts_with("rtn-");
+      cols.insert(is_rtn ? cols.begin() : cols.end(), col);
+      rtn |= is_rtn;
+    }
+    out.push_back({group.first + ", " + group.second, quant_error_rows(linears, cols, rtn)});
+  }
+  return out;
 }
 
 }  // namespace ikv::exp

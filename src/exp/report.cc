@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "exp/quant_error.h"
 #include "io/text.h"
 
 namespace ikv::exp {
@@ -189,6 +190,36 @@ std::string html(const ReportTable& t, const std::vector<PairedComparison>& cis,
   return os.str();
 }
 
+// The tables of the run's quant_error cells (exp/quant_error.h), in Markdown or HTML.
+std::string quant_error_sections(const std::vector<CellRecord>& cells, bool as_html) {
+  const std::string note = "Relative output error ‖X·W_fpᵀ − X·W_effᵀ‖_F / ‖X·W_fpᵀ‖_F of every decoder linear on "
+                           "held-out activations of the FP model (task quant_error, as `ikv-eval quant-error`).";
+  std::ostringstream os;
+  for (const QuantErrorTable& t : quant_error_tables(cells)) {
+    const bool marks = t.rows.back()[1].find("below RTN") != std::string::npos;
+    const std::string title = "Layer reconstruction error: " + t.title;
+    const std::string more = marks ? " † marks an error not below RTN's." : "";
+    if (!as_html) {
+      os << "\n## " << io::escape_md(title) << "\n\n" << note << more << "\n\n" << markdown_rows(t.rows);
+      continue;
+    }
+    os << "<h2>" << io::escape_html(title) << "</h2>\n<p class=\"note\">" << io::escape_html(note + more)
+       << "</p>\n<table>\n";
+    for (size_t r = 0; r < t.rows.size(); ++r) {
+      os << (r == 0 ? "<thead><tr>" : "<tr>");
+      for (const std::string& cell : t.rows[r]) {
+        std::string text = io::escape_html(cell);  // Markdown's **bold** as <b>
+        for (bool open = true; text.find("**") != std::string::npos; open = !open)
+          text.replace(text.find("**"), 2, open ? "<b>" : "</b>");
+        os << (r == 0 ? "<th>" : "<td>") << text << (r == 0 ? "</th>" : "</td>");
+      }
+      os << (r == 0 ? "</tr></thead>\n<tbody>\n" : "</tr>\n");
+    }
+    os << "</tbody>\n</table>\n";
+  }
+  return os.str();
+}
+
 }  // namespace
 
 nlohmann::json report_json(const std::vector<CellRecord>& cells) {
@@ -216,8 +247,9 @@ std::string render_report(const std::vector<CellRecord>& cells, ReportFormat for
   const ReportTable table = build_report_table(cells, options.qa_average);
   if (format == ReportFormat::Csv) return provenance_csv(cells, options) + csv(table);
   const auto cis = intactkv_vs_baseline(cells, options.bootstrap_resamples, options.seed);
-  return format == ReportFormat::Html ? html(table, cis, options, provenance_html(cells, options))
-                                      : markdown(table, cis, options) + provenance_markdown(cells, options);
+  return format == ReportFormat::Html
+             ? html(table, cis, options, quant_error_sections(cells, true) + provenance_html(cells, options))
+             : markdown(table, cis, options) + quant_error_sections(cells, false) + provenance_markdown(cells, options);
 }
 
 }  // namespace ikv::exp

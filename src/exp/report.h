@@ -89,8 +89,9 @@ struct ReportOptions {
 ReportOptions stored_report_options(const std::map<std::string, std::string>& run_options,
                                     const RunInfo* run = nullptr);
 
-// Markdown / CSV / HTML: the table (and, for Markdown and HTML, the CI section), then the
-// provenance and each cell's wall time (CSV: as "# what: value" lines before the table).
+// Markdown / CSV / HTML: the table (and, for Markdown and HTML, the CI section and the tables of
+// quant_error cells, exp/quant_error.h), then the provenance and each cell's wall time (CSV: as
+// "# what: value" lines before the table).
 // JSON: {"provenance": {what: value}, "results": [...]}, results being the flat list compare()
 // reads, one entry per metric of every cell:
 // {model, quant, kv_bits, intactkv, task_kind, task, metric, value, stderr, n, seconds}.

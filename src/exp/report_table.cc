@@ -83,6 +83,7 @@ std::string intactkv_row_label(const std::string& v) {
   if (v == "none") return "";
   if (v == "bos") return "+ IntactKV_[B]";
   if (v == "auto") return "+ IntactKV (auto)";
+  if (v == "outliers") return "+ IntactKV (outlier tokens)";  // PrefixQuant's data-chosen prefix
   if (v.ends_with("+cal"))
     return v == "bos+cal" ? "+ IntactKV_[B] (calibrated)" : "+ IntactKV_[P] (calibrated)";
   if (v.starts_with("prompt-")) return "+ IntactKV_[P] (" + v + ")";

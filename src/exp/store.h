@@ -42,7 +42,7 @@ struct CellRecord {
   std::string model, quant;
   int kv_bits = 16;
   std::string intactkv;   // IntactKVSpec::short_label: "none", "bos", "vicuna+cal", ...
-  std::string task_kind;  // "ppl" | "qa" | "mmlu" | "mse_sweep" | "kld"
+  std::string task_kind;  // "ppl" | "qa" | "mmlu" | "mse_sweep" | "kld" | "quant_error"
   std::string task;       // "wikitext2", "arc_easy", "mmlu", ...
   double seconds = 0;
   std::string finished_at;  // UTC "YYYY-MM-DDTHH:MM:SSZ"; put_cell fills it when empty
@@ -73,15 +73,23 @@ struct ArtifactRecord {
 // results_dir + "/ikv.sqlite"; an empty results_dir means "results".
 std::string store_path(const std::string& results_dir);
 
+// Where an executor looks up and records shared artifacts: the store, or an MPI worker's list.
+class ArtifactIndex {
+ public:
+  virtual ~ArtifactIndex() = default;
+  virtual std::optional<ArtifactRecord> get_artifact(const std::string& key) = 0;
+  virtual void put_artifact(const ArtifactRecord& artifact) = 0;
+};
+
 // Every method throws ikv::Error "DB_PATH: what: sqlite message" on failure.
-class Store {
+class Store : public ArtifactIndex {
  public:
   enum class Access { ReadWrite, ReadOnly };
   // ReadWrite opens or creates the file (and its folder); ReadOnly needs an existing store and
   // never writes. An existing file is checked first (a non-empty SQLite file that passes
   // quick_check and holds ikv's tables, or none) and refused untouched otherwise.
   explicit Store(const std::string& path, Access access = Access::ReadWrite);
-  ~Store();
+  ~Store() override;
   Store(Store&& other) noexcept;
   Store& operator=(Store&& other) noexcept;
   Store(const Store&) = delete;
@@ -110,8 +118,8 @@ class Store {
   // The run's finished cells with metrics and outcomes, in ordinal order.
   std::vector<CellRecord> cells_of_run(int64_t run_id);
 
-  void put_artifact(const ArtifactRecord& artifact);
-  std::optional<ArtifactRecord> get_artifact(const std::string& key);
+  void put_artifact(const ArtifactRecord& artifact) override;
+  std::optional<ArtifactRecord> get_artifact(const std::string& key) override;
 
   std::string integrity_check();  // "ok" for a healthy file
 

@@ -10,6 +10,7 @@
 #include "engine/forward.h"
 #include "exp/rules.h"
 #include "intactkv/inspect.h"
+#include "intactkv/outlier_prefix.h"
 #include "intactkv/prefix_file.h"
 #include "intactkv/prefix_spec.h"
 #include "io/error.h"
@@ -81,7 +82,7 @@ quant::CalibrationTokens calibration_tokens(const std::string& data_root, const 
   opt.max_len = std::min<int64_t>(q.seq_len, c.max_pos);
   opt.min_loss_tokens = 0;  // every token of a sample feeds the quantizer, not only the assistant's
   opt.seed = seed;
-  intactkv::CalibrationData d = intactkv::load_calibration_data(path, *m.tokenizer, {c.bos_id}, c.eos_id, opt);
+  intactkv::CalibrationData d = intactkv::load_calibration_data(path, *m.tokenizer, c.bos_tokens(), c.eos_id, opt);
   quant::CalibrationTokens out;
   for (auto& s : d.train) out.push_back(std::move(s.tokens));
   return out;
@@ -173,6 +174,26 @@ intactkv::Prefix build_intactkv_prefix(const IntactKVSpec& s, const LoadedModel&
     if (s.kind == Kind::Preset) return s.value;
     return "prompt:" + s.value;
   };
+  if (s.kind == Kind::Preset && s.value == "outliers") {
+    // PrefixQuant's data-chosen prefix, from 32 ShareGPT samples of 512 tokens.
+    QuantizerSpec data;
+    data.method = "gptq", data.samples = 32, data.seq_len = 512;  // a calibrated method's data settings
+    engine::Engine e(w);
+    const intactkv::OutlierPrefixChoice choice = intactkv::choose_outlier_prefix(e, calibration_tokens(data_root, fp, data, 0));
+    std::vector<int32_t> ids = choice.tokens;
+    if (size > static_cast<int64_t>(ids.size()))
+      fail("IntactKV size ", size, " exceeds the ", ids.size(), " tokens of the outlier prefix");
+    if (size > 0) ids.resize(size);
+    if (note) {
+      *note = "outlier prefix:";
+      for (int64_t i = 0; i < choice.n; ++i)
+        *note += " '" + tok.piece(choice.ranked[i].token) + "' (x" + std::to_string(choice.ranked[i].count) + ", ratio " +
+                 std::to_string(static_cast<int64_t>(choice.ranked[i].max_ratio)) + ")";
+    }
+    intactkv::Prefix p = intactkv::build_prefix(e, ids);
+    p.settings["outliers_per_sequence"] = std::to_string(choice.mean_outliers);
+    return p;
+  }
   switch (s.kind) {
     case Kind::Bos:
     case Kind::Preset:
@@ -180,7 +201,12 @@ intactkv::Prefix build_intactkv_prefix(const IntactKVSpec& s, const LoadedModel&
       return intactkv::build_prefix(engine::Engine(w), intactkv::prefix_tokens(spec(), tok, bos, size));
     case Kind::Auto: {
       engine::Engine e(w);
-      const std::string text = auto_text.empty() ? intactkv::kVicunaSystemPrompt : auto_text;
+      // The model's chat system turn (for LLaMA-2, the Vicuna system prompt).
+      std::string text = auto_text;
+      if (text.empty()) {
+        const intactkv::ChatFormat f = intactkv::chat_format(tok);
+        text = intactkv::system_turn(f, intactkv::default_system_message(f));
+      }
       std::vector<int32_t> ids = intactkv::prefix_tokens("prompt:" + text, tok, bos);
       intactkv::AutoSize a =
           intactkv::auto_prefix_size(intactkv::inspect_pivots(e, tok, ids), static_cast<int64_t>(ids.size()));

@@ -40,7 +40,7 @@ void load_chat(CalibrationData& d, const model::Tokenizer& tok, const std::vecto
   for (size_t i : order) {
     const Conversation turns = vicuna_turns(convs[i]);
     if (turns.empty()) continue;
-    TokenizedChat c = tokenize_vicuna(turns, kVicunaSystemPrompt, tok, prefix[0], eos_id);
+    TokenizedChat c = tokenize_vicuna(turns, kVicunaSystemPrompt, tok, prefix.empty() ? -1 : prefix[0], eos_id);
     std::vector<int32_t> tokens = c.tokens;
     std::vector<uint8_t> mask = c.assistant;
     if (static_cast<int64_t>(tokens.size()) < P || !std::equal(prefix.begin(), prefix.end(), tokens.begin())) {
@@ -93,7 +93,6 @@ std::string resolve_calibration_data(const std::string& data_root, const std::st
 CalibrationData load_calibration_data(const std::string& path, const model::Tokenizer& tok,
                                       const std::vector<int32_t>& prefix_tokens, int32_t eos_id,
                                       const CalibrationDataOptions& opt) {
-  if (prefix_tokens.empty()) fail("calibration data: empty prefix");
   if (opt.samples <= 0) fail("--samples ", opt.samples, " must be positive");
   if (opt.heldout < 0) fail("--heldout ", opt.heldout, " must be >= 0");
   if (opt.max_len <= static_cast<int64_t>(prefix_tokens.size()))

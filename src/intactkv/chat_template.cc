@@ -35,7 +35,7 @@ TokenizedChat tokenize_vicuna(const Conversation& turns, const std::string& syst
     c.tokens.insert(c.tokens.end(), ids.begin(), ids.end());
     c.assistant.insert(c.assistant.end(), ids.size(), assistant);
   };
-  add({bos_id}, 0);
+  if (bos_id >= 0) add({bos_id}, 0);  // -1: a model without BOS (Qwen)
   add(tok.encode(system), 0);
   c.system_end = static_cast<int64_t>(c.tokens.size());
   for (size_t i = 0; i + 1 < turns.size(); i += 2) {

@@ -11,7 +11,7 @@ namespace ikv::intactkv {
 Prefix build_prefix(const engine::Engine& fp_engine, const std::vector<int32_t>& tokens) {
   const model::Config& c = fp_engine.config();
   if (tokens.empty()) fail("IntactKV prefix: empty token list");
-  if (tokens[0] != c.bos_id) fail("IntactKV prefix: must start with <bos> (id ", c.bos_id, ")");
+  if (c.has_bos() && tokens[0] != c.bos_id) fail("IntactKV prefix: must start with <bos> (id ", c.bos_id, ")");
   const int64_t P = static_cast<int64_t>(tokens.size());
   engine::KVCache cache = engine::make_kv_cache(c, P);
   fp_engine.forward(cache, tokens.data(), P, nullptr, P);

@@ -88,7 +88,6 @@ Config parse_hf_config(const std::string& json_text, const std::string& path) {
   c.mlp_bias = flag("mlp_bias");
   if (model_type == "qwen2") c.qkv_bias = true, c.o_bias = false;  // Qwen2 has q/k/v biases and no key for them
   c.qk_norm = model_type == "qwen3";
-  c.has_bos = model_type != "qwen2" && model_type != "qwen3";
   // Mistral: sliding_window (null on later versions). Qwen2/3 carry it too, used only with
   // use_sliding_window, on the layers from max_window_layers: not computed here.
   if (model_type == "mistral" && j.contains("sliding_window") && !j["sliding_window"].is_null())
@@ -99,6 +98,9 @@ Config parse_hf_config(const std::string& json_text, const std::string& path) {
       if (t != "full_attention") fail(path, ": layer_types ", t.dump(), " is not supported (full_attention)");
   c.tied_embeddings = j.value("tie_word_embeddings", false);
   if (j.contains("bos_token_id") && j["bos_token_id"].is_number_integer()) c.bos_id = j["bos_token_id"];
+  // Qwen's config names a bos_token_id that its tokenizer never adds (add_bos_token false) and
+  // transformers' goldens do not use: the model has no BOS.
+  if (model_type == "qwen2" || model_type == "qwen3") c.bos_id = -1;
   if (j.contains("eos_token_id") && j["eos_token_id"].is_number_integer()) c.eos_id = j["eos_token_id"];
   validate_config(c, path);
   return c;
@@ -122,7 +124,7 @@ void validate_config(const Config& c, const std::string& path) {
   if (!(c.norm_eps > 0)) fail(path, ": rms_norm_eps must be positive");
   if (!(c.rope_theta > 0)) fail(path, ": rope_theta must be positive");
   if (c.sliding_window < 0) fail(path, ": sliding_window ", c.sliding_window, " must be positive");
-  if (c.bos_id < 0 || c.bos_id >= c.vocab) fail(path, ": bos_token_id ", c.bos_id, " is outside the vocabulary");
+  if (c.bos_id < -1 || c.bos_id >= c.vocab) fail(path, ": bos_token_id ", c.bos_id, " is outside the vocabulary");
 }
 
 }  // namespace ikv::model

@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "kernels/ops.h"
 
@@ -26,10 +27,12 @@ struct Config {
   bool mlp_bias = false;        // gate/up/down biases (mlp_bias)
   bool qk_norm = false;         // Qwen3: RMSNorm over each head of q and k before RoPE
   int64_t sliding_window = 0;   // Mistral v0.1: a query sees the last N positions only; 0 = all
-  bool has_bos = true;          // Qwen: the tokenizer adds no BOS, perplexity streams have none
-  int32_t bos_id = 1;
+  int32_t bos_id = 1;          // -1: the model has no BOS (Qwen), streams and prompts start with text
+
   int32_t eos_id = 2;
 
+  bool has_bos() const { return bos_id >= 0; }
+  std::vector<int32_t> bos_tokens() const { return has_bos() ? std::vector<int32_t>{bos_id} : std::vector<int32_t>{}; }
   int64_t q_dim() const { return n_heads * head_dim; }
   int64_t kv_dim() const { return n_kv_heads * head_dim; }
 };

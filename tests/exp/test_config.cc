@@ -78,6 +78,10 @@ TEST_CASE("config: the full example parses into the expected structs") {
   CHECK(c.tasks.mse_sweep->max_size == 34);
   REQUIRE(c.tasks.kld);
   CHECK(c.tasks.kld->windows == 8);
+  REQUIRE(c.tasks.quant_error);
+  CHECK(c.tasks.quant_error->heldout == "ptb");
+  CHECK(c.tasks.quant_error->tokens == 4096);
+  CHECK(c.tasks.quant_error->ctx == 256);
   CHECK(c.sources == std::vector<std::string>{config_fixture("full.yaml")});
 }
 
@@ -146,7 +150,7 @@ TEST_CASE("config: each class of error names file:line:column") {
   CHECK(error_of("models: []\ntasks: {ppl: {}}\n") == "t.yaml:1:9: models must list at least one model");
   CHECK(error_of("tasks: {ppl: {}}\n") == "t.yaml:1:1: missing key \"models\"");
   CHECK(error_of(kValid + "intactkv: [none, bso]\n") ==
-        "t.yaml:3:18: unknown IntactKV variant \"bso\" (did you mean \"bos\"?); expected none, bos, auto or "
+        "t.yaml:3:18: unknown IntactKV variant \"bso\" (did you mean \"bos\"?); expected none, bos, auto, system, outliers or "
         "a map "
         "with prompt, preset, file or calibrated");
   CHECK(error_of("models: [{path: m}]\ntasks: {ppl: {datasets: [wikitxt2]}}\n") ==
@@ -287,4 +291,19 @@ TEST_CASE("config: QA/MMLU settings that match the paper or lm-eval (bos, MMLU f
   // An IntactKV prefix starts with <bos>.
   CHECK(error_of("models: [m]\nintactkv: [none, bos]\ntasks: {qa: {bos: never}}\n") ==
         "t.yaml:2:11: IntactKV prefixes start with <bos>; they cannot be used with bos: never");
+}
+
+TEST_CASE("config: quant_error needs an rtn, gptq or awq quantizer and the CLI's values") {
+  const ExperimentConfig c = parse_config(
+      "models: [{path: models/m}]\nquantizers: [{method: awq, wbits: 3}]\ntasks: {quant_error: }\n", "t.yaml");
+  REQUIRE(c.tasks.quant_error);
+  CHECK(*c.tasks.quant_error == QuantErrorTask{});  // wikitext2, 8192 tokens, ctx 512: the CLI's defaults
+  CHECK(error_of("models: [{path: models/m}]\ntasks: {quant_error: {}}\n") ==
+        "t.yaml:2:22: quant_error measures rtn, gptq and awq quantizers; the config has none");
+  const std::string rtn = "models: [{path: models/m}]\nquantizers: [{method: rtn, wbits: 3}]\ntasks:\n";
+  CHECK(error_of(rtn + "  quant_error: {ctx: 1}\n") == "t.yaml:4:22: ctx must be at least 2, got 1");
+  CHECK(error_of(rtn + "  quant_error: {tokens: 0}\n") == "t.yaml:4:25: tokens must be at least 1, got 0");
+  CHECK(error_of(rtn + "  quant_error: {heldout: wikitext3}\n").find("unknown dataset \"wikitext3\"") !=
+        std::string::npos);
+  CHECK(error_of(rtn + "  quant_error: {held_out: ptb}\n").find("did you mean \"heldout\"") != std::string::npos);
 }

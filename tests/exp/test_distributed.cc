@@ -12,7 +12,6 @@
 
 #include "exp/dist_messages.h"
 #include "exp/dist_scheduler.h"
-#include "exp/distributed.h"
 #include "exp/exp_fixtures.h"
 #include "exp/runner.h"
 #include "io/error.h"
@@ -203,7 +202,7 @@ TEST_CASE("parts: merging refuses gaps, overlaps and missing parts") {
 TEST_CASE("parts_for: only large splittable cells, only with several workers") {
   const Plan plan = small_plan();
   const Cell& ppl = first_cell_of_kind(plan, "ppl");  // 2 windows x 64 = 128 tokens
-  DistOptions opt;
+  RunOptions opt;
   opt.split_tokens = 1e6;
   CHECK(parts_for(ppl, 4, opt) == 1);
   opt.split_tokens = 50;
@@ -311,7 +310,7 @@ struct ThreadWorkers {
   std::vector<std::thread> threads;
   std::vector<ServeOutcome> outcomes;
   explicit ThreadWorkers(int n) : hub(n), outcomes(n) {}
-  void start(int w, WorkerHooks hooks, const DistOptions& opt) {
+  void start(int w, WorkerHooks hooks, const RunOptions& opt) {
     threads.emplace_back([this, w, hooks, opt] { outcomes[w] = serve(hub.worker(w), hooks, opt); });
   }
   void join() {
@@ -332,9 +331,9 @@ void run_in_one_process(const Plan& plan, Store& store) {
   REQUIRE(run_plan(plan, store, fake_whole, ro).ok());
 }
 
-DistOptions fast_options(std::ostream& log) {
-  DistOptions opt;
-  opt.run.log = &log;
+RunOptions fast_options(std::ostream& log) {
+  RunOptions opt;
+  opt.log = &log;
   opt.timeout = 1.0;
   opt.split_tokens = 50;  // PPL cells (128 tokens) into 3 parts, QA cells into 2 per worker
   return opt;
@@ -350,14 +349,14 @@ TEST_CASE("coordinate: three workers store what one process stores, bit for bit"
   std::ostringstream log;
 
   ThreadWorkers workers(3);
-  const DistOptions opt = fast_options(log);
+  const RunOptions opt = fast_options(log);
   for (int w = 0; w < 3; ++w) workers.start(w, fake_hooks(plan), opt);
-  const DistSummary s = coordinate(plan, dist, workers.hub, opt);
+  const RunSummary s = coordinate(plan, dist, workers.hub, opt);
   workers.join();
   CAPTURE(log.str());
-  CHECK(s.run.ok());
+  CHECK(s.ok());
   CHECK(s.clean());
-  CHECK(s.run.executed == plan.cells.size());
+  CHECK(s.executed == plan.cells.size());
   for (const auto& o : workers.outcomes) {
     CHECK(o.stopped);
     CHECK(o.finalize);
@@ -380,12 +379,12 @@ TEST_CASE("coordinate: three workers store what one process stores, bit for bit"
   // A second distributed run finds everything stored.
   ThreadWorkers again(2);
   std::ostringstream log2;
-  const DistOptions opt2 = fast_options(log2);
+  const RunOptions opt2 = fast_options(log2);
   for (int w = 0; w < 2; ++w) again.start(w, fake_hooks(plan), opt2);
-  const DistSummary s2 = coordinate(plan, dist, again.hub, opt2);
+  const RunSummary s2 = coordinate(plan, dist, again.hub, opt2);
   again.join();
-  CHECK(s2.run.reused == plan.cells.size());
-  CHECK(s2.run.executed == 0);
+  CHECK(s2.reused == plan.cells.size());
+  CHECK(s2.executed == 0);
 }
 
 TEST_CASE("coordinate: a worker killed mid-unit is lost, its unit re-queued, results unchanged") {
@@ -396,7 +395,7 @@ TEST_CASE("coordinate: a worker killed mid-unit is lost, its unit re-queued, res
   std::ostringstream log;
 
   ThreadWorkers workers(3);
-  const DistOptions opt = fast_options(log);
+  const RunOptions opt = fast_options(log);
   for (int w = 0; w < 2; ++w)
     workers.start(w,
                   {[&plan] { return plan_digest(plan); },
@@ -416,10 +415,10 @@ TEST_CASE("coordinate: a worker killed mid-unit is lost, its unit re-queued, res
                    return fake_unit(plan, u);
                  }},
                 opt);
-  const DistSummary s = coordinate(plan, dist, workers.hub, opt);
+  const RunSummary s = coordinate(plan, dist, workers.hub, opt);
   workers.join();
   CAPTURE(log.str());
-  CHECK(s.run.ok());
+  CHECK(s.ok());
   REQUIRE(s.lost.size() == 1);
   CHECK(s.lost[0] == "local worker 2");
   CHECK(log.str().find("local worker 2: no message for 1 s: lost; re-queued") != std::string::npos);
@@ -435,7 +434,7 @@ TEST_CASE("coordinate: a worker whose plan differs is not used; a failing cell f
   Store store(dir / "ikv.sqlite");
   std::ostringstream log;
   ThreadWorkers workers(2);
-  const DistOptions opt = fast_options(log);
+  const RunOptions opt = fast_options(log);
   workers.start(0, {[] { return std::string("another plan"); }, [&plan](const WorkUnit& u) { return fake_unit(plan, u); }},
                 opt);
   workers.start(1,
@@ -446,14 +445,14 @@ TEST_CASE("coordinate: a worker whose plan differs is not used; a failing cell f
                    return r;
                  }},
                 opt);
-  const DistSummary s = coordinate(plan, store, workers.hub, opt);
+  const RunSummary s = coordinate(plan, store, workers.hub, opt);
   workers.join();
   CAPTURE(log.str());
   CHECK(log.str().find("local worker 0: its plan differs from rank 0's") != std::string::npos);
-  CHECK(s.run.failed == 1);
-  CHECK(s.run.stopped);
-  CHECK(s.run.errors.at(0).find("boom") != std::string::npos);
-  CHECK(s.run.executed < plan.cells.size());
+  CHECK(s.failed == 1);
+  CHECK(s.stopped);
+  CHECK(s.errors.at(0).find("boom") != std::string::npos);
+  CHECK(s.executed < plan.cells.size());
   CHECK(workers.outcomes[0].stopped);
   CHECK(workers.outcomes[1].stopped);
 }

@@ -226,3 +226,35 @@ TEST_CASE("plan: bos and MMLU format enter labels and keys only when they leave 
   CHECK(a.cells[0].key != b.cells[0].key);
   CHECK(a.cells[1].key != b.cells[1].key);
 }
+
+TEST_CASE("plan: quant_error is one cell per model and rtn/gptq/awq quantizer, after its other cells") {
+  const std::string yaml = R"(
+models: [{name: tiny, path: models/tiny}]
+quantizers: [fp, {method: rtn, wbits: 3}, {method: quarot, wbits: 4}, {method: awq, wbits: 3, samples: 4}]
+kv_bits: [16, 4]
+intactkv: [none, bos]
+tasks:
+  ppl: {datasets: [wikitext2], ctx: 64, windows: 2}
+  quant_error: {tokens: 512, ctx: 128}
+)";
+  const Plan p = plan_of(yaml);
+  std::vector<std::string> qe;
+  for (const Cell& c : p.cells)
+    if (task_kind(c.task) == "quant_error") {
+      qe.push_back(c.describe());
+      CHECK(c.quant_key.empty());  // it quantizes on its own: no artifact
+      CHECK(c.intactkv_key.empty());
+      CHECK(p.cells[c.index - 1].quant.method == c.quant.method);  // after the quantizer's cells
+      CHECK((c.index + 1 == p.cells.size() || p.cells[c.index + 1].quant.method != c.quant.method));
+    }
+  CHECK(qe == std::vector<std::string>{"tiny rtn-w3g128 kv16 none quant_error", "tiny awq-w3g128 kv16 none quant_error"});
+  CHECK(task_label(p.cells.back().task) == "quant_error");
+  // Its key holds the held-out text, tokens and ctx, the quantizer (calibration included) and the seed.
+  const std::string key = p.cells.back().key;
+  CHECK(plan_of(replaced(yaml, "tokens: 512", "tokens: 256")).cells.back().key != key);
+  CHECK(plan_of(replaced(yaml, "ctx: 128", "ctx: 256")).cells.back().key != key);
+  CHECK(plan_of(replaced(yaml, "ctx: 128", "ctx: 128, heldout: ptb")).cells.back().key != key);
+  CHECK(plan_of(replaced(yaml, "samples: 4", "samples: 8")).cells.back().key != key);
+  CHECK(plan_of("seed: 1\n" + yaml).cells.back().key != key);
+  CHECK(plan_of(replaced(yaml, "kv_bits: [16, 4]", "kv_bits: [4]")).cells.back().key == key);  // weights alone
+}

@@ -6,6 +6,7 @@
 
 #include "eval/stats.h"
 #include "exp/exp_fixtures.h"
+#include "exp/quant_error.h"
 #include "eval/tasks.h"
 #include "exp/report.h"
 #include "exp/report_plots.h"
@@ -316,4 +317,42 @@ TEST_CASE("report figures: the change IntactKV makes, with its CI, one chart per
   // A run without IntactKV variants has nothing to compare: no such figure.
   std::vector<CellRecord> fp_only = {cells[0], cells[1]};
   CHECK(report_figures(fp_only).empty());
+}
+
+TEST_CASE("report: quant_error cells make a table per model and setting, RTN first as the baseline") {
+  auto qe = [](const std::string& quant, std::vector<double> errors) {
+    CellRecord c = cell("m", quant, "none", "quant_error", "quant_error", 0);
+    c.metrics.clear();
+    double mean = 0;
+    for (double e : errors) mean += e / static_cast<double>(errors.size());
+    c.metrics.push_back({"error_mean", mean, NAN, 512});
+    const char* linears[] = {"0.q_proj", "0.k_proj", "1.down_proj"};
+    for (size_t i = 0; i < errors.size(); ++i) c.metrics.push_back({std::string("error@") + linears[i], errors[i], NAN, 512});
+    return c;
+  };
+  std::vector<CellRecord> cells = hand_made_run();
+  cells.push_back(qe("gptq-w3g128-ao", {0.10, 0.30, 0.05}));
+  cells.push_back(qe("rtn-w3g128", {0.20, 0.20, 0.10}));
+  cells.push_back(qe("rtn-w4g128", {0.05, 0.06, 0.04}));
+  TempDir dir;
+  const std::vector<CellRecord> stored = through_store(cells, dir);
+  const std::vector<QuantErrorTable> tables = quant_error_tables(stored);
+  REQUIRE(tables.size() == 2);
+  CHECK(tables[0].title == "m, w3g128");
+  CHECK(markdown_rows(tables[0].rows) ==
+        "| layer | linear | RTN W3g128 | GPTQ W3g128 (act-order) |\n|---|---|---:|---:|\n"
+        "| 0 | q_proj | 0.2000 | 0.1000 |\n| 0 | k_proj | 0.2000 | 0.3000 † |\n| 1 | down_proj | 0.1000 | 0.0500 |\n"
+        "| | **mean** | 0.1667 | 0.1500 |\n| | **below RTN on every linear** | – | **no** (2/3) |\n");
+  CHECK(tables[1].title == "m, w4g128");
+  CHECK(tables[1].rows.size() == 6);  // header, 3 linears, mean, below RTN (its own baseline)
+  const std::string md = render_report(stored, ReportFormat::Markdown);
+  CHECK(md.find("## Layer reconstruction error: m, w3g128") != std::string::npos);
+  CHECK(md.find("| RTN W3g128 |") != std::string::npos);  // the paper table is still there
+  const std::string html = render_report(stored, ReportFormat::Html);
+  CHECK(html.find("<td><b>no</b> (2/3)</td>") != std::string::npos);
+  CHECK(report_json(stored).size() == 13 + 3 * 4);  // every metric of every cell
+  // Without an RTN cell of its setting a table has no baseline: no marks, no count.
+  const std::vector<QuantErrorTable> alone = quant_error_tables({qe("awq-w3g128", {0.1, 0.2, 0.3})});
+  REQUIRE(alone.size() == 1);
+  CHECK(alone[0].rows.size() == 5);
 }

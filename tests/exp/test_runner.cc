@@ -79,6 +79,18 @@ TEST_CASE("runner: runs every cell, logs one line each, stores them") {
   CHECK(cells[8].seconds >= 0);
 }
 
+TEST_CASE("runner: cells run in plan order, whatever artifacts the coordinator knows") {
+  // After the fp kv8 bos cells, the bos prefix would draw the scheduler's rtn bos cells forward.
+  TempDir dir;
+  Store store(dir / "ikv.sqlite");
+  const Plan plan = make_plan(parse_config(kFortyFour, "forty-four.yaml"), fake_identities());
+  std::vector<size_t> order;
+  std::ostringstream log;
+  run_plan(plan, store, [&](const Cell& c) { return order.push_back(c.index), fake_result(c); }, quiet(log));
+  REQUIRE(order.size() == plan.cells.size());
+  for (size_t i = 0; i < order.size(); ++i) CHECK(order[i] == i);
+}
+
 TEST_CASE("runner: a second run reuses everything, quickly") {
   TempDir dir;
   Store store(dir / "ikv.sqlite");

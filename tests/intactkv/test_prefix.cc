@@ -16,29 +16,40 @@ using namespace ikv;
 
 TEST_CASE("IntactKV on the FP model leaves every logit unchanged (bos and system-prompt prefixes)") {
   if (test::data_root().empty()) return;
-  model::Weights w = model::load_model(test::model_dir("testbed-26M"));
-  const auto tokenizer = model::open_tokenizer(test::model_dir("testbed-26M"));
-  const model::Tokenizer& tok = *tokenizer;
-  engine::Engine eng(w);
-  for (const char* spec : {"bos", "vicuna"}) {
-    std::vector<int32_t> pre = intactkv::prefix_tokens(spec, tok, w.config.bos_id);
-    intactkv::Prefix prefix = intactkv::build_prefix(eng, pre);
-    std::vector<int32_t> input = pre;
-    for (int32_t t : tok.encode(" USER: Tell me about the sea. ASSISTANT: The sea is large.")) input.push_back(t);
-    const int64_t n = input.size(), P = prefix.size();
-    // Plain: the whole input at once. IntactKV: prefix installed, only the rest is run.
-    engine::KVCache plain = engine::make_kv_cache(w.config, n), ikv = engine::make_kv_cache(w.config, n);
-    std::vector<float> a, b;
-    eng.forward(plain, input.data(), n, &a, P);
-    intactkv::install_prefix(ikv, prefix, eng);
-    CHECK(intactkv::matched_prefix_length(prefix, input) == P);
-    eng.forward(ikv, input.data() + P, n - P, &b, 0);
-    REQUIRE(a.size() == b.size());
-    double err = 0;
-    for (size_t i = 0; i < a.size(); ++i) err = std::max(err, double(std::fabs(a[i] - b[i])));
-    MESSAGE(std::string(spec) << ": max |logit diff| = " << err);
-    // Same weights, same arithmetic; only GEMM blocking differs (M = P vs M = n): fp32 rounding.
-    CHECK(err < 1e-4);
+  // testbed-26M (LLaMA-2: <bos>, Vicuna's system prompt) and tiny-qwen3 (no BOS: its ChatML
+  // system turn; q/k norms in the layer).
+  struct Case {
+    const char* model;
+    std::vector<const char*> specs;
+    const char* text;
+  };
+  for (const Case& c : {Case{"testbed-26M", {"bos", "vicuna"}, " USER: Tell me about the sea. ASSISTANT: The sea is large."},
+                        Case{"tiny-qwen3", {"system"}, "<|im_start|>user\nTell me about the sea.<|im_end|>\n"}}) {
+    model::Weights w = model::load_model(test::model_dir(c.model));
+    const auto tokenizer = model::open_tokenizer(test::model_dir(c.model));
+    const model::Tokenizer& tok = *tokenizer;
+    engine::Engine eng(w);
+    for (const char* spec : c.specs) {
+      std::vector<int32_t> pre = intactkv::prefix_tokens(spec, tok, w.config.bos_id);
+      intactkv::Prefix prefix = intactkv::build_prefix(eng, pre);
+      std::vector<int32_t> input = pre;
+      for (int32_t t : tok.encode(c.text)) input.push_back(t);
+      const int64_t n = input.size(), P = prefix.size();
+      // Plain: the whole input at once. IntactKV: prefix installed, only the rest is run.
+      engine::KVCache plain = engine::make_kv_cache(w.config, n), ikv = engine::make_kv_cache(w.config, n);
+      std::vector<float> a, b;
+      eng.forward(plain, input.data(), n, &a, P);
+      intactkv::install_prefix(ikv, prefix, eng);
+      CHECK(intactkv::matched_prefix_length(prefix, input) == P);
+      eng.forward(ikv, input.data() + P, n - P, &b, 0);
+      REQUIRE(a.size() == b.size());
+      double err = 0;
+      for (size_t i = 0; i < a.size(); ++i) err = std::max(err, double(std::fabs(a[i] - b[i])));
+      const std::string what = std::string(c.model) + " " + spec;
+      MESSAGE(what << ": max |logit diff| = " << err);
+      // Same weights, same arithmetic; only GEMM blocking differs (M = P vs M = n): fp32 rounding.
+      CHECK(err < 1e-4);
+    }
   }
 }
 

@@ -62,7 +62,7 @@ TEST_CASE("config.json of the later families, in the transformers 4.x and 5.x sp
     CHECK(c.rope_scaling.high_freq_factor == 4.f);
     CHECK(c.rope_scaling.original_max_pos == 8192);
     CHECK_FALSE(c.qkv_bias);
-    CHECK(c.has_bos);
+    CHECK(c.has_bos());
   }
   CHECK(parse(R"(,"attention_bias":true)").o_bias);
   CHECK(parse(R"(,"mlp_bias":true)").mlp_bias);
@@ -74,7 +74,7 @@ TEST_CASE("config.json of the later families, in the transformers 4.x and 5.x sp
   CHECK(q2.qkv_bias);
   CHECK_FALSE(q2.o_bias);
   CHECK(q2.sliding_window == 0);
-  CHECK_FALSE(q2.has_bos);
+  CHECK_FALSE(q2.has_bos());
   const model::Config q3 = parse(R"(,"model_type":"qwen3","head_dim":128,"attention_bias":false)");
   CHECK(q3.qk_norm);
   CHECK(q3.q_dim() == 1024);  // wider than hidden_size 512

@@ -63,7 +63,7 @@ TEST_CASE("synth configs are the real families' (published parameter counts)") {
   opt.shape = "qwen3-8b";
   c = model::parse_hf_config(model::synth_config_json(opt), "config.json");
   CHECK(c.qk_norm);
-  CHECK_FALSE(c.has_bos);
+  CHECK_FALSE(c.has_bos());
   CHECK(c.head_dim == 128);
   CHECK(c.n_layers == 36);
   CHECK(c.vocab == 151936);

@@ -15,6 +15,7 @@
 #include "io/error.h"
 #include "kernels/int8_gemm.h"
 #include "quant/artifact.h"
+#include "quant/awq_search.h"
 #include "kernels/packed_matrix.h"
 #include "quant/quarot.h"
 #include "test_util.h"
@@ -219,4 +220,42 @@ TEST_CASE("quarot a layer at a time: only the layer being rotated is fp32; the s
   CHECK(logits_of(streamed, ids) == logits_of(rotated, ids));
   model::Weights plain = m.weights;
   CHECK_THROWS_WITH(quant::rotate_layer(plain, 0), doctest::Contains("before rotate_ends"));
+}
+
+TEST_CASE("quarot and the AWQ fold on the families: biases and q/k norms pass through unchanged logits") {
+  // tiny-qwen2 has q/k/v biases (the v bias rotates with v's per-head rotation and divides by
+  // AWQ's v -> o scales); tiny-qwen3 q/k norms (before RoPE, so before the online head
+  // rotation); a toy model with o/mlp biases (rotated by Q; up's bias divides by the down scales).
+  std::vector<std::pair<std::string, model::Weights>> models;
+  if (!test::data_root().empty())
+    for (const char* name : {"tiny-qwen2", "tiny-qwen3", "tiny-llama3"})
+      models.emplace_back(name, model::load_model(test::model_dir(name)));
+  model::Config c;
+  c.dim = 32, c.hidden = 64, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 8, c.vocab = 40;
+  c.max_pos = 64, c.qkv_bias = c.o_bias = c.mlp_bias = true;
+  models.emplace_back("toy with every bias", test::tiny_random_model(4, c, 0.3f, 0.3f));
+  for (auto& [name, fp] : models) {
+    CAPTURE(name);
+    const std::vector<int32_t> ids = random_tokens(24, fp.config.vocab, std::max(fp.config.bos_id, 3), 6);
+    const std::vector<float> want = logits_of(fp, ids);
+    model::Weights rot = fp;
+    quant::rotate_model(rot, 2);
+    CHECK(rel_diff(logits_of(rot, ids), want) < 1e-5);
+    model::Weights folded = fp;
+    std::mt19937 rng(1);
+    std::uniform_real_distribution<float> u(0.5f, 2.0f);
+    auto draw = [&](int64_t n) {
+      std::vector<float> s(n);
+      for (float& x : s) x = u(rng);
+      return s;
+    };
+    for (model::LayerWeights& L : folded.layers) {
+      for (kernels::Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) kernels::expand_to_f32(*l);
+      quant::AwqLayerScales s;
+      s.qkv = draw(fp.config.dim), s.o = draw(fp.config.kv_dim()), s.gate_up = draw(fp.config.dim);
+      s.down = draw(fp.config.hidden);
+      quant::fold_awq_scales(L, fp.config, s);
+    }
+    CHECK(rel_diff(logits_of(folded, ids), want) < 1e-5);
+  }
 }
