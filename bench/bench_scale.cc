@@ -8,11 +8,10 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "bench_engine.h"
+#include "exp/estimate.h"
 #include "io/error.h"
 #include "io/mapped_file.h"
 #include "model/config.h"
@@ -28,15 +27,7 @@ struct Run {
   std::string out, err;  // stdout; the last line of stderr
 };
 
-long meminfo_kb(const char* key) {
-  std::ifstream in("/proc/meminfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(key, 0) == 0) return std::stol(line.substr(std::string(key).size()));
-  return 0;
-}
-
-// Runs argv in a child with its address space capped at limit bytes; stdout and stderr to files.
+// Runs argv in a child, its address space capped at limit bytes unless 0; stdout and stderr to files.
 Run run_child(const std::vector<std::string>& argv, double limit_bytes) {
   const fs::path dir = fs::temp_directory_path();
   const std::string out = (dir / ("ikv-bench-scale." + std::to_string(::getpid()) + ".out")).string();
@@ -49,8 +40,10 @@ Run run_child(const std::vector<std::string>& argv, double limit_bytes) {
     const int fe = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fo < 0 || fe < 0) ::_exit(127);
     ::dup2(fo, 1), ::dup2(fe, 2);
-    struct rlimit rl {static_cast<rlim_t>(limit_bytes), static_cast<rlim_t>(limit_bytes)};
-    ::setrlimit(RLIMIT_AS, &rl);
+    if (limit_bytes > 0) {
+      struct rlimit rl {static_cast<rlim_t>(limit_bytes), static_cast<rlim_t>(limit_bytes)};
+      ::setrlimit(RLIMIT_AS, &rl);
+    }
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
@@ -70,16 +63,29 @@ Run run_child(const std::vector<std::string>& argv, double limit_bytes) {
   return r;
 }
 
-// The ppl flags of a row: fp32 | bf16 | q8 (FP weights) or rtn-wB[-DTYPE] (RTN g128, DTYPE fp32 by default).
+// The ppl flags of a row: BASE[+MOD...], BASE fp32 | bf16 | q8 (FP weights) or rtn-wB[-DTYPE]
+// (RTN g128, DTYPE fp32 by default); MOD lm (--layer-major) or headB (--quant-head B).
 std::vector<std::string> row_flags(const std::string& row) {
-  if (row == "fp32" || row == "bf16" || row == "q8") return {"--dtype", row};
-  if (row.rfind("rtn-w", 0) == 0 && row.size() >= 6) {
-    const std::string bits = row.substr(5, 1);
-    const size_t dash = row.find('-', 5);
-    const std::string dtype = dash == std::string::npos ? "fp32" : row.substr(dash + 1);
-    return {"--quant", "rtn", "--wbits", bits, "--group", "128", "--dtype", dtype};
+  std::vector<std::string> parts, flags;
+  std::stringstream ss(row);
+  for (std::string p; std::getline(ss, p, '+');) parts.push_back(p);
+  const std::string base = parts.empty() ? "" : parts[0];
+  if (base == "fp32" || base == "bf16" || base == "q8") {
+    flags = {"--dtype", base};
+  } else if (base.rfind("rtn-w", 0) == 0 && base.size() >= 6) {
+    const std::string bits = base.substr(5, 1);
+    const size_t dash = base.find('-', 5);
+    const std::string dtype = dash == std::string::npos ? "fp32" : base.substr(dash + 1);
+    flags = {"--quant", "rtn", "--wbits", bits, "--group", "128", "--dtype", dtype};
+  } else {
+    fail("bench scale: row '", row, "' is not fp32, bf16, q8 or rtn-wB[-DTYPE] (+lm, +headB)");
   }
-  fail("bench scale: row '", row, "' is not fp32, bf16, q8 or rtn-wB[-DTYPE]");
+  for (size_t i = 1; i < parts.size(); ++i) {
+    if (parts[i] == "lm") flags.push_back("--layer-major");
+    else if (parts[i].rfind("head", 0) == 0 && parts[i].size() > 4) flags.insert(flags.end(), {"--quant-head", parts[i].substr(4)});
+    else fail("bench scale: row '", row, "': unknown modifier '", parts[i], "' (lm, headB)");
+  }
+  return flags;
 }
 
 }  // namespace
@@ -90,14 +96,13 @@ int bench_scale(bool json, const ScaleBenchOptions& opt) {
   const model::Config c = model::parse_hf_config(io::read_text_file(config_path), config_path);
   const std::string self = fs::read_symlink("/proc/self/exe").string();
   const std::string eval = opt.eval.empty() ? (fs::path(self).parent_path() / "ikv-eval").string() : opt.eval;
-  const double limit = opt.mem_limit_gb > 0 ? opt.mem_limit_gb * (1 << 30)
-                                            : (meminfo_kb("MemAvailable:") - (1 << 20)) * 1024.0;
+  const double limit = opt.mem_limit_gb > 0 ? opt.mem_limit_gb * (1 << 30) : 0;
   int64_t weight_bytes = 0;
   for (const auto& e : fs::directory_iterator(opt.model))
     if (e.path().extension() == ".safetensors") weight_bytes += static_cast<int64_t>(fs::file_size(e.path()));
-  const double params = (ppl_flops_per_token(c, 0) / 2);
+  const double params = (exp::flops_per_token(c, 0) / 2);
   std::printf("Perplexity at scale: %s (dim %lld, %lld layers, vocab %lld; %.2f B weights in linears and head; "
-              "%.2f GB of safetensors), WikiText-2, ctx %ld, %ld windows, threads %d, address space capped at %.1f GiB\n",
+              "%.2f GB of safetensors), WikiText-2, ctx %ld, %ld windows, threads %d, address space capped at %.1f GiB (0 = not capped)\n",
               opt.model.c_str(), (long long)c.dim, (long long)c.n_layers, (long long)c.vocab, params / 1e9,
               weight_bytes / 1e9, opt.ctx, opt.windows, opt.threads, limit / (1 << 30));
   std::printf("%-9s %-14s %12s %10s %10s %14s %10s\n", "build", "weights", "peak RSS GiB", "tokens/s", "GFLOP/s", "PPL",
@@ -118,7 +123,7 @@ int bench_scale(bool json, const ScaleBenchOptions& opt) {
       if (ok) {
         const nlohmann::json p = nlohmann::json::parse(r.out);
         const double tps = p["tokens_per_second"].get<double>();
-        const double gflops = tps * ppl_flops_per_token(c, opt.ctx) / 1e9;
+        const double gflops = tps * exp::flops_per_token(c, opt.ctx) / 1e9;
         j["tokens_per_second"] = tps, j["gflops"] = gflops, j["ppl"] = p["ppl"];
         std::printf("%-9s %-14s %12.2f %10.1f %10.1f %14.4f %10.1f\n", label.c_str(), row.c_str(), r.peak_gib, tps,
                     gflops, p["ppl"].get<double>(), r.wall);

@@ -43,6 +43,8 @@ void validate_variant(const VariantSpec& s) {
   if (std::find(kMethods.begin(), kMethods.end(), m) == kMethods.end())
     fail("--quant '", m, "' is not supported (fp, rtn, gptq, awq, quarot)");
   if (m != "fp") check("--wbits", q.wbits, rules::kBits);
+  check("--quant-head", q.head_bits, rules::kBitsOrOff);
+  if (m == "fp" && q.head_bits != 16) fail("--quant-head needs a weight quantizer (--quant)");
   check("--group", q.group, rules::kGroup);
   if (m == "quarot") {
     if (q.group != -1) fail("--quant quarot quantizes weights per output channel: --group must be -1, not ", q.group);
@@ -143,14 +145,23 @@ void quantize_weights(model::Weights& w, const QuantizerSpec& q, const quant::Ca
     quantize_layers(w, wq, {spec.bits, -1, true}, calib, [&](int64_t l) { quant::rotate_layer(w, l); },
                     progress_of(wq.method));
     quant::set_activation_quant(w, q.abits, static_cast<float>(q.clip_ratio));
-    return;
-  }
-  if (q.method == "awq") {
+  } else if (q.method == "awq") {
     quant::AwqOptions opt;
     opt.spec = spec;
-    return quant::quantize_model_awq(w, calib, opt, progress, awq_fold);
+    quant::quantize_model_awq(w, calib, opt, progress, awq_fold);
+  } else {
+    quantize_layers(w, q, spec, calib, {}, progress);
   }
-  quantize_layers(w, q, spec, calib, {}, progress);
+  quantize_head(w, q);
+}
+
+void quantize_head(model::Weights& w, const QuantizerSpec& q) {
+  if (q.head_bits >= 16) return;
+  kernels::Linear& head = w.lm_head;
+  const kernels::QuantSpec spec{q.head_bits, head.in % 128 == 0 ? 128 : -1, false};
+  const std::vector<float> dense = kernels::linear_dense_weight(head);
+  kernels::set_packed(head, std::make_shared<kernels::PackedMatrix>(
+                                quant::quantize_rtn(dense.data(), head.out, head.in, spec, "lm_head.weight")));
 }
 
 QuantizerSpec rtn_spec(int wbits, int group, bool sym) {
@@ -239,6 +250,7 @@ QuantizerSpec quantize_or_load(model::Weights& w, const LoadedModel& fp32, const
     out.group = std::stoi(get("group", "128"));
     out.sym = get("sym", "0") == "1";
     out.abits = std::stoi(get("act_bits", "16"));
+    quantize_head(w, q);  // the artifact holds the decoder layers; the head is quantized as it loads
   } else {
     quantize_weights(w, q, calibration_tokens(data_root, fp32, q, seed));
   }

@@ -274,4 +274,19 @@ std::vector<NamedLinear> named_linears(Weights& w) {
   return out;
 }
 
+void release_layer_pages(const Weights& w, int64_t layer) {
+  const LayerWeights& L = w.layers.at(static_cast<size_t>(layer));
+  for (const kernels::Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
+    if (const auto* h = std::get_if<kernels::DenseHalf>(&l->weight)) io::release_held(h->w.owner);
+}
+
+int64_t mapped_layer_bytes(const Weights& w) {
+  int64_t bytes = 0;
+  for (const LayerWeights& L : w.layers)
+    for (const kernels::Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
+      if (const auto* h = std::get_if<kernels::DenseHalf>(&l->weight))
+        bytes += static_cast<int64_t>(io::held_bytes(h->w.owner));
+  return bytes;
+}
+
 }  // namespace ikv::model

@@ -86,4 +86,12 @@ struct NamedLinear {
 };
 std::vector<NamedLinear> named_linears(Weights& w);
 
+// Takes decoder layer `layer`'s weights that are views of the mapped checkpoint out of the
+// resident set (io::release_held); they stay usable and are read from the file again when next
+// used. Layer-major evaluation calls it when it is done with a layer, so that its peak memory is
+// one layer's weights, not the model's.
+void release_layer_pages(const Weights& w, int64_t layer);
+// Bytes of the decoder layers' weights that are read in place from the mapped checkpoint.
+int64_t mapped_layer_bytes(const Weights& w);
+
 }  // namespace ikv::model
