@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
   CLI::App* scale = app.add_subcommand("scale", "ikv-eval ppl at real size: peak memory, tokens/s, GFLOP/s per dtype");
   ikv::cli::add_common(scale, common);
   scale->add_option("-m,--model", scale_opt.model, "checkpoint folder (e.g. from ikv-eval synth)")->required();
-  scale->add_option("--rows", scale_opt.rows, "fp32 | bf16 | q8 | rtn-wB[-DTYPE], each +lm (layer-major) +headB (--quant-head B), e.g. rtn-w4-q8+head8")->delimiter(',');
+  scale->add_option("--rows", scale_opt.rows, "fp32 | bf16 | q8 | rtn-wB[-DTYPE], each +lm (--order layers) +wm (--order windows) +headB (--quant-head B), e.g. rtn-w4-q8+head8")->delimiter(',');
   scale->add_option("-c,--ctx", scale_opt.ctx, "window length");
   scale->add_option("--windows", scale_opt.windows, "windows per run");
   scale->add_option("--eval", scale_opt.eval, "the ikv-eval to measure (default: next to ikv-bench)");

@@ -16,7 +16,7 @@ struct PplArgs {
   exp::VariantSpec variant;
   std::string dataset = "wikitext2";
   int64_t ctx = 512, windows = 0;
-  bool layer_major = false;
+  std::string order = "auto";  // auto | windows | layers
 };
 
 void run_ppl(const Common& common, const PplArgs& a) {
@@ -36,8 +36,8 @@ void run_ppl(const Common& common, const PplArgs& a) {
   opt.kv_bits = a.variant.kv_bits;
   opt.quantize_prefix = a.variant.quantize_prefix;
   std::string why;
-  opt.layer_major = a.layer_major || exp::layer_major_needed(w, &why);
-  if (!a.layer_major && opt.layer_major) std::fprintf(stderr, "%s\n", why.c_str());
+  opt.layer_major = a.order == "layers" || (a.order == "auto" && exp::layer_major_needed(w, &why));
+  if (!why.empty()) std::fprintf(stderr, "%s\n", why.c_str());
   eval::PerplexityResult r = eval::perplexity(eng, stream, opt, v.prefix_ptr());
   const exp::QuantizerSpec& q = v.quant;
   if (common.json) {
@@ -112,9 +112,11 @@ void add_ppl_command(CLI::App& app, Common& common) {
   cmd->add_option("-d,--dataset", a.dataset, "wikitext2 | ptb | a text file (e.g. a C4 shard)");
   cmd->add_option("-c,--ctx", a.ctx, "window length in tokens")->check(rule(exp::rules::kCtx));
   cmd->add_option("--windows", a.windows, "number of windows (0 = all)")->check(rule(exp::rules::kCount));
-  cmd->add_flag("--layer-major", a.layer_major,
-                "run each decoder layer over a block of windows before reading the next (each weight read once "
-                "per block; chosen by itself when the model does not fit in memory); same result");
+  cmd->add_option("--order", a.order,
+                  "windows: window by window; layers: layer-major, each decoder layer over a block of windows before "
+                  "the next is read (each weight read once per block); auto (default): layers when the model does not "
+                  "fit in memory. Same result")
+      ->check(CLI::IsMember({"auto", "windows", "layers"}));
   cmd->callback([&common] { run_ppl(common, a); });
 }
 

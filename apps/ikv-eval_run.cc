@@ -66,10 +66,13 @@ int run_config(const Common& common, const RunArgs& a) {
     fail(a.config, ": nothing to run: the config expands to no cells (fp weights with kv_bits 16 run only intactkv: none)");
   exp::preflight(plan, root);
   const std::string db = exp::store_path(out);
-  // An existing store marks finished cells; a dry run never creates or writes one.
+  // An existing store marks finished cells, opened read-only and only when asked (a dry run never
+  // creates or writes one; a run asks only about a cell that would not fit).
   std::optional<exp::Store> finished;
-  if (std::filesystem::exists(db)) finished.emplace(db, exp::Store::Access::ReadOnly);
-  const auto is_done = [&](const std::string& k) { return finished && finished->has_cell(k); };
+  const auto is_done = [&](const std::string& k) {
+    if (!finished && std::filesystem::exists(db)) finished.emplace(db, exp::Store::Access::ReadOnly);
+    return finished && finished->has_cell(k);
+  };
   if (a.dry_run) {
     std::printf("%s", exp::render_plan(plan, exp::estimate_tokens, is_done, exp::plan_estimator(root, true)).c_str());
     exp::leave_mpi_job(job, true);

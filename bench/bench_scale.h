@@ -8,7 +8,7 @@
 // too, interleaved, for an A/B on one machine state.
 struct ScaleBenchOptions {
   std::string model;                                          // checkpoint folder
-  std::vector<std::string> rows = {"fp32", "bf16", "rtn-w4-q8"};  // fp32 | bf16 | q8 | rtn-wB[-DTYPE], +lm, +headB
+  std::vector<std::string> rows = {"fp32", "bf16", "rtn-w4-q8"};  // fp32 | bf16 | q8 | rtn-wB[-DTYPE], +lm, +wm, +headB
   long ctx = 512, windows = 2;
   int threads = 0;        // 0 = every core
   std::string eval;       // the ikv-eval to measure; default: the one next to ikv-bench

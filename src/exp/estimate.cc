@@ -216,9 +216,8 @@ EstimateFn plan_estimator(const std::string& data_root, bool measure) {
 void refuse_oversized_cells(const Plan& plan, const EstimateFn& estimate,
                             const std::function<bool(const std::string& key)>& is_done) {
   for (const Cell& cell : plan.cells) {
-    if (is_done && is_done(cell.key)) continue;
     const CellEstimate e = estimate(cell);
-    if (!e.fits)
+    if (!e.fits && !(is_done && is_done(cell.key)))
       fail(cell.model.where.empty() ? cell.model.path : cell.model.where, ": cell ", cell.index + 1, " (",
            cell.describe(), ") needs about ", std::lround(e.peak_bytes / 1e8) / 10.0, " GB; ",
            std::lround(io::available_memory_bytes() / 1e8) / 10.0,
