@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "exp/estimate.h"
 #include "exp/report.h"
 #include "eval/perplexity.h"
 #include "ikv-eval_commands.h"

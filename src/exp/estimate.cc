@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <cmath>
 #include <filesystem>
@@ -154,43 +155,73 @@ CellEstimate estimate_cell(const Cell& cell, const ModelShape& shape, const Mach
   const double acts = rows * 4.0 * (4.0 * c.dim + 2.0 * c.q_dim() + 2.0 * c.kv_dim() + 2.0 * c.hidden + c.vocab) +
                       4.0 * c.n_heads * rows * rows;
   double evaluating = weights + kv + acts;
-  // Perplexity goes layer-major by itself when the mapped layers do not fit (exp::layer_major_needed).
-  const bool mapped = !packed && stored == 2 && dtype != "bf16";
-  if (mapped && std::holds_alternative<PplUnit>(cell.task) && c.n_layers * layer_bytes > 0.9 * rates.available_bytes)
+  // Perplexity goes layer-major by itself when the mapped layers do not fit (layer_major_needed).
+  const bool mapped = !packed && stored == 2;
+  if (mapped && std::holds_alternative<PplUnit>(cell.task) &&
+      layer_major_needed(c.n_layers * layer_bytes, double(rates.available_bytes)))
     evaluating = layer_bytes + head_bytes + kv + acts + std::min(2.0 * (1 << 30), estimate_tokens(cell) * c.dim * 4);
+  // Calibrating the prefix: first the FP targets (the teacher's layers read in place, the packed
+  // student, the targets kept in memory up to their 4 GB budget), then the training steps (the
+  // student, its layers dequantized — all when they take at most 4 GB, else one — the residual
+  // streams and K/V of every layer, and one layer's activations, recomputed in the backward).
   double calibrating_tokens = 0;
   if (cell.intactkv.kind == IntactKVSpec::Kind::Calibrated) {
     const CalibrationSpec& cal = cell.intactkv.calibration;
-    const int64_t n = std::min<int64_t>(cal.max_len, c.max_pos);
-    evaluating += c.n_layers * layer * stored + head_bytes;  // the FP teacher
-    evaluating += c.n_layers * n * 4.0 * (8.0 * c.dim + 3.0 * c.q_dim() + 3.0 * c.hidden) +
-                  c.n_layers * 4.0 * c.n_heads * double(n) * n;
-    calibrating_tokens = double(cal.samples) * n * (1 + 3.0 * cal.epochs);  // teacher once; student fwd + bwd
+    const double n = double(std::min<int64_t>(cal.max_len, c.max_pos)), P = 64;
+    const double fp32_layers = c.n_layers * layer * 4;
+    const double targets = c.n_layers * layer * stored + table * stored + weights +
+                           std::min(4.0 * (1 << 30), cal.samples * n / 2 * c.n_layers * c.dim * 2);
+    const double training = weights + (fp32_layers <= 4.0 * (1 << 30) ? fp32_layers : layer * 4) +
+                            (c.n_layers + 1) * n * c.dim * 4 + c.n_layers * 2.0 * c.kv_dim() * (n + P) * 4 +
+                            2 * (n * 4 * (4.0 * c.dim + 2.0 * c.q_dim() + 2.0 * c.kv_dim() + 3.0 * c.hidden) +
+                                 4.0 * c.n_heads * n * (n + P));
+    evaluating = std::max({evaluating, targets, training});
+    calibrating_tokens = cal.samples * n * (1 + 3.0 * cal.epochs);  // teacher once; student fwd + bwd
   }
   CellEstimate e;
   e.peak_bytes = std::max(quantizing, evaluating) + 200e6;  // + the process itself (code, oneDNN, buffers)
   e.fits = rates.available_bytes <= 0 || e.peak_bytes <= rates.available_bytes;
   if (rates.dense_f32 <= 0) return e;
 
-  // Time: forward tokens at the rate of the weights' form; quantizers' calibration passes and
-  // GPTQ's column solves at the dense rate.
+  // Time: forward tokens at the rate of the weights' form; the quantizers' calibration passes,
+  // GPTQ's column solves and the prefix calibration at the dense rate.
   double rate = dtype == "bf16" ? rates.dense_bf16 : rates.dense_f32;
   if (packed) rate = dtype == "q8" || q.abits < 16 ? rates.packed_q8 : rates.packed_f32;
   const double per_token = flops_per_token(c, rows);
-  double flops = estimate_tokens(cell) * per_token;
-  double dense_flops = calibrating_tokens * per_token;
-  if (q.needs_calibration()) {
-    const double tokens = double(q.samples) * std::min<int64_t>(q.seq_len, c.max_pos);
-    const double passes = q.method == "awq" ? 20 : 2;  // AWQ's grid of scale ratios; GPTQ's Hessian and advance passes
-    dense_flops += tokens * passes * c.n_layers * layer * 2;
-    if (q.method != "awq")  // lazy-batch GPTQ: about 2 out in^2 per linear
-      dense_flops += c.n_layers * 2.0 *
-                     (double(c.dim) * c.dim * (c.q_dim() + 2 * c.kv_dim()) + double(c.q_dim()) * c.q_dim() * c.dim +
-                      2.0 * c.dim * c.dim * c.hidden + double(c.hidden) * c.hidden * c.dim);
+  e.seconds = estimate_tokens(cell) * per_token / (rate * 1e9);
+  e.prefix_seconds = calibrating_tokens * per_token / (rates.dense_f32 * 1e9);
+  if (packed) {
+    double flops = 0;
+    if (q.needs_calibration()) {
+      const double tokens = double(q.samples) * std::min<int64_t>(q.seq_len, c.max_pos);
+      const double passes = q.method == "awq" ? 20 : 2;  // AWQ's grid of scale ratios; GPTQ's Hessian and advance passes
+      flops += tokens * passes * c.n_layers * layer * 2;
+      if (q.method != "awq")  // lazy-batch GPTQ: about 2 out in^2 per linear
+        flops += c.n_layers * 2.0 *
+                 (double(c.dim) * c.dim * (c.q_dim() + 2 * c.kv_dim()) + double(c.q_dim()) * c.q_dim() * c.dim +
+                  2.0 * c.dim * c.dim * c.hidden + double(c.hidden) * c.hidden * c.dim);
+    }
+    e.quant_seconds = flops / (rates.dense_f32 * 1e9) + c.n_layers * layer * 20e-9;  // + packing, ~20 ns per weight
   }
-  e.seconds = flops / (rate * 1e9) + dense_flops / (rates.dense_f32 * 1e9);
-  if (packed) e.seconds += c.n_layers * layer * 20e-9;  // RTN/packing: ~20 ns per weight
   return e;
+}
+
+bool layer_major_needed(double mapped_layer_bytes, double available_bytes) {
+  return available_bytes > 0 && mapped_layer_bytes > kLayerMajorShare * available_bytes;
+}
+
+bool layer_major_needed(const model::Weights& w, std::string* why) {
+  const double mapped = double(model::mapped_layer_bytes(w)), available = double(io::available_memory_bytes());
+  if (!layer_major_needed(mapped, available)) return false;
+  if (why) {
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  "%s: the decoder layers read from the checkpoint (%.1f GB) would take over %.0f%% of the %.1f GB of "
+                  "memory available: perplexity runs layer-major",
+                  w.source.c_str(), mapped / 1e9, kLayerMajorShare * 100, available / 1e9);
+    *why = buf;
+  }
+  return true;
 }
 
 EstimateFn plan_estimator(const std::string& data_root, bool measure) {

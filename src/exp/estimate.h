@@ -18,8 +18,17 @@
 
 #include "exp/plan.h"
 #include "model/config.h"
+#include "model/weights.h"
 
 namespace ikv::exp {
+
+// Perplexity runs layer-major (eval::PerplexityOptions::layer_major) by itself when the decoder
+// layers read in place from the checkpoint take more than this share of the memory available: the
+// rest is for the KV cache, activations, logits and the head.
+inline constexpr double kLayerMajorShare = 0.75;
+bool layer_major_needed(double mapped_layer_bytes, double available_bytes);
+// The same for loaded weights and the memory available now; `why` then says so with the numbers.
+bool layer_major_needed(const model::Weights& w, std::string* why = nullptr);
 
 // Useful flops per token of a window of ctx tokens: 2 per weight of every linear and the head,
 // plus QKᵀ and PV over the causal half of the window.

@@ -8,7 +8,7 @@
 #include "eval/perplexity.h"
 #include "eval/tasks.h"
 #include "exp/executor.h"
-#include "exp/model_setup.h"
+#include "exp/estimate.h"
 #include "io/error.h"
 
 namespace ikv::exp {

@@ -2,13 +2,11 @@
 
 #include <omp.h>
 
-#include <cstdio>
 #include <filesystem>
 
 #include "exp/config.h"
 #include "io/data_root.h"
 #include "io/error.h"
-#include "io/memory.h"
 
 namespace fs = std::filesystem;
 
@@ -77,20 +75,6 @@ std::string resolve_text_dataset(const std::string& data_root, const std::string
   const std::string path = io::data_file(data_root, rel);
   io::verify_data_file(data_root, path);
   return path;
-}
-
-bool layer_major_needed(const model::Weights& w, std::string* why) {
-  const int64_t mapped = model::mapped_layer_bytes(w), available = io::available_memory_bytes();
-  if (available <= 0 || mapped <= available * 0.9) return false;
-  if (why) {
-    char buf[256];
-    std::snprintf(buf, sizeof buf,
-                  "%s: the decoder layers read from the checkpoint (%.1f GB) do not fit in the %.1f GB of memory "
-                  "available: perplexity runs layer-major",
-                  w.source.c_str(), mapped / 1e9, available / 1e9);
-    *why = buf;
-  }
-  return true;
 }
 
 void set_threads(int threads) {

@@ -27,10 +27,6 @@ void check_tokenizer_fits(const model::Tokenizer& tok, int64_t model_vocab);
 void apply_dtype(model::Weights& w, const std::string& dtype);
 // Resolves a dataset name (wikitext2, ptb) or a file path; verifies it against SHA256SUMS.
 std::string resolve_text_dataset(const std::string& data_root, const std::string& name);
-// Whether perplexity should run layer-major (eval::PerplexityOptions::layer_major) because the
-// decoder layers read in place from the checkpoint would not fit in the memory available now
-// (with a 10% margin); `why` then says so with the numbers.
-bool layer_major_needed(const model::Weights& w, std::string* why = nullptr);
 // Sets the OpenMP thread count (0 = all cores) for our loops and oneDNN.
 void set_threads(int threads);
 

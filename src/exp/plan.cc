@@ -346,6 +346,7 @@ std::string render_plan(const Plan& plan, const CostFn& cost,
   const size_t numbers_end = estimate ? 10 : 8;  // est, time and peak mem are right-aligned numbers
   double total = 0, todo = 0, seconds = 0, todo_seconds = 0, peak = 0;
   size_t done_count = 0, too_big = 0;
+  std::set<std::string> artifacts;  // made by the first cell that needs them
   for (const auto& c : plan.cells) {
     const double est = cost ? cost(c) : 0;
     const bool done = is_done && is_done(c.key);
@@ -357,11 +358,14 @@ std::string render_plan(const Plan& plan, const CostFn& cost,
                     c.key.substr(0, 12), human(est)});
     if (estimate) {
       const CellEstimate e = estimate(c);
-      seconds += e.seconds;
-      if (!done) todo_seconds += e.seconds;
+      double s = e.seconds;
+      if (e.quant_seconds > 0 && artifacts.insert("q:" + c.quant_key).second) s += e.quant_seconds;
+      if (e.prefix_seconds > 0 && artifacts.insert("p:" + c.intactkv_key).second) s += e.prefix_seconds;
+      seconds += s;
+      if (!done) todo_seconds += s;
       peak = std::max(peak, e.peak_bytes);
       too_big += !e.fits;
-      rows.back().push_back(e.seconds > 0 ? human_seconds(e.seconds) : "?");
+      rows.back().push_back(s > 0 ? human_seconds(s) : "?");
       rows.back().push_back(human_bytes(e.peak_bytes) + (e.fits ? "" : " too big"));
     }
     if (is_done) rows.back().push_back(done ? "done" : "todo");

@@ -88,7 +88,9 @@ using CostFn = std::function<double(const Cell&)>;
 
 // What a cell is expected to take on this machine (exp/estimate.h makes it).
 struct CellEstimate {
-  double seconds = 0;
+  double seconds = 0;         // the cell's own evaluation
+  double quant_seconds = 0;   // making its packed weights: paid once per quant_key
+  double prefix_seconds = 0;  // calibrating its IntactKV prefix: paid once per intactkv_key
   double peak_bytes = 0;
   bool fits = true;  // peak_bytes within the memory available
 };
