@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "exp/estimate.h"
 #include "exp/report.h"
 #include "eval/perplexity.h"
 #include "ikv-eval_commands.h"
@@ -16,6 +17,7 @@ struct PplArgs {
   exp::VariantSpec variant;
   std::string dataset = "wikitext2";
   int64_t ctx = 512, windows = 0;
+  std::string order = "auto";  // auto | windows | layers
 };
 
 void run_ppl(const Common& common, const PplArgs& a) {
@@ -34,14 +36,17 @@ void run_ppl(const Common& common, const PplArgs& a) {
   opt.source = text_path;
   opt.kv_bits = a.variant.kv_bits;
   opt.quantize_prefix = a.variant.quantize_prefix;
+  std::string why;
+  opt.layer_major = a.order == "layers" || (a.order == "auto" && exp::layer_major_needed(w, &why));
+  if (!why.empty()) std::fprintf(stderr, "%s\n", why.c_str());
   eval::PerplexityResult r = eval::perplexity(eng, stream, opt, v.prefix_ptr());
   const exp::QuantizerSpec& q = v.quant;
   if (common.json) {
     nlohmann::json j = {{"model", a.variant.model}, {"dataset", a.dataset}, {"ctx", a.ctx}, {"dtype", a.variant.dtype},
                         {"ppl", r.ppl}, {"nll", r.nll_sum}, {"tokens_scored", r.tokens_scored},
-                        {"windows", r.windows}, {"seconds", r.seconds}, {"tokens_per_second", r.tokens_per_second},
+                        {"windows", r.windows}, {"layer_major", opt.layer_major}, {"seconds", r.seconds}, {"tokens_per_second", r.tokens_per_second},
                         {"quant", {{"method", q.method}, {"wbits", q.method == "fp" ? 16 : q.wbits},
-                                   {"group", q.group}, {"sym", q.sym}, {"abits", q.abits},
+                                   {"group", q.group}, {"sym", q.sym}, {"abits", q.abits}, {"head_bits", q.head_bits},
                                    {"kv_bits", a.variant.kv_bits}}},
                         {"intactkv", a.variant.intactkv},
                         {"intactkv_size", v.prefix ? v.prefix->size() : 0}};
@@ -108,6 +113,11 @@ void add_ppl_command(CLI::App& app, Common& common) {
   cmd->add_option("-d,--dataset", a.dataset, "wikitext2 | ptb | a text file (e.g. a C4 shard)");
   cmd->add_option("-c,--ctx", a.ctx, "window length in tokens")->check(rule(exp::rules::kCtx));
   cmd->add_option("--windows", a.windows, "number of windows (0 = all)")->check(rule(exp::rules::kCount));
+  cmd->add_option("--order", a.order,
+                  "windows: window by window; layers: layer-major, each decoder layer over a block of windows before "
+                  "the next is read (each weight read once per block); auto (default): layers when the model does not "
+                  "fit in memory. Same result")
+      ->check(CLI::IsMember({"auto", "windows", "layers"}));
   cmd->callback([&common] { run_ppl(common, a); });
 }
 

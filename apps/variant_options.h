@@ -45,7 +45,10 @@ inline void add_variant_options(CLI::App* app, exp::VariantSpec& v) {
       app->add_option("--group", v.quant.group, "quantization group size (-1 = per channel)")
           ->check(rule(exp::rules::kGroup)),
       app->add_flag("--sym", v.quant.sym, "symmetric weight quantization"),
-      app->add_flag("--act-order", v.quant.act_order, "gptq: quantize columns in order of decreasing Hessian diagonal")};
+      app->add_flag("--act-order", v.quant.act_order, "gptq: quantize columns in order of decreasing Hessian diagonal"),
+      app->add_option("--quant-head", v.quant.head_bits,
+                      "lm_head bits by RTN (2..8; 16 = full precision, the paper's setting and the default)")
+          ->check(rule(exp::rules::kBitsOrOff))};
   for (CLI::Option* o : add_quarot_options(app, v.quant)) settings.push_back(o);
   settings.push_back(
       app->add_option("--calib-data", v.quant.data, "gptq/awq/quarot-gptq calibration data: sharegpt | FILE.json | text FILE"));

@@ -63,20 +63,50 @@ void Engine::run_layer(int64_t l, KVCache& cache, int64_t cl, float* x, int64_t 
   decoder_layer(KernelOps{w_, cache.kv_bits}, w_, rope_, l, x, n, cache.len, kv, s, probs, inputs);
 }
 
+namespace {
+
+void check_positions(const model::Config& c, const KVCache& cache, int64_t n) {
+  if (cache.len + n > cache.capacity)
+    fail("forward: ", cache.len + n, " positions exceed the KV cache capacity ", cache.capacity);
+  if (cache.len + n > c.max_pos)
+    fail("forward: position ", cache.len + n - 1, " is beyond max_position_embeddings ", c.max_pos);
+}
+
+}  // namespace
+
+void Engine::embed(const int32_t* tokens, int64_t n, float* x) const {
+  const model::Config& c = w_.config;
+  for (int64_t t = 0; t < n; ++t) {
+    if (tokens[t] < 0 || tokens[t] >= c.vocab) fail("forward: token id ", tokens[t], " is outside the vocabulary");
+    w_.embed.row(tokens[t], &x[t * c.dim]);
+  }
+}
+
+void Engine::forward_layer(int64_t layer, KVCache& cache, float* x, int64_t n) const {
+  if (n <= 0) return;
+  check_positions(w_.config, cache, n);
+  LayerScratch<float> s(w_.config, n);
+  run_layer(layer, cache, layer, x, n, s, nullptr, nullptr);
+}
+
+void Engine::head(const float* x, int64_t m, std::vector<float>* logits) const {
+  const model::Config& c = w_.config;
+  std::vector<float> xn(m * c.dim);
+  kernels::rmsnorm(x, w_.final_norm.data(), m, c.dim, c.norm_eps, xn.data());
+  logits->resize(m * c.vocab);
+  kernels::linear_forward(w_.lm_head, xn.data(), m, logits->data());
+}
+
 void Engine::forward(KVCache& cache, const int32_t* tokens, int64_t n, std::vector<float>* logits,
                      int64_t logits_from, const ForwardTaps& taps) const {
   const model::Config& c = w_.config;
   const int64_t D = c.dim;
   const int64_t p0 = cache.len;
   if (n <= 0) return;
-  if (p0 + n > cache.capacity) fail("forward: ", p0 + n, " positions exceed the KV cache capacity ", cache.capacity);
-  if (p0 + n > c.max_pos) fail("forward: position ", p0 + n - 1, " is beyond max_position_embeddings ", c.max_pos);
+  check_positions(c, cache, n);
 
   std::vector<float> x(n * D);
-  for (int64_t t = 0; t < n; ++t) {
-    if (tokens[t] < 0 || tokens[t] >= c.vocab) fail("forward: token id ", tokens[t], " is outside the vocabulary");
-    w_.embed.row(tokens[t], &x[t * D]);
-  }
+  embed(tokens, n, x.data());
   if (taps.layer_outputs) taps.layer_outputs->assign(c.n_layers, {});
   if (taps.attention_probs) taps.attention_probs->assign(c.n_layers, {});
 
@@ -93,10 +123,7 @@ void Engine::forward(KVCache& cache, const int32_t* tokens, int64_t n, std::vect
   cache.len = p0 + n;
 
   if (!logits || logits_from >= n) return;
-  const int64_t m = n - logits_from;
-  kernels::rmsnorm(&x[logits_from * D], w_.final_norm.data(), m, D, c.norm_eps, s.xn.data());
-  logits->resize(m * c.vocab);
-  kernels::linear_forward(w_.lm_head, s.xn.data(), m, logits->data());
+  head(&x[logits_from * D], n - logits_from, logits);
 }
 
 void Engine::layer_forward(int64_t layer, float* x, int64_t n, LinearInputs* inputs) const {

@@ -32,6 +32,18 @@ class Engine {
   void forward(KVCache& cache, const int32_t* tokens, int64_t n, std::vector<float>* logits, int64_t logits_from = 0,
                const ForwardTaps& taps = {}) const;
 
+  // forward() in steps, for passes that run many sequences one decoder layer at a time
+  // (layer-major evaluation): embed, then for each layer in order forward_layer on every
+  // sequence's cache, then head. Each step does exactly what forward() does at that point, so the
+  // results are bit-identical to forward() on each sequence alone.
+  // x [n, dim] ← the embeddings of tokens (ids checked).
+  void embed(const int32_t* tokens, int64_t n, float* x) const;
+  // Decoder layer `layer` over x [n, dim] in place at positions cache.len.., writing that layer's
+  // keys/values; cache.len is not advanced (the caller does once the last layer has run).
+  void forward_layer(int64_t layer, KVCache& cache, float* x, int64_t n) const;
+  // logits [m, vocab] of the final-norm of x [m, dim].
+  void head(const float* x, int64_t m, std::vector<float>* logits) const;
+
   // Runs decoder layer `layer` alone over x [n, dim] (in place) as positions 0..n-1 of a fresh
   // sequence, optionally handing back its linears' inputs: the layer-by-layer pass of GPTQ and AWQ,
   // which quantize a layer and then feed its quantized output to the next one.

@@ -24,6 +24,7 @@ const std::vector<std::string> kIntactKVForms = {"prompt", "preset", "file", "ca
 // Settings each method reads; anything else in its map is an unknown key.
 std::vector<std::string> quantizer_keys(const std::string& method) {
   std::vector<std::string> keys = {"method", "label"};
+  if (method != "fp") keys.push_back("head_bits");
   auto add = [&](std::initializer_list<const char*> more) {
     keys.insert(keys.end(), more.begin(), more.end());
   };
@@ -144,6 +145,7 @@ QuantizerSpec parse_quantizer(SchemaChecker& c, const YamlNode& n) {
   c.read(n, "abits", q.abits, kBitsOrOff);
   c.read(n, "clip_ratio", q.clip_ratio, kClip);
   c.read(n, "weight_quant", q.weight_quant);
+  c.read(n, "head_bits", q.head_bits, kBitsOrOff);
   if (q.weight_quant != "rtn" && q.weight_quant != "gptq")
     c.problem(*n.find("weight_quant"), "weight_quant must be rtn or gptq, got '" + q.weight_quant + "'");
   c.read(n, "samples", q.samples, kSamples);

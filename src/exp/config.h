@@ -43,6 +43,9 @@ struct QuantizerSpec {
   int abits = 16;                    // quarot activation bits: 2..8, or 16 = off
   double clip_ratio = 1.0;           // quarot activation clipping, (0, 1]
   std::string weight_quant = "rtn";  // quarot: rtn | gptq
+  // lm_head: 16 = full precision (the paper's setting), or 2..8 bits by RTN (asymmetric, groups of
+  // 128 where they divide the width, else per output channel), after any rotation.
+  int head_bits = 16;
   // Calibration (gptq, awq, quarot with gptq weights).
   int samples = 128;
   int seq_len = 2048;

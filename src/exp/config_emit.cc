@@ -25,6 +25,7 @@ std::string QuantizerSpec::short_label() const {
   if (sym) s += "-sym";
   if (method == "gptq" && act_order) s += "-ao";
   if (method == "quarot" && weight_quant == "gptq") s += "-gptq";
+  if (head_bits < 16) s += "-head", s += std::to_string(head_bits);
   return s;
 }
 

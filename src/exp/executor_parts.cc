@@ -8,6 +8,7 @@
 #include "eval/perplexity.h"
 #include "eval/tasks.h"
 #include "exp/executor.h"
+#include "exp/estimate.h"
 #include "io/error.h"
 
 namespace ikv::exp {
@@ -62,6 +63,7 @@ CellPart Executor::run_ppl_part(const Cell& cell, int part, int parts) {
   opt.kv_bits = cell.kv_bits;
   opt.progress = false;
   opt.source = u.dataset;
+  opt.layer_major = layer_major_needed(eng.weights());
   CellPart out;
   out.part = part, out.parts = parts;
   out.items = eval::perplexity_window_count(static_cast<int64_t>(stream.size()), opt);

@@ -44,6 +44,7 @@ json quant_json(const QuantizerSpec& q, const Identities& ids) {
   j["group"] = q.group;
   if (q.method != "awq") j["sym"] = q.sym;
   if (q.method == "gptq") j["act_order"] = q.act_order;
+  if (q.head_bits < 16) j["head_bits"] = q.head_bits;  // absent when FP: older keys stay as they were
   if (q.method == "quarot") {
     j["abits"] = q.abits;
     j["clip_ratio"] = q.clip_ratio;
@@ -318,13 +319,34 @@ double estimate_tokens(const Cell& cell) {
       cell.task);
 }
 
+namespace {
+
+std::string human_seconds(double s) {
+  char buf[32];
+  if (s >= 3600) std::snprintf(buf, sizeof buf, "%.1f h", s / 3600);
+  else if (s >= 60) std::snprintf(buf, sizeof buf, "%.1f min", s / 60);
+  else std::snprintf(buf, sizeof buf, "%.0f s", s);
+  return buf;
+}
+
+std::string human_bytes(double b) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, b >= 1e9 ? "%.1f GB" : "%.0f MB", b >= 1e9 ? b / 1e9 : b / 1e6);
+  return buf;
+}
+
+}  // namespace
+
 std::string render_plan(const Plan& plan, const CostFn& cost,
-                        const std::function<bool(const std::string&)>& is_done) {
+                        const std::function<bool(const std::string&)>& is_done, const EstimateFn& estimate) {
   std::vector<std::vector<std::string>> rows = {
       {"#", "model", "quant", "kv", "intactkv", "task", "key", "est"}};
+  if (estimate) rows[0].insert(rows[0].end(), {"time", "peak mem"});
   if (is_done) rows[0].push_back("status");
-  double total = 0, todo = 0;
-  size_t done_count = 0;
+  const size_t numbers_end = estimate ? 10 : 8;  // est, time and peak mem are right-aligned numbers
+  double total = 0, todo = 0, seconds = 0, todo_seconds = 0, peak = 0;
+  size_t done_count = 0, too_big = 0;
+  std::set<std::string> artifacts;  // made by the first cell that needs them
   for (const auto& c : plan.cells) {
     const double est = cost ? cost(c) : 0;
     const bool done = is_done && is_done(c.key);
@@ -334,6 +356,18 @@ std::string render_plan(const Plan& plan, const CostFn& cost,
     rows.push_back({std::to_string(c.index + 1), c.model.name, c.quant.short_label(),
                     std::to_string(c.kv_bits), c.intactkv.short_label(), task_label(c.task),
                     c.key.substr(0, 12), human(est)});
+    if (estimate) {
+      const CellEstimate e = estimate(c);
+      double s = e.seconds;
+      if (e.quant_seconds > 0 && artifacts.insert("q:" + c.quant_key).second) s += e.quant_seconds;
+      if (e.prefix_seconds > 0 && artifacts.insert("p:" + c.intactkv_key).second) s += e.prefix_seconds;
+      seconds += s;
+      if (!done) todo_seconds += s;
+      peak = std::max(peak, e.peak_bytes);
+      too_big += !e.fits;
+      rows.back().push_back(s > 0 ? human_seconds(s) : "?");
+      rows.back().push_back(human_bytes(e.peak_bytes) + (e.fits ? "" : " too big"));
+    }
     if (is_done) rows.back().push_back(done ? "done" : "todo");
   }
   std::vector<size_t> width(rows[0].size(), 0);
@@ -344,16 +378,18 @@ std::string render_plan(const Plan& plan, const CostFn& cost,
     std::string line;
     for (size_t i = 0; i < r.size(); ++i) {
       const std::string pad(width[i] - r[i].size(), ' ');
-      const bool right = i == 0 || i == 3 || i == 7;  // numbers
+      const bool right = i == 0 || i == 3 || (i >= 7 && i < numbers_end);
       line += (right ? pad + r[i] : r[i] + pad) + (i + 1 < r.size() ? "  " : "");
     }
     while (!line.empty() && line.back() == ' ') line.pop_back();
     os << line << "\n";
   }
   os << plan.cells.size() << " cells, est " << human(total);
+  if (estimate) os << " tokens, " << (seconds > 0 ? human_seconds(seconds) : "time ?") << ", peak " << human_bytes(peak);
   if (is_done)
     os << "; " << done_count << " done, " << plan.cells.size() - done_count << " to run (est " << human(todo)
-       << ")";
+       << (estimate && todo_seconds > 0 ? ", " + human_seconds(todo_seconds) : std::string()) << ")";
+  if (too_big) os << "; " << too_big << " cell(s) will not fit in memory";
   os << "\n";
   return os.str();
 }

@@ -53,9 +53,12 @@ intactkv::Prefix build_intactkv_prefix(const IntactKVSpec& s, const LoadedModel&
 // Returns the weights' settings: q, or the artifact's own. The caller applies the dtype after.
 QuantizerSpec quantize_or_load(model::Weights& w, const LoadedModel& fp32, const QuantizerSpec& q,
                                const std::string& data_root, uint64_t seed, const std::string& artifact = "");
-// Quantizes every decoder linear in place (embedding and lm_head stay full precision). GPTQ and AWQ
-// need calibration tokens (calibration_tokens); RTN ignores them. awq_fold, when given, receives the
-// scales AWQ folded into each linear (quant::quantize_model_awq).
+// lm_head by RTN to q.head_bits (nothing at 16): quantize_weights' last step, and what follows
+// loading a packed artifact, which holds the decoder layers only.
+void quantize_head(model::Weights& w, const QuantizerSpec& q);
+// Quantizes every decoder linear in place, and lm_head if q.head_bits < 16 (the embedding stays
+// full precision). GPTQ and AWQ need calibration tokens (calibration_tokens); RTN ignores them.
+// awq_fold, when given, receives the scales AWQ folded into each linear (quant::quantize_model_awq).
 void quantize_weights(model::Weights& w, const QuantizerSpec& q, const quant::CalibrationTokens& calib = {},
                       quant::AwqFold* awq_fold = nullptr);
 // The calibration sequences of q (q.samples sequences of at most q.seq_len tokens, capped at the

@@ -60,7 +60,15 @@ void use_q8_inputs(Linear& l) {
   Packed* p = std::get_if<Packed>(&l.weight);
   if (!p) return;
   p->rounding = Activations::kQ8;
-  if (q8_tiles_runs_here() && q8_tiles_cover(*p->m)) p->q8_tiles = std::make_shared<const Q8Tiles>(tile_for_q8(*p->m));
+  if (p->q8_tiles || !q8_tiles_runs_here() || !q8_tiles_cover(*p->m)) return;
+  p->q8_tiles = std::make_shared<const Q8Tiles>(tile_for_q8(*p->m));
+  p->m.reset();  // the tiles are the codes now
+}
+
+std::shared_ptr<const PackedMatrix> packed_codes(const Packed& p) {
+  if (p.m) return p.m;
+  if (!p.q8_tiles) fail("packed linear without codes");
+  return std::make_shared<const PackedMatrix>(untile_q8(*p.q8_tiles));
 }
 
 void set_act_quant(Linear& l, int bits, float clip) {
@@ -68,8 +76,9 @@ void set_act_quant(Linear& l, int bits, float clip) {
   Packed* p = std::get_if<Packed>(&l.weight);
   if (!p) return;
   p->int8.reset();
-  if (bits < 16 && p->m->sym && p->m->group == p->m->cols)
-    p->int8 = std::make_shared<const Int8Matrix>(int8_from_packed(*p->m));
+  if (bits >= 16) return;
+  const std::shared_ptr<const PackedMatrix> m = packed_codes(*p);
+  if (m->sym && m->group == m->cols) p->int8 = std::make_shared<const Int8Matrix>(int8_from_packed(*m));
 }
 
 std::vector<float>& dense_f32_weight(Linear& l) {
@@ -140,7 +149,7 @@ void forward(const Linear& layer, const Packed& p, const float* X, int64_t M, fl
     X = dequantized_input(xq, M, K, xp);
   }
   if (p.q8_tiles && q8_tiles_runs_here()) return q8_tiles_matmul(*p.q8_tiles, X, M, Y);
-  packed_matmul(*p.m, X, M, Y, Isa::kAuto, p.rounding);
+  packed_matmul(*packed_codes(p), X, M, Y, Isa::kAuto, p.rounding);
 }
 
 std::vector<float> dense_weight(const Linear&, const DenseF32& d) { return d.w; }
@@ -151,7 +160,7 @@ std::vector<float> dense_weight(const Linear& layer, const DenseHalf& d) {
 
 std::vector<float> dense_weight(const Linear& layer, const Packed& p) {
   std::vector<float> w(static_cast<size_t>(layer.out * layer.in));
-  dequantize(*p.m, w.data());
+  dequantize(*packed_codes(p), w.data());
   if (p.in_perm.empty()) return w;
   std::vector<float> unperm(w.size());
   for (int64_t n = 0; n < layer.out; ++n)

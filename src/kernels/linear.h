@@ -47,6 +47,8 @@ struct DenseHalf {
 };
 
 struct Packed {
+  // The codes in the row layout; null under q8 on a VNNI CPU, where q8_tiles holds them instead
+  // (packed_codes rebuilds this layout where one is needed).
   std::shared_ptr<const PackedMatrix> m;
   // GPTQ act-order: packed column j multiplies input channel in_perm[j] (empty = identity). The
   // input is gathered into that order before the packed matmul; groups stay consecutive columns.
@@ -54,8 +56,9 @@ struct Packed {
   // What the input is rounded to before the product: kBf16 with bf16 compute (the packed
   // counterpart of DenseHalf's bf16 compute), kQ8 for int8 blocks (dtype q8).
   Activations rounding = Activations::kFp32;
-  // With kQ8 on a VNNI CPU: the codes again in the q8 kernel's layout, which every product then
-  // takes (a second copy of the codes; m still serves backward passes, dequantization and saving).
+  // With kQ8 on a VNNI CPU: the codes in the q8 kernel's layout, which every product then takes.
+  // They replace m (the same bytes in another order), so q8 weights take the memory of the codes
+  // once; backward passes, dequantization and saving rebuild the row layout (packed_codes).
   std::shared_ptr<const Q8Tiles> q8_tiles;
   // With activation quantization on and symmetric per-channel codes: the codes as int8 with their
   // scales, so the product is the integer GEMM (kernels/int8_gemm.h).
@@ -96,11 +99,14 @@ void set_packed(Linear& l, std::shared_ptr<const PackedMatrix> m, std::vector<in
 // bf16-rounded inputs.
 void to_bf16(Linear& l);
 // q8 compute: packed codes take int8-block inputs, tiled for the VNNI kernel where it runs and
-// covers the matrix; dense weights stay as they are.
+// covers the matrix (the tiles then replace the row layout); dense weights stay as they are.
 void use_q8_inputs(Linear& l);
 // Activation quantization to `bits` (16 = off) with clip ratio `clip`; packed symmetric
 // per-channel codes get their int8 copy for the integer GEMM (and lose it when bits is 16).
 void set_act_quant(Linear& l, int bits, float clip);
+
+// A packed weight's codes in the row layout: m, or rebuilt from the q8 tiles (a new copy each call).
+std::shared_ptr<const PackedMatrix> packed_codes(const Packed& p);
 
 // The dense fp32 weight, for code that edits it in place; ikv::Error for any other form.
 std::vector<float>& dense_f32_weight(Linear& l);
