@@ -25,6 +25,28 @@ std::string QuantizerSpec::short_label() const {
   if (sym) s += "-sym";
   if (method == "gptq" && act_order) s += "-ao";
   if (method == "quarot" && weight_quant == "gptq") s += "-gptq";
+  if (keep_super_weights) s += "-sw";
+  if (static_scales()) s += "-static";
+  return s;
+}
+
+QuantizerSpec QuantizerSpec::weights_only() const {
+  QuantizerSpec q = *this;
+  q.label.clear();
+  q.scales = "dynamic";
+  if (!q.needs_calibration()) q.samples = QuantizerSpec{}.samples, q.seq_len = QuantizerSpec{}.seq_len, q.data = QuantizerSpec{}.data;
+  return q;
+}
+
+std::string quant_label(const QuantizerSpec& q, const KvQuantSpec& kv) {
+  const std::string k = kv.short_label();
+  return q.short_label() + (k.empty() ? "" : "-" + k);
+}
+
+std::string KvQuantSpec::short_label() const {
+  std::string s;
+  if (keys == "per_channel_prerope") s += "kivi" + std::to_string(residual);
+  if (protect == "sinks") s += (s.empty() ? "" : "-") + std::string("sinks");
   return s;
 }
 

@@ -37,6 +37,10 @@ std::string heading(const ReportColumn& c) {
 
 // What every number is: the metric of each column, exactly which tasks Avg averages, and where a
 // row or a text departs from the paper.
+std::string ci_heading(const ReportOptions& o) {
+  return o.ci_baseline == "bos" ? "Against IntactKV_[B] of the same method" : "IntactKV vs baseline";
+}
+
 std::string legend(const ReportTable& t, const ReportOptions& o) {
   std::string ppl;
   std::vector<std::pair<std::string, std::string>> by_metric;  // metric -> its tasks
@@ -108,7 +112,7 @@ std::string markdown(const ReportTable& t, const std::vector<PairedComparison>& 
   }
   os << "\n" << legend(t, o) << "\n";
   if (!cis.empty()) {
-    os << "\n## IntactKV vs baseline (paired bootstrap, 95% CI)\n\n"
+    os << "\n## " << ci_heading(o) << " (paired bootstrap, 95% CI)\n\n"
        << "| Model | Method | Variant | Task | Metric | n | Δ | 95% CI "
           "|\n|---|---|---|---|---|---:|---:|---|\n";
     for (const auto& c : cis)
@@ -174,7 +178,7 @@ std::string html(const ReportTable& t, const std::vector<PairedComparison>& cis,
   }
   os << "</tbody>\n</table>\n<p class=\"note\">" << io::escape_html(legend(t, o)) << "</p>\n";
   if (!cis.empty()) {
-    os << "<h2>IntactKV vs baseline (paired bootstrap, 95% "
+    os << "<h2>" << ci_heading(o) << " (paired bootstrap, 95% "
           "CI)</h2>\n<table>\n<thead><tr><th>Model</th><th>Method</th>"
           "<th>Variant</th><th>Task</th><th>Metric</th><th>n</th><th>&Delta;</th><th>95% "
           "CI</th></tr></thead>\n<tbody>\n";
@@ -246,7 +250,7 @@ std::string render_report(const std::vector<CellRecord>& cells, ReportFormat for
   }
   const ReportTable table = build_report_table(cells, options.qa_average);
   if (format == ReportFormat::Csv) return provenance_csv(cells, options) + csv(table);
-  const auto cis = intactkv_vs_baseline(cells, options.bootstrap_resamples, options.seed);
+  const auto cis = intactkv_vs_baseline(cells, options.bootstrap_resamples, options.seed, options.ci_baseline);
   return format == ReportFormat::Html
              ? html(table, cis, options, quant_error_sections(cells, true) + provenance_html(cells, options))
              : markdown(table, cis, options) + quant_error_sections(cells, false) + provenance_markdown(cells, options);

@@ -1,5 +1,7 @@
 #include "exp/variant.h"
 
+#include "exp/engine_options.h"
+#include "exp/keep_super_weights.h"
 #include <omp.h>
 
 #include <algorithm>
@@ -8,6 +10,7 @@
 #include <map>
 
 #include "engine/forward.h"
+#include "exp/keep_super_weights.h"
 #include "exp/rules.h"
 #include "intactkv/inspect.h"
 #include "intactkv/outlier_prefix.h"
@@ -57,6 +60,14 @@ void validate_variant(const VariantSpec& s) {
     check("--calib-samples", q.samples, rules::kSamples);
     check("--calib-len", q.seq_len, rules::kSeqLen);
   }
+  if (q.keep_super_weights && m != "rtn") fail("--keep-super-weights applies to --quant rtn only");
+  if (q.static_scales() && m == "fp") fail("--scales static needs a quantizer (--quant)");
+  if (q.scales != "static" && q.scales != "dynamic") fail("--scales '", q.scales, "' is not supported (dynamic, static)");
+  if (q.static_scales()) {
+    check("--calib-samples", q.samples, rules::kSamples);
+    check("--calib-len", q.seq_len, rules::kSeqLen);
+  }
+  validate_kv_scheme(s.kv, "--kv-quant/--kv-protect");
   check("--kv-bits", s.kv_bits, rules::kBitsOrOff);
   check("--intactkv-size", static_cast<double>(s.intactkv_size), rules::kCount);
   if (s.intactkv_size > 0 && !intactkv::is_prefix_spec(s.intactkv))
@@ -65,7 +76,7 @@ void validate_variant(const VariantSpec& s) {
 
 quant::CalibrationTokens calibration_tokens(const std::string& data_root, const LoadedModel& m,
                                             const QuantizerSpec& q, uint64_t seed) {
-  if (!q.needs_calibration()) return {};
+  if (!q.reads_calibration_data()) return {};
   // Calibrating on a test set would leak it into every number measured on it. The dataset names
   // are refused before resolving (they are not paths), files by name after.
   if (q.data == "wikitext2" || q.data == "ptb")
@@ -220,9 +231,14 @@ QuantizerSpec quantize_or_load(model::Weights& w, const LoadedModel& fp32, const
     out.group = std::stoi(get("group", "128"));
     out.sym = get("sym", "0") == "1";
     out.abits = std::stoi(get("act_bits", "16"));
+    out.keep_super_weights = q.keep_super_weights, out.scales = q.scales;  // not the artifact's to say
   } else {
-    quantize_weights(w, q, calibration_tokens(data_root, fp32, q, seed));
+    if (q.keep_super_weights) leave_out_of_groups(w, model_super_weights(fp32), q.group);
+    quantize_weights(w, q, calibration_tokens(data_root, fp32, q.weights_only(), seed));
   }
+  // The codes were made with the super weights out of their groups' ranges; the exact values
+  // come from the FP model, on loading as on quantizing.
+  if (q.keep_super_weights) restore_super_weights(w, model_super_weights(fp32));
   return out;
 }
 
@@ -246,6 +262,9 @@ PreparedVariant prepare_variant(const std::string& data_root, const VariantSpec&
     v.quant = quantize_or_load(v.model.weights, v.model, spec.quant, data_root, seed, artifact);
     apply_dtype(v.model.weights, spec.dtype);
   }
+  v.engine_options = make_engine_options(
+      spec.kv, v.quant, v.model.weights, v.prefix_ptr(),
+      v.quant.static_scales() ? calibration_tokens(data_root, v.model, v.quant, seed) : quant::CalibrationTokens{});
   return v;
 }
 
