@@ -15,7 +15,9 @@
 //                 perplexity window (one call) the last `residual` tokens stay FP for every query,
 //                 and earlier ones are quantized for every query, as the per-token KV quantizer
 //                 quantizes each token for every query.
-// The cache's kv_bits still decides whether the KV cache is quantized at all (16 = none).
+// The cache's kv_bits still decides whether the KV cache is quantized at all (16 = none). Static KV
+// ranges apply to the per-token quantizer (with or without sinks); KIVI's KV quantization stays
+// dynamic, and static activation scales apply with any KV scheme.
 #pragma once
 #include <cstdint>
 #include <functional>
