@@ -41,6 +41,11 @@ std::string ci_heading(const ReportOptions& o) {
   return o.ci_baseline == "bos" ? "Against IntactKV_[B] of the same method" : "IntactKV vs baseline";
 }
 
+// A CI row's variant; rows without IntactKV appear only against IntactKV_[B] (ci_baseline: bos).
+std::string ci_variant_label(const std::string& intactkv) {
+  return intactkv == "none" ? "no IntactKV" : intactkv_row_label(intactkv);
+}
+
 std::string legend(const ReportTable& t, const ReportOptions& o) {
   std::string ppl;
   std::vector<std::pair<std::string, std::string>> by_metric;  // metric -> its tasks
@@ -117,10 +122,25 @@ std::string markdown(const ReportTable& t, const std::vector<PairedComparison>& 
           "|\n|---|---|---|---|---|---:|---:|---|\n";
     for (const auto& c : cis)
       os << "| " << io::escape_md(c.model) << " | " << io::escape_md(method_label(c.quant, c.kv_bits)) << " | "
-         << io::escape_md(intactkv_row_label(c.intactkv)) << " | " << io::escape_md(c.task) << " | " << c.metric
+         << io::escape_md(ci_variant_label(c.intactkv)) << " | " << io::escape_md(c.task) << " | " << c.metric
          << " | " << c.n << " | " << signed_fixed(c.diff) << " | [" << signed_fixed(c.lo) << ", "
          << signed_fixed(c.hi) << "] |\n";
   }
+  return os.str();
+}
+
+// kv_protect: sinks cells: how many tokens per window kept their K/V unquantized.
+std::string sink_section(const std::vector<CellRecord>& cells) {
+  std::ostringstream os;
+  for (const auto& c : cells)
+    if (const Metric* m = c.metric("sink_tokens_per_window")) {
+      if (os.tellp() == 0)
+        os << "\n## Sink tokens kept per window (kv_protect: sinks)\n\n| Model | Method | Variant | Task | tokens "
+              "kept per window | windows |\n|---|---|---|---|---:|---:|\n";
+      os << "| " << io::escape_md(c.model) << " | " << io::escape_md(method_label(c.quant, c.kv_bits)) << " | "
+         << io::escape_md(ci_variant_label(c.intactkv)) << " | " << io::escape_md(c.task) << " | " << fixed(m->value, 2)
+         << " | " << m->n << " |\n";
+    }
   return os.str();
 }
 
@@ -184,7 +204,7 @@ std::string html(const ReportTable& t, const std::vector<PairedComparison>& cis,
           "CI</th></tr></thead>\n<tbody>\n";
     for (const auto& c : cis)
       os << "<tr><td>" << io::escape_html(c.model) << "</td><td>" << io::escape_html(method_label(c.quant, c.kv_bits))
-         << "</td><td>" << io::escape_html(intactkv_row_label(c.intactkv)) << "</td><td>" << io::escape_html(c.task)
+         << "</td><td>" << io::escape_html(ci_variant_label(c.intactkv)) << "</td><td>" << io::escape_html(c.task)
          << "</td><td>" << io::escape_html(c.metric) << "</td><td>" << c.n << "</td><td>" << signed_fixed(c.diff)
          << "</td><td>[" << signed_fixed(c.lo) << ", " << signed_fixed(c.hi) << "]</td></tr>\n";
     os << "</tbody>\n</table>\n";
@@ -253,7 +273,8 @@ std::string render_report(const std::vector<CellRecord>& cells, ReportFormat for
   const auto cis = intactkv_vs_baseline(cells, options.bootstrap_resamples, options.seed, options.ci_baseline);
   return format == ReportFormat::Html
              ? html(table, cis, options, quant_error_sections(cells, true) + provenance_html(cells, options))
-             : markdown(table, cis, options) + quant_error_sections(cells, false) + provenance_markdown(cells, options);
+             : markdown(table, cis, options) + sink_section(cells) + quant_error_sections(cells, false) +
+                   provenance_markdown(cells, options);
 }
 
 }  // namespace ikv::exp

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "eval/stats.h"
 #include "exp/config.h"
@@ -123,4 +124,10 @@ TEST_CASE("pivot variants: report labels and CIs against IntactKV_[B] of the bas
   ReportOptions o;
   o.ci_baseline = "bos";
   CHECK(render_report(cells, ReportFormat::Markdown, o).find("## Against IntactKV_[B] of the same method") != std::string::npos);
+  // Sink counts of kv_protect: sinks cells get their own section.
+  std::vector<CellRecord> with_sinks = cells;
+  with_sinks.push_back(cell("quarot-w4a4-sinks", "none", {5, 6, 7, 8}));
+  with_sinks.back().metrics.push_back({"sink_tokens_per_window", 1.25, NAN, 4});
+  CHECK(render_report(with_sinks, ReportFormat::Markdown, o)
+            .find("| m | QuaRot W4A4 (sink KV kept) KV4 | no IntactKV | wikitext2 | 1.25 | 4 |") != std::string::npos);
 }
