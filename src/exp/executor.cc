@@ -216,7 +216,7 @@ CellRecord Executor::run_mse_sweep(const Cell& cell) {
     s.insert(s.end(), stream.begin() + 1 + i * len, stream.begin() + 1 + (i + 1) * len);
     samples.push_back(std::move(s));
   }
-  engine::Engine fe(fp.weights), qe(weights_for(cell));
+  engine::Engine fe(fp.weights), qe(weights_for(cell), engine_options(cell));
   const int64_t max_size = std::min<int64_t>(t.max_size, prefix.size());
   intactkv::MseSweepResult r = intactkv::mse_sweep(fe, qe, prefix, samples, max_size, cell.kv_bits);
   CellRecord rec;
