@@ -39,14 +39,18 @@ QuantizerSpec QuantizerSpec::weights_only() const {
 }
 
 std::string quant_label(const QuantizerSpec& q, const KvQuantSpec& kv) {
-  const std::string k = kv.short_label();
-  return q.short_label() + (k.empty() ? "" : "-" + k);
+  std::string s = q.short_label();
+  if (const std::string k = kv.short_label(); !k.empty()) s += '-', s += k;
+  return s;
 }
 
 std::string KvQuantSpec::short_label() const {
-  std::string s;
-  if (keys == "per_channel_prerope") s += "kivi" + std::to_string(residual);
-  if (protect == "sinks") s += (s.empty() ? "" : "-") + std::string("sinks");
+  std::string s;  // appends, as short_label above (GCC 12's false -Wrestrict)
+  if (keys == "per_channel_prerope") s += "kivi", s += std::to_string(residual);
+  if (protect == "sinks") {
+    if (!s.empty()) s += '-';
+    s += "sinks";
+  }
   return s;
 }
 
