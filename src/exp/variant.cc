@@ -56,17 +56,13 @@ void validate_variant(const VariantSpec& s) {
   } else if (q.abits != 16 || q.clip_ratio != 1.0 || q.weight_quant != "rtn") {
     fail("--abits, --clip-ratio and --weight-quant apply to --quant quarot only");
   }
-  if (q.needs_calibration()) {
+  if (q.reads_calibration_data()) {
     check("--calib-samples", q.samples, rules::kSamples);
     check("--calib-len", q.seq_len, rules::kSeqLen);
   }
   if (q.keep_super_weights && m != "rtn") fail("--keep-super-weights applies to --quant rtn only");
   if (q.static_scales() && m == "fp") fail("--scales static needs a quantizer (--quant)");
   if (q.scales != "static" && q.scales != "dynamic") fail("--scales '", q.scales, "' is not supported (dynamic, static)");
-  if (q.static_scales()) {
-    check("--calib-samples", q.samples, rules::kSamples);
-    check("--calib-len", q.seq_len, rules::kSeqLen);
-  }
   validate_kv_scheme(s.kv, "--kv-quant/--kv-protect");
   check("--kv-bits", s.kv_bits, rules::kBitsOrOff);
   check("--intactkv-size", static_cast<double>(s.intactkv_size), rules::kCount);
