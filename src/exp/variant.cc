@@ -1,7 +1,5 @@
 #include "exp/variant.h"
 
-#include "exp/engine_options.h"
-#include "exp/keep_super_weights.h"
 #include <omp.h>
 
 #include <algorithm>
@@ -10,6 +8,7 @@
 #include <map>
 
 #include "engine/forward.h"
+#include "exp/engine_options.h"
 #include "exp/keep_super_weights.h"
 #include "exp/rules.h"
 #include "intactkv/inspect.h"
@@ -215,6 +214,8 @@ intactkv::Prefix build_intactkv_prefix(const IntactKVSpec& s, const LoadedModel&
 QuantizerSpec quantize_or_load(model::Weights& w, const LoadedModel& fp32, const QuantizerSpec& q,
                                const std::string& data_root, uint64_t seed, const std::string& artifact) {
   QuantizerSpec out = q;
+  std::vector<intactkv::SuperWeight> super;  // held out of RTN (keep_super_weights), found on the FP model
+  if (q.keep_super_weights) super = model_super_weights(fp32);
   if (!artifact.empty()) {
     // Reports describe the artifact's weights, whatever q says.
     std::map<std::string, std::string> meta = quant::load_quantized(w, artifact);
@@ -229,12 +230,12 @@ QuantizerSpec quantize_or_load(model::Weights& w, const LoadedModel& fp32, const
     out.abits = std::stoi(get("act_bits", "16"));
     out.keep_super_weights = q.keep_super_weights, out.scales = q.scales;  // not the artifact's to say
   } else {
-    if (q.keep_super_weights) leave_out_of_groups(w, model_super_weights(fp32), q.group);
+    leave_out_of_groups(w, super, q.group);
     quantize_weights(w, q, calibration_tokens(data_root, fp32, q.weights_only(), seed));
   }
   // The codes were made with the super weights out of their groups' ranges; the exact values
   // come from the FP model, on loading as on quantizing.
-  if (q.keep_super_weights) restore_super_weights(w, model_super_weights(fp32));
+  restore_super_weights(w, super);
   return out;
 }
 
