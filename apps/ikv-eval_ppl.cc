@@ -29,7 +29,7 @@ void run_ppl(const Common& common, const PplArgs& a) {
   const model::Weights& w = v.model.weights;
   if (!v.intactkv_note.empty()) std::fprintf(stderr, "%s\n", v.intactkv_note.c_str());
   std::vector<int32_t> stream = eval::perplexity_stream(*v.model.tokenizer, io::read_utf8_text(text_path), w.config.bos_id);
-  engine::Engine eng(w);
+  engine::Engine eng(w, v.engine_options);
   eval::PerplexityOptions opt;
   opt.ctx = a.ctx;
   opt.windows = a.windows;
@@ -50,12 +50,18 @@ void run_ppl(const Common& common, const PplArgs& a) {
                                    {"kv_bits", a.variant.kv_bits}}},
                         {"intactkv", a.variant.intactkv},
                         {"intactkv_size", v.prefix ? v.prefix->size() : 0}};
+    if (!eng.sinks_kept().empty()) j["sink_tokens_per_window"] = eng.sinks_kept();
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("%s  %s  %s  kv%d  intactkv=%s  ctx %lld  windows %lld  tokens %lld  PPL %.4f  (%.1f s, %.0f tokens/s)\n",
-                a.variant.model.c_str(), exp::method_label(q.short_label(), 16).c_str(), a.dataset.c_str(), a.variant.kv_bits,
+                a.variant.model.c_str(), exp::method_label(exp::quant_label(q, a.variant.kv), 16).c_str(), a.dataset.c_str(), a.variant.kv_bits,
                 a.variant.intactkv.c_str(), (long long)a.ctx, (long long)r.windows, (long long)r.tokens_scored, r.ppl,
                 r.seconds, r.tokens_per_second);
+    if (!eng.sinks_kept().empty()) {
+      std::string counts;
+      for (int64_t k : eng.sinks_kept()) counts += " " + std::to_string(k);
+      std::printf("sink tokens kept per window:%s\n", counts.c_str());
+    }
   }
 }
 
@@ -74,7 +80,7 @@ void run_generate(const Common& common, const GenerateArgs& a) {
   for (int32_t t : v.model.tokenizer->encode(a.prompt)) ids.push_back(t);
   const int64_t P = v.prefix ? v.prefix->size() : 0;
   const int64_t total = std::min<int64_t>(c.max_pos, static_cast<int64_t>(ids.size()) + a.n);
-  engine::Engine eng(v.model.weights);
+  engine::Engine eng(v.model.weights, v.engine_options);
   engine::KVCache cache = engine::make_kv_cache(c, total + P, a.variant.kv_bits);
   int64_t m = 0;
   if (v.prefix) {

@@ -1,5 +1,6 @@
 #include "engine/forward.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "io/error.h"
@@ -21,18 +22,23 @@ KVCache make_kv_cache(const model::Config& c, int64_t capacity, int kv_bits) {
   return kv;
 }
 
-Engine::Engine(const model::Weights& w)
+Engine::Engine(const model::Weights& w, EngineOptions opt)
     : w_(w),
+      opt_(std::move(opt)),
       rope_(kernels::make_rope_table(w.config.head_dim, w.config.max_pos, w.config.rope_theta, w.config.rope_scaling)) {}
 
 namespace {
 
 // The inference backend of decoder_layer: the fp32 kernels on the model's linears as stored
-// (dense, bf16 or packed; activation quantization inside linear_forward).
+// (dense, bf16 or packed; activation quantization inside linear_forward), and the KV quantizer of
+// the engine's options (engine/kv_scheme.h).
 struct KernelOps {
   using Scalar = float;
   const model::Weights& w;
-  int kv_bits;
+  const EngineOptions& opt;
+  KVCache& cache;
+  int64_t cache_layer;
+  const uint8_t* sinks = nullptr;  // the new tokens whose K/V stay unquantized (kv_protect: sinks)
 
   void rmsnorm(const float* x, const float* weight, int64_t rows, int64_t width, float* out) const {
     kernels::rmsnorm(x, weight, rows, width, w.config.norm_eps, out);
@@ -40,13 +46,31 @@ struct KernelOps {
   void linear(int64_t l, Proj p, const float* x, int64_t n, float* y) const {
     using LW = model::LayerWeights;
     static constexpr kernels::Linear LW::*kProj[] = {&LW::q, &LW::k, &LW::v, &LW::o, &LW::gate, &LW::up, &LW::down};
-    kernels::linear_forward(w.layers[l].*kProj[static_cast<int>(p)], x, n, y);
+    const kernels::Linear& lin = w.layers[l].*kProj[static_cast<int>(p)];
+    if (opt.scales.empty() || lin.act_quant.bits >= 16) return kernels::linear_forward(lin, x, n, y);
+    const StaticScales::Layer& s = opt.scales.layers[l];
+    const float max_abs = p <= Proj::v ? s.attn_in : p == Proj::o ? s.o_in : p == Proj::down ? s.down_in : s.ffn_in;
+    kernels::ActQuant a = lin.act_quant;
+    a.static_scale = std::max(a.clip * max_abs / static_cast<float>((1 << (a.bits - 1)) - 1), 1e-8f);
+    kernels::linear_forward(lin, x, n, y, a);
   }
-  // The reference's dynamic per-token, per-head quantizer.
-  void quantize_kv(int64_t, int64_t, int64_t, float* k, float* v) const {
-    if (kv_bits >= 16) return;
-    kernels::fake_quantize_kv(k, w.config.head_dim, kv_bits);
-    kernels::fake_quantize_kv(v, w.config.head_dim, kv_bits);
+  // The reference's dynamic per-token, per-head quantizer, or the layer's static ranges.
+  void quantize_kv(int64_t l, int64_t t, int64_t, float* k, float* v) const {
+    if (cache.kv_bits >= 16 || opt.kv.kivi() || (sinks && sinks[t])) return;
+    const int64_t hd = w.config.head_dim;
+    if (!opt.scales.empty()) {
+      const StaticScales::Layer& s = opt.scales.layers[l];
+      kernels::fake_quantize_kv_range(k, hd, cache.kv_bits, s.k_lo, s.k_hi);
+      kernels::fake_quantize_kv_range(v, hd, cache.kv_bits, s.v_lo, s.v_hi);
+      return;
+    }
+    kernels::fake_quantize_kv(k, hd, cache.kv_bits);
+    kernels::fake_quantize_kv(v, hd, cache.kv_bits);
+  }
+  bool quantizes_keys_before_rope() const { return cache.kv_bits < 16 && opt.kv.kivi(); }
+  void requantize_kv(int64_t, int64_t p0, int64_t n, const float* k_before_rope, const float* v, LayerKV<float>,
+                     const std::function<void(float*, int64_t)>& key_to_cache_form) const {
+    kivi_update(cache, cache_layer, opt.kv, p0, n, k_before_rope, v, key_to_cache_form);
   }
   void attention(const kernels::AttentionShape& s, const float* q, const float* k, const float* v, float* out,
                  float* probs) const {
@@ -58,9 +82,15 @@ struct KernelOps {
 }  // namespace
 
 void Engine::run_layer(int64_t l, KVCache& cache, int64_t cl, float* x, int64_t n, LayerScratch<float>& s,
-                       float* probs, LinearInputs* inputs) const {
+                       float* probs, LinearInputs* inputs, uint8_t* sinks_kept) const {
   const LayerKV<float> kv{cache.k[cl].data(), cache.v[cl].data(), cache.capacity};
-  decoder_layer(KernelOps{w_, cache.kv_bits}, w_, rope_, l, x, n, cache.len, kv, s, probs, inputs);
+  std::vector<uint8_t> sinks;
+  if (cache.kv_bits < 16 && opt_.kv.protect_sinks) {
+    sinks = massive_tokens(x, n, w_.config.dim, opt_.kv.sink_ratio);
+    for (int64_t t = 0; t < n && sinks_kept; ++t) sinks_kept[t] |= sinks[t];
+  }
+  const KernelOps ops{w_, opt_, cache, cl, sinks.empty() ? nullptr : sinks.data()};
+  decoder_layer(ops, w_, rope_, l, x, n, cache.len, kv, s, probs, inputs);
 }
 
 namespace {
@@ -110,6 +140,9 @@ void Engine::forward(KVCache& cache, const int32_t* tokens, int64_t n, std::vect
   if (taps.layer_outputs) taps.layer_outputs->assign(c.n_layers, {});
   if (taps.attention_probs) taps.attention_probs->assign(c.n_layers, {});
 
+  if (taps.linear_inputs) taps.linear_inputs->assign(c.n_layers, {});
+  std::vector<uint8_t> sinks_kept(n, 0);  // tokens whose K/V some layer kept unquantized
+
   LayerScratch<float> s(c, n);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     float* probs = nullptr;
@@ -117,10 +150,13 @@ void Engine::forward(KVCache& cache, const int32_t* tokens, int64_t n, std::vect
       (*taps.attention_probs)[l].resize(c.n_heads * n * (p0 + n));
       probs = (*taps.attention_probs)[l].data();
     }
-    run_layer(l, cache, l, x.data(), n, s, probs, nullptr);
+    run_layer(l, cache, l, x.data(), n, s, probs, taps.linear_inputs ? &(*taps.linear_inputs)[l] : nullptr,
+              sinks_kept.data());
     if (taps.layer_outputs) (*taps.layer_outputs)[l] = x;
   }
   cache.len = p0 + n;
+  if (cache.kv_bits < 16 && opt_.kv.protect_sinks)
+    sinks_kept_.push_back(std::count(sinks_kept.begin(), sinks_kept.end(), uint8_t{1}));
 
   if (!logits || logits_from >= n) return;
   head(&x[logits_from * D], n - logits_from, logits);
@@ -136,7 +172,7 @@ void Engine::layer_forward(int64_t layer, float* x, int64_t n, LinearInputs* inp
   one.k.assign(1, std::vector<float>(c.n_kv_heads * n * c.head_dim));
   one.v.assign(1, std::vector<float>(c.n_kv_heads * n * c.head_dim));
   LayerScratch<float> s(c, n);
-  run_layer(layer, one, 0, x, n, s, nullptr, inputs);
+  run_layer(layer, one, 0, x, n, s, nullptr, inputs, nullptr);
 }
 
 }  // namespace ikv::engine

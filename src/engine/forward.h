@@ -7,6 +7,7 @@
 
 #include "engine/decoder_layer.h"
 #include "engine/kv_cache.h"
+#include "engine/kv_scheme.h"
 #include "kernels/ops.h"
 #include "model/weights.h"
 
@@ -18,12 +19,18 @@ struct ForwardTaps {
   std::vector<std::vector<float>>* layer_outputs = nullptr;
   // Attention probabilities per layer [n_layers][n_heads * n * (p0 + n)].
   std::vector<std::vector<float>>* attention_probs = nullptr;
+  // The inputs of every layer's linears [n_layers] (static-scale calibration).
+  std::vector<LinearInputs>* linear_inputs = nullptr;
 };
 
 class Engine {
  public:
-  explicit Engine(const model::Weights& w);
+  explicit Engine(const model::Weights& w, EngineOptions opt = {});
   const model::Weights& weights() const { return w_; }
+  const EngineOptions& options() const { return opt_; }
+  // With kv_protect sinks on a quantized cache: per forward call so far, how many of its tokens
+  // kept their K/V unquantized in some layer. Not thread-safe: one Engine per evaluating thread.
+  const std::vector<int64_t>& sinks_kept() const { return sinks_kept_; }
   const model::Config& config() const { return w_.config; }
 
   // Runs tokens at positions cache.len .. cache.len+n-1 and appends their keys/values to the
@@ -51,10 +58,13 @@ class Engine {
 
  private:
   // Decoder layer `layer` over x [n, dim] at positions cache.len.., using cache layer `cache_layer`.
+  // sinks_kept (optional, [n]) is or-ed with the tokens this layer kept unquantized.
   void run_layer(int64_t layer, KVCache& cache, int64_t cache_layer, float* x, int64_t n, LayerScratch<float>& s,
-                 float* probs, LinearInputs* inputs) const;
+                 float* probs, LinearInputs* inputs, uint8_t* sinks_kept) const;
 
   const model::Weights& w_;
+  EngineOptions opt_;
+  mutable std::vector<int64_t> sinks_kept_;
   kernels::RopeTable rope_;
 };
 

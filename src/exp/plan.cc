@@ -50,7 +50,10 @@ json quant_json(const QuantizerSpec& q, const Identities& ids) {
     j["clip_ratio"] = q.clip_ratio;
     j["weight_quant"] = q.weight_quant;
   }
-  if (q.needs_calibration()) {
+  // Settings added later enter a key only when set, so stored cells stay found.
+  if (q.keep_super_weights) j["keep_super_weights"] = true;
+  if (q.static_scales()) j["scales"] = q.scales;
+  if (q.reads_calibration_data()) {
     j["samples"] = q.samples;
     j["seq_len"] = q.seq_len;
     j["data"] = {{"name", q.data}, {"checksum", need(ids.dataset, "dataset", q.data)}};
@@ -201,9 +204,11 @@ std::string task_label(const TaskUnit& task) {
 }
 
 std::string Cell::describe() const {
-  return model.name + " " + quant.short_label() + " kv" + std::to_string(kv_bits) + " " +
-         intactkv.short_label() + " " + task_label(task);
+  return model.name + " " + quant_label() + " kv" + std::to_string(kv_bits) + " " + intactkv.short_label() + " " +
+         task_label(task);
 }
+
+std::string Cell::quant_label() const { return exp::quant_label(quant, kv); }
 
 std::string quant_artifact_key(const ModelSpec& model, const QuantizerSpec& quant, const Identities& ids,
                                int64_t seed) {
@@ -211,7 +216,7 @@ std::string quant_artifact_key(const ModelSpec& model, const QuantizerSpec& quan
   json j = {{"artifact", "quant"},
             {"engine", kEngineVersion},
             {"model", model_json(model, ids)},
-            {"quant", quant_json(quant, ids)}};
+            {"quant", quant_json(quant.weights_only(), ids)}};
   if (quant.needs_calibration()) j["seed"] = seed;  // calibration samples are drawn with it
   return content_key(j);
 }
@@ -229,6 +234,22 @@ std::string intactkv_artifact_key(const ModelSpec& model, const QuantizerSpec& q
     j["seed"] = seed;
   }
   return content_key(j);
+}
+
+// The KV schemes a kv_bits entry runs: kv_quant × kv_protect for a quantized cache, the default
+// alone for kv_bits 16 (nothing to quantize). Sink protection is a rule of the per-token quantizer:
+// KIVI entries are not paired with it.
+static std::vector<KvQuantSpec> kv_schemes(const ExperimentConfig& config, int kv_bits) {
+  if (kv_bits >= 16) return {KvQuantSpec{}};
+  std::vector<KvQuantSpec> out;
+  for (const KvQuantSpec& k : config.kv_quant)
+    for (const std::string& protect : config.kv_protect) {
+      if (k.keys != "per_token" && protect != "none") continue;
+      KvQuantSpec s = k;
+      s.protect = protect;
+      out.push_back(s);
+    }
+  return out;
 }
 
 // Expansion rules:
@@ -251,15 +272,17 @@ Plan make_plan(const ExperimentConfig& config, const Identities& raw_ids) {
   const std::vector<TaskUnit> units = per_variant_units(config.tasks);
 
   auto add = [&](const ModelSpec& m, const QuantizerSpec& q, int kv, const IntactKVSpec& v,
-                 const TaskUnit& task) {
+                 const TaskUnit& task, const KvQuantSpec& kq = {}) {
     Cell cell;
     cell.index = plan.cells.size();
-    cell.model = m, cell.quant = q, cell.kv_bits = kv, cell.intactkv = v, cell.task = task;
+    cell.model = m, cell.quant = q, cell.kv_bits = kv, cell.kv = kq, cell.intactkv = v, cell.task = task;
     cell.seed = config.seed;
-    const json key = {
+    json key = {
         {"engine", kEngineVersion},    {"seed", config.seed}, {"model", model_json(m, ids)},
         {"quant", quant_json(q, ids)}, {"kv_bits", kv},       {"intactkv", intactkv_json(v, ids)},
         {"task", task_json(task, ids)}};
+    if (!kq.is_default())
+      key["kv_quant"] = {{"keys", kq.keys}, {"residual", kq.residual}, {"group", kq.group}, {"protect", kq.protect}};
     cell.key = content_key(key);
     if (!seen.insert(cell.key).second) return;
     if (!std::holds_alternative<QuantErrorTask>(task)) cell.quant_key = quant_artifact_key(m, q, ids, config.seed);
@@ -272,12 +295,13 @@ Plan make_plan(const ExperimentConfig& config, const Identities& raw_ids) {
     for (const auto& q : config.quantizers) {
       for (int kv : config.kv_bits) {
         const bool lossless = q.is_fp() && kv == 16;
-        for (const auto& v : config.intactkv) {
-          if (lossless && v.kind != IntactKVSpec::Kind::None) continue;
-          for (const auto& task : units)
-            if (!(lossless && std::holds_alternative<KldTask>(task))) add(m, q, kv, v, task);
-        }
-        if (config.tasks.mse_sweep && !lossless) add(m, q, kv, IntactKVSpec{}, *config.tasks.mse_sweep);
+        for (const KvQuantSpec& scheme : kv_schemes(config, kv))
+          for (const auto& v : config.intactkv) {
+            if (lossless && v.kind != IntactKVSpec::Kind::None) continue;
+            for (const auto& task : units)
+              if (!(lossless && std::holds_alternative<KldTask>(task))) add(m, q, kv, v, task, scheme);
+          }
+            if (config.tasks.mse_sweep && !lossless) add(m, q, kv, IntactKVSpec{}, *config.tasks.mse_sweep);
       }
       if (config.tasks.quant_error && has_quant_error(q)) add(m, q, 16, IntactKVSpec{}, *config.tasks.quant_error);
     }
@@ -353,7 +377,7 @@ std::string render_plan(const Plan& plan, const CostFn& cost,
     total += est;
     if (!done) todo += est;
     done_count += done;
-    rows.push_back({std::to_string(c.index + 1), c.model.name, c.quant.short_label(),
+    rows.push_back({std::to_string(c.index + 1), c.model.name, c.quant_label(),
                     std::to_string(c.kv_bits), c.intactkv.short_label(), task_label(c.task),
                     c.key.substr(0, 12), human(est)});
     if (estimate) {

@@ -51,6 +51,7 @@ struct Cell {
   ModelSpec model;
   QuantizerSpec quant;
   int kv_bits = 16;
+  KvQuantSpec kv;         // how the quantized KV cache is quantized (default with kv_bits 16)
   IntactKVSpec intactkv;  // Kind::None for mse_sweep (it sweeps prefix sizes) and quant_error cells
   TaskUnit task;
   int64_t seed = 0;          // the config's seed: draws calibration samples (GPTQ/AWQ, IntactKV)
@@ -61,6 +62,9 @@ struct Cell {
 
   // "testbed-26M rtn-w3g128 kv16 bos wikitext2"
   std::string describe() const;
+  // The method as stored and reported: the quantizer's label, then the KV scheme's ("rtn-w3g128",
+  // "quarot-w4a4-kivi128", "rtn-w3g128-sinks").
+  std::string quant_label() const;
 };
 
 struct Plan {

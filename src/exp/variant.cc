@@ -8,6 +8,8 @@
 #include <map>
 
 #include "engine/forward.h"
+#include "exp/engine_options.h"
+#include "exp/keep_super_weights.h"
 #include "exp/rules.h"
 #include "intactkv/inspect.h"
 #include "intactkv/outlier_prefix.h"
@@ -55,10 +57,14 @@ void validate_variant(const VariantSpec& s) {
   } else if (q.abits != 16 || q.clip_ratio != 1.0 || q.weight_quant != "rtn") {
     fail("--abits, --clip-ratio and --weight-quant apply to --quant quarot only");
   }
-  if (q.needs_calibration()) {
+  if (q.reads_calibration_data()) {
     check("--calib-samples", q.samples, rules::kSamples);
     check("--calib-len", q.seq_len, rules::kSeqLen);
   }
+  if (q.keep_super_weights && m != "rtn") fail("--keep-super-weights applies to --quant rtn only");
+  if (q.static_scales() && m == "fp") fail("--scales static needs a quantizer (--quant)");
+  if (q.scales != "static" && q.scales != "dynamic") fail("--scales '", q.scales, "' is not supported (dynamic, static)");
+  validate_kv_scheme(s.kv, "--kv-quant/--kv-protect");
   check("--kv-bits", s.kv_bits, rules::kBitsOrOff);
   check("--intactkv-size", static_cast<double>(s.intactkv_size), rules::kCount);
   if (s.intactkv_size > 0 && !intactkv::is_prefix_spec(s.intactkv))
@@ -67,7 +73,7 @@ void validate_variant(const VariantSpec& s) {
 
 quant::CalibrationTokens calibration_tokens(const std::string& data_root, const LoadedModel& m,
                                             const QuantizerSpec& q, uint64_t seed) {
-  if (!q.needs_calibration()) return {};
+  if (!q.reads_calibration_data()) return {};
   // Calibrating on a test set would leak it into every number measured on it. The dataset names
   // are refused before resolving (they are not paths), files by name after.
   if (q.data == "wikitext2" || q.data == "ptb")
@@ -238,6 +244,8 @@ intactkv::Prefix build_intactkv_prefix(const IntactKVSpec& s, const LoadedModel&
 QuantizerSpec quantize_or_load(model::Weights& w, const LoadedModel& fp32, const QuantizerSpec& q,
                                const std::string& data_root, uint64_t seed, const std::string& artifact) {
   QuantizerSpec out = q;
+  std::vector<intactkv::SuperWeight> super;  // held out of RTN (keep_super_weights), found on the FP model
+  if (q.keep_super_weights) super = model_super_weights(fp32);
   if (!artifact.empty()) {
     // Reports describe the artifact's weights, whatever q says.
     std::map<std::string, std::string> meta = quant::load_quantized(w, artifact);
@@ -251,9 +259,14 @@ QuantizerSpec quantize_or_load(model::Weights& w, const LoadedModel& fp32, const
     out.sym = get("sym", "0") == "1";
     out.abits = std::stoi(get("act_bits", "16"));
     quantize_head(w, q);  // the artifact holds the decoder layers; the head is quantized as it loads
+    out.keep_super_weights = q.keep_super_weights, out.scales = q.scales;  // not the artifact's to say
   } else {
-    quantize_weights(w, q, calibration_tokens(data_root, fp32, q, seed));
+    leave_out_of_groups(w, super, q.group);
+    quantize_weights(w, q, calibration_tokens(data_root, fp32, q.weights_only(), seed));
   }
+  // The codes were made with the super weights out of their groups' ranges; the exact values
+  // come from the FP model, on loading as on quantizing.
+  restore_super_weights(w, super);
   return out;
 }
 
@@ -277,6 +290,9 @@ PreparedVariant prepare_variant(const std::string& data_root, const VariantSpec&
     v.quant = quantize_or_load(v.model.weights, v.model, spec.quant, data_root, seed, artifact);
     apply_dtype(v.model.weights, spec.dtype);
   }
+  v.engine_options = make_engine_options(
+      spec.kv, v.quant, v.model.weights, v.prefix_ptr(),
+      v.quant.static_scales() ? calibration_tokens(data_root, v.model, v.quant, seed) : quant::CalibrationTokens{});
   return v;
 }
 

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "engine/kv_scheme.h"
 #include "exp/config.h"
 #include "exp/model_setup.h"
 #include "intactkv/prefix.h"
@@ -19,6 +20,7 @@ struct VariantSpec {
   std::string dtype = "fp32";    // compute dtype (exp::apply_dtype)
   QuantizerSpec quant;           // the YAML quantizer's settings (fp: none)
   int kv_bits = 16;              // 16 = KV cache not quantized
+  KvQuantSpec kv;                // how a quantized KV cache is quantized (--kv-quant, --kv-protect)
   bool quantize_prefix = false;  // also quantize the IntactKV prefix's K/V
   std::string intactkv = "none"; // none | bos | vicuna | prompt:TEXT | auto | FILE.ikv.safetensors
   int64_t intactkv_size = 0;     // keep only the first tokens of the prefix (0 = all)
@@ -31,6 +33,7 @@ struct PreparedVariant {
   std::optional<intactkv::Prefix> prefix;  // from the FP model
   std::string intactkv_note;               // e.g. the explanation of an `auto` size
   QuantizerSpec quant;                     // the weights' settings (from the artifact with --quantized)
+  engine::EngineOptions engine_options;    // the KV scheme, and static scales calibrated with the prefix
   const intactkv::Prefix* prefix_ptr() const { return prefix ? &*prefix : nullptr; }
 };
 
