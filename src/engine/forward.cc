@@ -112,11 +112,15 @@ void Engine::embed(const int32_t* tokens, int64_t n, float* x) const {
   }
 }
 
-void Engine::forward_layer(int64_t layer, KVCache& cache, float* x, int64_t n) const {
+void Engine::forward_layer(int64_t layer, KVCache& cache, float* x, int64_t n, uint8_t* sinks_kept) const {
   if (n <= 0) return;
   check_positions(w_.config, cache, n);
   LayerScratch<float> s(w_.config, n);
-  run_layer(layer, cache, layer, x, n, s, nullptr, nullptr);
+  run_layer(layer, cache, layer, x, n, s, nullptr, nullptr, sinks_kept);
+}
+
+void Engine::finish_sequence(const KVCache& cache, const uint8_t* sinks_kept, int64_t n) const {
+  if (cache.kv_bits < 16 && opt_.kv.protect_sinks) sinks_kept_.push_back(std::count(sinks_kept, sinks_kept + n, uint8_t{1}));
 }
 
 void Engine::head(const float* x, int64_t m, std::vector<float>* logits) const {
@@ -155,8 +159,7 @@ void Engine::forward(KVCache& cache, const int32_t* tokens, int64_t n, std::vect
     if (taps.layer_outputs) (*taps.layer_outputs)[l] = x;
   }
   cache.len = p0 + n;
-  if (cache.kv_bits < 16 && opt_.kv.protect_sinks)
-    sinks_kept_.push_back(std::count(sinks_kept.begin(), sinks_kept.end(), uint8_t{1}));
+  finish_sequence(cache, sinks_kept.data(), n);
 
   if (!logits || logits_from >= n) return;
   head(&x[logits_from * D], n - logits_from, logits);

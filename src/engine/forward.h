@@ -47,7 +47,10 @@ class Engine {
   void embed(const int32_t* tokens, int64_t n, float* x) const;
   // Decoder layer `layer` over x [n, dim] in place at positions cache.len.., writing that layer's
   // keys/values; cache.len is not advanced (the caller does once the last layer has run).
-  void forward_layer(int64_t layer, KVCache& cache, float* x, int64_t n) const;
+  // sinks_kept [n] (kv_protect sinks) is or-ed with the tokens this layer kept unquantized.
+  void forward_layer(int64_t layer, KVCache& cache, float* x, int64_t n, uint8_t* sinks_kept) const;
+  // After a sequence's last layer: what forward() records at its end (sinks_kept()).
+  void finish_sequence(const KVCache& cache, const uint8_t* sinks_kept, int64_t n) const;
   // logits [m, vocab] of the final-norm of x [m, dim].
   void head(const float* x, int64_t m, std::vector<float>* logits) const;
 

@@ -118,21 +118,24 @@ PerplexityResult perplexity(const engine::Engine& eng, const std::vector<int32_t
       const int64_t b1 = std::min(n_windows, b0 + block);
       std::vector<Window> wins;
       std::vector<std::vector<float>> xs;
+      std::vector<std::vector<uint8_t>> sinks;  // per window, the tokens some layer kept unquantized
       for (int64_t w = b0; w < b1; ++w) {
         wins.push_back(make_window(c, stream, w, ctx, prefix));
         xs.emplace_back(wins.back().n_run() * c.dim);
+        sinks.emplace_back(wins.back().n_run(), 0);
         eng.embed(wins.back().tokens.data() + wins.back().m, wins.back().n_run(), xs.back().data());
       }
       for (int64_t l = 0; l < c.n_layers; ++l) {
         for (size_t i = 0; i < wins.size(); ++i) {
           cache.reset();
-          eng.forward_layer(l, cache, xs[i].data(), wins[i].n_run());
+          eng.forward_layer(l, cache, xs[i].data(), wins[i].n_run(), sinks[i].data());
         }
         model::release_layer_pages(eng.weights(), l);
         if (opt.progress) bar.update(((b0 - first) / block) * c.n_layers + l + 1);
       }
       for (size_t i = 0; i < wins.size(); ++i) {
         const Window& win = wins[i];
+        eng.finish_sequence(cache, sinks[i].data(), win.n_run());
         eng.head(&xs[i][(win.first_scored - win.m) * c.dim], win.n_run() - (win.first_scored - win.m), &logits);
         score(win, b0 + static_cast<int64_t>(i));
       }

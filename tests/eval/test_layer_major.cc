@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "engine/kv_scheme.h"
 #include "eval/perplexity.h"
 #include "exp/model_setup.h"
 #include "intactkv/prefix.h"
@@ -61,6 +62,31 @@ TEST_CASE("layer-major perplexity == window by window, bit for bit, with and wit
       CHECK(all_at_once.tokens_scored == plain.tokens_scored);
       CHECK(blocks.ppl == plain.ppl);
     }
+}
+
+TEST_CASE("layer-major perplexity == window by window with KIVI keys and protected sinks (the same sink counts)") {
+  if (test::data_root().empty()) return;
+  const exp::LoadedModel m = exp::load_model_verified(test::data_root(), "testbed-26M");
+  const auto stream = perplexity_stream(*m.tokenizer, io::read_text_file(test::data_root() + "/README-sample.txt"),
+                                        m.weights.config.bos_id);
+  engine::EngineOptions kivi, sinks;
+  kivi.kv.keys = engine::KeyQuant::per_channel_prerope, kivi.kv.residual = 16, kivi.kv.key_group = 16;
+  sinks.kv.protect_sinks = true;
+  for (const engine::EngineOptions& o : {kivi, sinks}) {
+    PerplexityOptions opt;
+    opt.ctx = 64;
+    opt.windows = 5;
+    opt.kv_bits = 4;
+    opt.progress = false;
+    const engine::Engine by_window(m.weights, o), by_layer(m.weights, o);
+    const PerplexityResult a = perplexity(by_window, stream, opt);
+    opt.layer_major = true;
+    opt.layer_major_bytes = 2 * opt.ctx * m.weights.config.dim * 4;
+    const PerplexityResult b = perplexity(by_layer, stream, opt);
+    CHECK(same_bits(a.window_nll, b.window_nll));
+    CHECK(by_layer.sinks_kept() == by_window.sinks_kept());
+    CHECK(by_layer.sinks_kept().size() == (o.kv.protect_sinks ? 5u : 0u));
+  }
 }
 
 TEST_CASE("release_layer_pages takes a mapped layer's pages out of the resident set; the weights stay usable") {
