@@ -38,6 +38,17 @@ double relative_output_error(const kernels::Linear& fp, const kernels::Linear& q
   return num / den;
 }
 
+// `samples` sequences of <bos> and `len` - 1 random token ids.
+quant::CalibrationTokens random_calibration(const model::Config& c, size_t samples, int len, uint32_t seed) {
+  std::mt19937 rng(seed);
+  quant::CalibrationTokens calib(samples);
+  for (auto& s : calib) {
+    s.push_back(c.bos_id);
+    for (int t = 1; t < len; ++t) s.push_back(static_cast<int32_t>(rng() % c.vocab));
+  }
+  return calib;
+}
+
 }  // namespace
 
 TEST_CASE("HessianAccumulator == 2/T Σ x xᵀ across batches and tiles") {
@@ -77,12 +88,7 @@ TEST_CASE("act-order permutation round-trips through save_quantized / load_quant
   exp::LoadedModel m = exp::load_model_verified(test::data_root(), "stories260K");
   const model::Weights fp = m.weights;
   model::Weights& w = m.weights;
-  std::mt19937 rng(5);
-  quant::CalibrationTokens calib(4);
-  for (auto& s : calib) {
-    s.push_back(w.config.bos_id);
-    for (int t = 0; t < 95; ++t) s.push_back(static_cast<int32_t>(rng() % w.config.vocab));
-  }
+  const quant::CalibrationTokens calib = random_calibration(w.config, 4, 96, 5);
   quant::GptqOptions opt;
   opt.spec = {3, 4, false};
   opt.act_order = true;
@@ -213,12 +219,7 @@ TEST_CASE("quantizers stream: when layer l starts, the layers before it are pack
     }
     return views == 7 ? 0 : fp32 == 7 ? 1 : packed == 7 ? 2 : -1;
   };
-  std::mt19937 rng(5);
-  quant::CalibrationTokens calib(2);
-  for (auto& s : calib) {
-    s.push_back(w.config.bos_id);
-    for (int t = 0; t < 31; ++t) s.push_back(static_cast<int32_t>(rng() % w.config.vocab));
-  }
+  const quant::CalibrationTokens calib = random_calibration(w.config, 2, 32, 5);
   quant::GptqOptions opt;
   opt.spec = {4, 128, false};
   std::vector<int64_t> seen;
