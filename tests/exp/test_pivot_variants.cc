@@ -15,6 +15,7 @@
 #include "io/error.h"
 
 using namespace ikv::exp;
+using ikv::exp::testing::config_error;
 using ikv::exp::testing::fake_identities;
 
 namespace {
@@ -32,15 +33,6 @@ intactkv: [none, bos]
 ci_baseline: bos
 tasks: {ppl: {datasets: [wikitext2], ctx: 64, windows: 2}}
 )";
-
-std::string error_of(const std::string& text) {
-  try {
-    parse_config(text, "t.yaml");
-  } catch (const ikv::Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
 
 }  // namespace
 
@@ -86,14 +78,14 @@ tasks: {ppl: {datasets: [wikitext2], ctx: 64, windows: 2}}
 
 TEST_CASE("pivot variants: one-line errors name the place") {
   const std::string v = "models: [{path: models/m}]\ntasks: {ppl: {}}\n";
-  CHECK(error_of(v + "quantizers: [{method: gptq, wbits: 3, keep_super_weights: true}]\n").find("t.yaml:3:") != std::string::npos);
-  CHECK(error_of(v + "quantizers: [{method: rtn, wbits: 3, scales: fixed}]\n").find("scales must be dynamic or static") !=
+  CHECK(config_error(v + "quantizers: [{method: gptq, wbits: 3, keep_super_weights: true}]\n").find("t.yaml:3:") != std::string::npos);
+  CHECK(config_error(v + "quantizers: [{method: rtn, wbits: 3, scales: fixed}]\n").find("scales must be dynamic or static") !=
         std::string::npos);
-  CHECK(error_of(v + "kv_quant: [{keys: per_channel}]\n").find("t.yaml:3:") != std::string::npos);
-  CHECK(error_of(v + "kv_quant: [{keys: per_token, residual: 4}]\n").find("residual and group apply") != std::string::npos);
-  CHECK(error_of(v + "kv_quant: [per_head]\n").find("kv_quant must be per_token") != std::string::npos);
-  CHECK(error_of(v + "kv_protect: [sink]\n").find("kv_protect must be none or sinks, got 'sink'") != std::string::npos);
-  CHECK(error_of(v + "ci_baseline: cal\n").find("t.yaml:3:14: ci_baseline must be none or bos") != std::string::npos);
+  CHECK(config_error(v + "kv_quant: [{keys: per_channel}]\n").find("t.yaml:3:") != std::string::npos);
+  CHECK(config_error(v + "kv_quant: [{keys: per_token, residual: 4}]\n").find("residual and group apply") != std::string::npos);
+  CHECK(config_error(v + "kv_quant: [per_head]\n").find("kv_quant must be per_token") != std::string::npos);
+  CHECK(config_error(v + "kv_protect: [sink]\n").find("kv_protect must be none or sinks, got 'sink'") != std::string::npos);
+  CHECK(config_error(v + "ci_baseline: cal\n").find("t.yaml:3:14: ci_baseline must be none or bos") != std::string::npos);
 }
 
 TEST_CASE("pivot variants: report labels and CIs against IntactKV_[B] of the base method") {
