@@ -14,6 +14,7 @@
 #include "intactkv/calibrate.h"
 #include "intactkv/calibrate_data.h"
 #include "io/data_root.h"
+#include "io/memory.h"
 #include "variant_options.h"
 #include "exp/intactkv_figures.h"
 
@@ -72,6 +73,8 @@ void run(const Common& common, Args& a) {
   const std::string stem = intactkv::calibration_stem(s.output);
   exp::plot_calibration_loss(r.log, stem, "IntactKV calibration, " + s.quant_label);
   const std::string plot_png = r.log.empty() ? "" : stem + ".loss.png";
+  const double step_seconds = r.steps > 0 ? (r.seconds - r.targets_seconds) / r.steps : 0;
+  const double peak_gb = io::peak_resident_bytes() / 1e9;
   if (common.json) {
     std::printf("%s\n", nlohmann::json({{"output", r.output}, {"model", a.variant.model}, {"quant", s.quant_label},
                                         {"kv_bits", s.kv_bits}, {"prefix", s.prefix},
@@ -82,15 +85,16 @@ void run(const Common& common, Args& a) {
                                         {"heldout_mse_before", num(r.heldout_mse_before)},
                                         {"heldout_mse_after", num(r.heldout_mse_after)},
                                         {"targets_seconds", r.targets_seconds}, {"seconds", r.seconds},
+                                        {"seconds_per_step", step_seconds}, {"peak_rss_gb", peak_gb},
                                         {"plot", plot_png}, {"log", r.log_csv}})
                             .dump()
                             .c_str());
   } else {
     std::printf("%s: %s, %lld steps, training loss %.6g (first step) -> %.6g (last epoch), held-out MSE %.6g -> %.6g "
-                "(FP prefix -> calibrated), %.1f s\n"
+                "(FP prefix -> calibrated), %.1f s (%.2f s/step), peak memory %.2f GB\n"
                 "loss curve: %s\n",
                 r.output.c_str(), s.quant_label.c_str(), (long long)r.steps, r.first_loss, r.final_loss,
-                r.heldout_mse_before, r.heldout_mse_after, r.seconds, plot_png.c_str());
+                r.heldout_mse_before, r.heldout_mse_after, r.seconds, step_seconds, peak_gb, plot_png.c_str());
   }
 }
 

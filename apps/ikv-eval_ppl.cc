@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "exp/estimate.h"
 #include "exp/report.h"
 #include "eval/perplexity.h"
 #include "ikv-eval_commands.h"
@@ -16,6 +17,7 @@ struct PplArgs {
   exp::VariantSpec variant;
   std::string dataset = "wikitext2";
   int64_t ctx = 512, windows = 0;
+  std::string order = "auto";  // auto | windows | layers
 };
 
 void run_ppl(const Common& common, const PplArgs& a) {
@@ -27,30 +29,39 @@ void run_ppl(const Common& common, const PplArgs& a) {
   const model::Weights& w = v.model.weights;
   if (!v.intactkv_note.empty()) std::fprintf(stderr, "%s\n", v.intactkv_note.c_str());
   std::vector<int32_t> stream = eval::perplexity_stream(*v.model.tokenizer, io::read_utf8_text(text_path), w.config.bos_id);
-  engine::Engine eng(w);
+  engine::Engine eng(w, v.engine_options);
   eval::PerplexityOptions opt;
   opt.ctx = a.ctx;
   opt.windows = a.windows;
   opt.source = text_path;
   opt.kv_bits = a.variant.kv_bits;
   opt.quantize_prefix = a.variant.quantize_prefix;
+  std::string why;
+  opt.layer_major = a.order == "layers" || (a.order == "auto" && exp::layer_major_needed(w, &why));
+  if (!why.empty()) std::fprintf(stderr, "%s\n", why.c_str());
   eval::PerplexityResult r = eval::perplexity(eng, stream, opt, v.prefix_ptr());
   const exp::QuantizerSpec& q = v.quant;
   if (common.json) {
     nlohmann::json j = {{"model", a.variant.model}, {"dataset", a.dataset}, {"ctx", a.ctx}, {"dtype", a.variant.dtype},
                         {"ppl", r.ppl}, {"nll", r.nll_sum}, {"tokens_scored", r.tokens_scored},
-                        {"windows", r.windows}, {"seconds", r.seconds}, {"tokens_per_second", r.tokens_per_second},
+                        {"windows", r.windows}, {"layer_major", opt.layer_major}, {"seconds", r.seconds}, {"tokens_per_second", r.tokens_per_second},
                         {"quant", {{"method", q.method}, {"wbits", q.method == "fp" ? 16 : q.wbits},
-                                   {"group", q.group}, {"sym", q.sym}, {"abits", q.abits},
+                                   {"group", q.group}, {"sym", q.sym}, {"abits", q.abits}, {"head_bits", q.head_bits},
                                    {"kv_bits", a.variant.kv_bits}}},
                         {"intactkv", a.variant.intactkv},
                         {"intactkv_size", v.prefix ? v.prefix->size() : 0}};
+    if (!eng.sinks_kept().empty()) j["sink_tokens_per_window"] = eng.sinks_kept();
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("%s  %s  %s  kv%d  intactkv=%s  ctx %lld  windows %lld  tokens %lld  PPL %.4f  (%.1f s, %.0f tokens/s)\n",
-                a.variant.model.c_str(), exp::method_label(q.short_label(), 16).c_str(), a.dataset.c_str(), a.variant.kv_bits,
+                a.variant.model.c_str(), exp::method_label(exp::quant_label(q, a.variant.kv), 16).c_str(), a.dataset.c_str(), a.variant.kv_bits,
                 a.variant.intactkv.c_str(), (long long)a.ctx, (long long)r.windows, (long long)r.tokens_scored, r.ppl,
                 r.seconds, r.tokens_per_second);
+    if (!eng.sinks_kept().empty()) {
+      std::string counts;
+      for (int64_t k : eng.sinks_kept()) counts += " " + std::to_string(k);
+      std::printf("sink tokens kept per window:%s\n", counts.c_str());
+    }
   }
 }
 
@@ -69,7 +80,7 @@ void run_generate(const Common& common, const GenerateArgs& a) {
   for (int32_t t : v.model.tokenizer->encode(a.prompt)) ids.push_back(t);
   const int64_t P = v.prefix ? v.prefix->size() : 0;
   const int64_t total = std::min<int64_t>(c.max_pos, static_cast<int64_t>(ids.size()) + a.n);
-  engine::Engine eng(v.model.weights);
+  engine::Engine eng(v.model.weights, v.engine_options);
   engine::KVCache cache = engine::make_kv_cache(c, total + P, a.variant.kv_bits);
   int64_t m = 0;
   if (v.prefix) {
@@ -108,6 +119,11 @@ void add_ppl_command(CLI::App& app, Common& common) {
   cmd->add_option("-d,--dataset", a.dataset, "wikitext2 | ptb | a text file (e.g. a C4 shard)");
   cmd->add_option("-c,--ctx", a.ctx, "window length in tokens")->check(rule(exp::rules::kCtx));
   cmd->add_option("--windows", a.windows, "number of windows (0 = all)")->check(rule(exp::rules::kCount));
+  cmd->add_option("--order", a.order,
+                  "windows: window by window; layers: layer-major, each decoder layer over a block of windows before "
+                  "the next is read (each weight read once per block); auto (default): layers when the model does not "
+                  "fit in memory. Same result")
+      ->check(CLI::IsMember({"auto", "windows", "layers"}));
   cmd->callback([&common] { run_ppl(common, a); });
 }
 

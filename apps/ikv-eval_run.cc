@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "exp/config.h"
+#include "exp/estimate.h"
 #include "exp/executor.h"
 #include "exp/mpi_runner.h"
 #include "exp/plan.h"
@@ -65,15 +66,20 @@ int run_config(const Common& common, const RunArgs& a) {
     fail(a.config, ": nothing to run: the config expands to no cells (fp weights with kv_bits 16 run only intactkv: none)");
   exp::preflight(plan, root);
   const std::string db = exp::store_path(out);
-  if (a.dry_run) {  // reads an existing store to mark finished cells; never creates or writes one
-    std::optional<exp::Store> done;
-    if (std::filesystem::exists(db)) done.emplace(db, exp::Store::Access::ReadOnly);
-    std::printf("%s", exp::render_plan(plan, exp::estimate_tokens,
-                                       [&](const std::string& k) { return done && done->has_cell(k); })
-                          .c_str());
+  // An existing store marks finished cells, opened read-only and only when asked (a dry run never
+  // creates or writes one; a run asks only about a cell that would not fit).
+  std::optional<exp::Store> finished;
+  const auto is_done = [&](const std::string& k) {
+    if (!finished && std::filesystem::exists(db)) finished.emplace(db, exp::Store::Access::ReadOnly);
+    return finished && finished->has_cell(k);
+  };
+  if (a.dry_run) {
+    std::printf("%s", exp::render_plan(plan, exp::estimate_tokens, is_done, exp::plan_estimator(root, true)).c_str());
     exp::leave_mpi_job(job, true);
     return 0;
   }
+  exp::refuse_oversized_cells(plan, exp::plan_estimator(root, false), is_done);
+  finished.reset();
   exp::Store store(db);
   exp::Executor executor(root, out, store);
   // One run loop (exp/runner.h): alone, its one worker is this executor; under MPI, a worker

@@ -40,7 +40,7 @@ void run_tasks(const Common& common, const TasksArgs& a) {
     fail("--bos never: IntactKV prefixes start with <bos>; they cannot be used without one");
   const std::string root = io::resolve_data_root(common.data_root);
   exp::PreparedVariant v = exp::prepare_variant(root, a.variant);
-  engine::Engine eng(v.model.weights);
+  engine::Engine eng(v.model.weights, v.engine_options);
   eval::ScorerOptions so;
   so.max_ctx = a.max_ctx;
   so.kv_bits = a.variant.kv_bits;

@@ -45,8 +45,17 @@ inline void add_variant_options(CLI::App* app, exp::VariantSpec& v) {
       app->add_option("--group", v.quant.group, "quantization group size (-1 = per channel)")
           ->check(rule(exp::rules::kGroup)),
       app->add_flag("--sym", v.quant.sym, "symmetric weight quantization"),
-      app->add_flag("--act-order", v.quant.act_order, "gptq: quantize columns in order of decreasing Hessian diagonal")};
+      app->add_flag("--act-order", v.quant.act_order, "gptq: quantize columns in order of decreasing Hessian diagonal"),
+      app->add_option("--quant-head", v.quant.head_bits,
+                      "lm_head bits by RTN (2..8; 16 = full precision, the paper's setting and the default)")
+          ->check(rule(exp::rules::kBitsOrOff))};
   for (CLI::Option* o : add_quarot_options(app, v.quant)) settings.push_back(o);
+  settings.push_back(app->add_flag("--keep-super-weights", v.quant.keep_super_weights,
+                                   "rtn: hold the model's super weights out of the quantization, exact"));
+  settings.push_back(app->add_option("--scales", v.quant.scales,
+                                     "dynamic | static: static per-tensor activation and KV scales (PrefixQuant), "
+                                     "calibrated on --calib-data with the IntactKV prefix")
+                         ->check(CLI::IsMember({"dynamic", "static"})));
   settings.push_back(
       app->add_option("--calib-data", v.quant.data, "gptq/awq/quarot-gptq calibration data: sharegpt | FILE.json | text FILE"));
   settings.push_back(app->add_option("--calib-samples", v.quant.samples, "gptq/awq calibration samples (default 128)")
@@ -60,6 +69,15 @@ inline void add_variant_options(CLI::App* app, exp::VariantSpec& v) {
       app->add_option("--quantized", v.quantized_file, "packed weights saved by `ikv-eval quantize` (instead of --quant)");
   quantized->excludes(quant);
   app->add_option("--kv-bits", v.kv_bits, "KV-cache bits (2..8, 16 = off)")->check(rule(exp::rules::kBitsOrOff));
+  app->add_option("--kv-quant", v.kv.keys,
+                  "keys of a quantized KV cache: per_token | per_channel_prerope (KIVI; values per token)")
+      ->check(CLI::IsMember(exp::kKeyQuant));
+  app->add_option("--kv-residual", v.kv.residual, "per_channel_prerope: most recent tokens kept full precision")
+      ->check(rule(exp::rules::kCount));
+  app->add_option("--kv-group", v.kv.group, "per_channel_prerope: tokens per key group (default 128)")
+      ->check(rule(exp::rules::kSamples));
+  app->add_option("--kv-protect", v.kv.protect, "none | sinks: keep massive-activation tokens' K/V unquantized")
+      ->check(CLI::IsMember(exp::kKvProtect));
   app->add_option("--intactkv", v.intactkv, "none | bos | vicuna | system | outliers | prompt:TEXT | auto | FILE.ikv.safetensors");
   app->add_option("--intactkv-size", v.intactkv_size, "keep only the first N prefix tokens (0 = all)")
       ->check(rule(exp::rules::kCount));

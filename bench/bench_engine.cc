@@ -9,6 +9,7 @@
 
 #include "engine/forward.h"
 #include "eval/perplexity.h"
+#include "exp/estimate.h"
 #include "exp/model_setup.h"
 #include "exp/variant.h"
 #include "io/mapped_file.h"
@@ -22,15 +23,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Useful flops per token of a window of ctx tokens: 2 per weight of every linear and the head,
-// plus QKᵀ and PV over the causal half of the window.
-double flops_per_token(const model::Config& c, int64_t ctx) {
-  const double linear = c.n_layers * (double(c.dim) * (c.q_dim() + 2 * c.kv_dim()) + double(c.q_dim()) * c.dim +
-                                      3.0 * c.dim * c.hidden) +
-                        double(c.vocab) * c.dim;
-  const double attention = c.n_layers * 4.0 * c.n_heads * c.head_dim * (ctx / 2.0);
-  return 2 * linear + attention;
-}
 
 struct GemmRow {
   int64_t M, K, N;
@@ -98,7 +90,7 @@ int bench_engine(bool json, const std::string& data_root) {
       eval::perplexity(eng, stream, opt);  // warm-up: JIT and page faults
       opt.windows = windows;
       eval::PerplexityResult r = eval::perplexity(eng, stream, opt);
-      const double gflops = r.tokens_per_second * flops_per_token(m.weights.config, ctx) / 1e9;
+      const double gflops = r.tokens_per_second * exp::flops_per_token(m.weights.config, ctx) / 1e9;
       // The GEMM peak was measured with every thread: compare only the all-threads rows to it.
       if (threads == max_threads && std::string(dtype) == "fp32") fp32_tps = r.tokens_per_second;
       const double vs_fp32 = threads == max_threads ? r.tokens_per_second / fp32_tps : 0;

@@ -131,7 +131,7 @@ int bench_tasks(bool json, const std::string& data_root, const std::string& whic
   model::write_synth_checkpoint(dir.string(), so);
   try {
     exp::LoadedModel big = exp::load_model_verified(data_root, dir.string());
-    bench_model(json, data_root, {"llama2-7b shape, 4 layers (1.07B, random bf16)", 1, 24, 12, {"high_school_geography"}},
+    bench_model(json, data_root, {"llama2-7b shape, 4 layers (1.07B, random bf16)", 1, 64, 16, {"high_school_geography"}},
                 big.weights, *big.tokenizer, eval::perplexity_stream(*big.tokenizer, text, big.weights.config.bos_id));
   } catch (...) {
     std::filesystem::remove_all(dir);

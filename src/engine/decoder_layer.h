@@ -74,6 +74,8 @@ struct LayerScratch {
 //   linear(l, Proj, x, n, y)            the projection as the model computes it (activation
 //                                       quantization included)
 //   quantize_kv(l, t, kv_head, k, v)    the KV-cache quantizer on one new token's head (may do nothing)
+//   optional: quantizes_keys_before_rope(), requantize_kv(l, p0, n, k_before_rope, v, kv,
+//             key_to_cache_form)  a quantizer of the whole cache after the new tokens entered
 //   attention(shape, q, K, V, out, probs)
 //   swiglu(g, u, count)                 g ← silu(g) ⊙ u
 // probs (optional) receives the attention probabilities [n_heads, n, p0+n]; inputs (float only)
@@ -108,15 +110,25 @@ void decoder_layer(const Ops& ops, const model::Weights& w, const kernels::RopeT
   const kernels::PackedRows* packed = kv.packed;
   if (packed && (probs || tape || packed->rows() != n))
     fail("decoder_layer: a packed batch of ", packed->rows(), " rows with ", n, " tokens, or with probabilities or a tape");
+  // A backend that quantizes keys before RoPE (KIVI, engine/kv_scheme.h) takes them from here and
+  // rewrites the cache once the new tokens are in.
+  std::vector<T> k_before_rope;
+  if constexpr (requires { ops.requantize_kv(l, p0, n, s.k.data(), s.v.data(), kv, nullptr); })
+    if (ops.quantizes_keys_before_rope()) {
+      if (packed) fail("decoder_layer: keys quantized before RoPE (KIVI) need one sequence per forward, not a packed batch");
+      k_before_rope.assign(s.k.begin(), s.k.begin() + n * KV);
+    }
+  auto key_to_cache_form = [&](T* key, int64_t pos) {  // one token's keys, all heads
+    kernels::rope_rotate(key, c.n_kv_heads, Hd, pos, rope);
+    if (rot) kernels::hadamard_rows(rot->head, key, c.n_kv_heads);
+  };
 #pragma omp parallel for if (n > 8)
   for (int64_t t = 0; t < n; ++t) {
     const int64_t pos = packed ? packed->row_pos[t] : p0 + t, slot = packed ? packed->row_slot[t] : p0 + t;
     kernels::rope_rotate(&s.q[t * Q], c.n_heads, Hd, pos, rope);
-    kernels::rope_rotate(&s.k[t * KV], c.n_kv_heads, Hd, pos, rope);
-    if (rot) {  // per-head Hadamard: q·k is unchanged, the cache holds (and quantizes) rotated keys
-      kernels::hadamard_rows(rot->head, &s.q[t * Q], c.n_heads);
-      kernels::hadamard_rows(rot->head, &s.k[t * KV], c.n_kv_heads);
-    }
+    // per-head Hadamard: q·k is unchanged, the cache holds (and quantizes) rotated keys
+    if (rot) kernels::hadamard_rows(rot->head, &s.q[t * Q], c.n_heads);
+    key_to_cache_form(&s.k[t * KV], pos);
     for (int64_t h = 0; h < c.n_kv_heads; ++h) {
       T* kd = kv.k + (h * kv.capacity + slot) * Hd;
       T* vd = kv.v + (h * kv.capacity + slot) * Hd;
@@ -125,6 +137,8 @@ void decoder_layer(const Ops& ops, const model::Weights& w, const kernels::RopeT
       ops.quantize_kv(l, t, h, kd, vd);  // every new token's K and V, as they enter the cache
     }
   }
+  if constexpr (requires { ops.requantize_kv(l, p0, n, s.k.data(), s.v.data(), kv, nullptr); })
+    if (!k_before_rope.empty()) ops.requantize_kv(l, p0, n, k_before_rope.data(), s.v.data(), kv, key_to_cache_form);
   if (tape) {
     tape->q.assign(s.q.begin(), s.q.begin() + n * Q);
     tape->probs.resize(c.n_heads * n * (p0 + n));

@@ -16,6 +16,13 @@ struct KVCache {
   int64_t len = 0;          // positions filled
   int64_t prefix_len = 0;   // read-only prefix positions
   int kv_bits = 16;         // 16 = no KV quantization; else each new token's K/V is fake-quantized
+  // KIVI (engine/kv_scheme.h): per layer, keys before RoPE and values in full precision [capacity,
+  // kv_dim], and how far the cache is quantized; allocated by the first forward that needs them.
+  struct RawKV {
+    std::vector<float> k, v;
+    int64_t keys_done = 0, values_done = 0;  // positions [prefix_len, done) hold quantized K / V
+  };
+  std::vector<RawKV> raw;
 
   float* k_at(int64_t layer, int64_t head, int64_t pos) { return &k[layer][(head * capacity + pos) * head_dim]; }
   float* v_at(int64_t layer, int64_t head, int64_t pos) { return &v[layer][(head * capacity + pos) * head_dim]; }

@@ -169,6 +169,9 @@ LoglikelihoodScorer::LoglikelihoodScorer(const engine::Engine& eng, const model:
 std::vector<LoglikResult> LoglikelihoodScorer::score(const std::vector<LoglikRequest>& requests) {
   const model::Config& c = eng_.config();
   const int64_t P = prefix_ ? prefix_->size() : 0, B = opt_.rows_per_forward;
+  // A KV quantizer that looks across a sequence's tokens cannot share a batch (Engine::packs_rows):
+  // each request then runs alone in one forward, which is again the same bits whatever the batch.
+  if (!eng_.packs_rows(opt_.kv_bits)) return score_brute_force(eng_, tok_, requests, opt_, prefix_, &stats_);
   std::vector<LoglikResult> out(requests.size());
   if (requests.empty()) return out;
 
@@ -355,7 +358,7 @@ std::vector<LoglikResult> LoglikelihoodScorer::score(const std::vector<LoglikReq
 
 std::vector<LoglikResult> score_brute_force(const engine::Engine& eng, const model::Tokenizer& tok,
                                             const std::vector<LoglikRequest>& requests, const ScorerOptions& opt,
-                                            const intactkv::Prefix* prefix) {
+                                            const intactkv::Prefix* prefix, ScorerStats* stats) {
   const model::Config& c = eng.config();
   if (prefix && !opt.bos) fail("loglikelihood: an IntactKV prefix stands in for <bos>; it cannot be used without one");
   const int64_t max_ctx = scorer_max_ctx(c, opt, prefix);
@@ -382,6 +385,12 @@ std::vector<LoglikResult> score_brute_force(const engine::Engine& eng, const mod
         eng.forward(cache, input.data() + m, input.size() - m, &rest, 0);
         logits.insert(logits.end(), rest.begin(), rest.end());
       }
+    }
+    if (stats) {
+      const int64_t n_run = static_cast<int64_t>(input.size()) - m + (first < m ? 1 : 0);
+      stats->tokens_evaluated += n_run, stats->tokens_naive += n_run, ++stats->requests;
+      stats->logit_rows += static_cast<int64_t>(e.continuation.size());
+      stats->forwards += first < m && static_cast<int64_t>(input.size()) > m ? 2 : 1;
     }
     LoglikResult res;
     res.n_tokens = static_cast<int64_t>(e.continuation.size());

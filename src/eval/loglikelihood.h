@@ -74,11 +74,12 @@ class LoglikelihoodScorer {
 // opt.max_ctx, less an IntactKV prefix's extra positions).
 int64_t scorer_max_ctx(const model::Config& c, const ScorerOptions& opt, const intactkv::Prefix* prefix);
 
-// The same answers by brute force: every request scored on its own with a fresh cache (the
-// reference twin that tests compare the shared-context scorer against).
+// The same answers by brute force: every request scored on its own with a fresh cache, in one
+// forward (the reference twin that tests compare the shared-context scorer against; also what the
+// scorer runs when the engine cannot pack rows). stats, when given, counts what was run.
 std::vector<LoglikResult> score_brute_force(const engine::Engine& eng, const model::Tokenizer& tok,
                                             const std::vector<LoglikRequest>& requests, const ScorerOptions& opt,
-                                            const intactkv::Prefix* prefix = nullptr);
+                                            const intactkv::Prefix* prefix = nullptr, ScorerStats* stats = nullptr);
 
 // lm-eval's _encode_pair: (context tokens, continuation tokens).
 std::pair<std::vector<int32_t>, std::vector<int32_t>> encode_pair(const model::Tokenizer& tok,

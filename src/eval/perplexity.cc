@@ -26,6 +26,53 @@ int64_t perplexity_window_count(int64_t stream_tokens, const PerplexityOptions& 
   return opt.windows > 0 ? std::min(opt.windows, available) : available;
 }
 
+namespace {
+
+// A window as the model sees it: its tokens (token 0 set to <bos>), how many leading ones the
+// IntactKV prefix stands in for (m), and the index whose prediction is scored first: past <bos>
+// and its prediction; without a BOS (Qwen), every prediction inside the window. Window index i
+// runs at cache position P + (i - m); logits row r belongs to index first_scored + r.
+struct Window {
+  std::vector<int32_t> tokens;
+  int64_t m = 0, first_scored = 0;
+  int64_t n_run() const { return static_cast<int64_t>(tokens.size()) - m; }
+};
+
+Window make_window(const model::Config& c, const std::vector<int32_t>& stream, int64_t w, int64_t ctx,
+                   const intactkv::Prefix* prefix) {
+  Window win;
+  win.tokens.assign(stream.begin() + w * ctx, stream.begin() + (w + 1) * ctx);
+  if (c.has_bos()) win.tokens[0] = c.bos_id;
+  win.m = prefix ? intactkv::matched_prefix_length(*prefix, win.tokens) : 0;
+  win.first_scored = c.has_bos() ? std::max<int64_t>(1, win.m) : win.m;
+  return win;
+}
+
+// The window's NLL from its logits: each position's NLL in parallel, then their sum in position
+// order, so the same bits with any thread count.
+double window_nll(const engine::Engine& eng, const Window& win, const std::vector<float>& logits, int64_t w) {
+  const int64_t vocab = eng.config().vocab, ctx = static_cast<int64_t>(win.tokens.size());
+  std::vector<double> token_nll(ctx - 1 - win.first_scored, 0.0);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = win.first_scored; i <= ctx - 2; ++i) {
+    const float* row = &logits[(i - win.first_scored) * vocab];
+    float mx = row[0];
+    for (int64_t j = 1; j < vocab; ++j) mx = std::max(mx, row[j]);
+    double sum = 0;
+    for (int64_t j = 0; j < vocab; ++j) sum += std::exp(static_cast<double>(row[j] - mx));
+    token_nll[i - win.first_scored] = std::log(sum) + mx - row[win.tokens[i + 1]];
+  }
+  double nll = 0;
+  for (double x : token_nll) nll += x;
+  // A NaN/Inf here (NaN weights, an overflow) would become the reported PPL; it is an error.
+  if (!std::isfinite(nll))
+    fail(eng.weights().source, ": perplexity window ", w, " has a non-finite NLL (", nll,
+         "): NaN or Inf in the weights or activations");
+  return nll;
+}
+
+}  // namespace
+
 PerplexityResult perplexity(const engine::Engine& eng, const std::vector<int32_t>& stream,
                             const PerplexityOptions& opt, const intactkv::Prefix* prefix) {
   const model::Config& c = eng.config();
@@ -40,47 +87,61 @@ PerplexityResult perplexity(const engine::Engine& eng, const std::vector<int32_t
   if (prefix) intactkv::install_prefix(cache, *prefix, eng, opt.quantize_prefix);
 
   PerplexityResult r;
-  io::Progress bar("ppl", n_windows - first);
   const auto t0 = std::chrono::steady_clock::now();
   int64_t tokens_run = 0;
   std::vector<float> logits;
-  std::vector<double> token_nll;
-  for (int64_t w = first; w < n_windows; ++w) {
-    std::vector<int32_t> window(stream.begin() + w * ctx, stream.begin() + (w + 1) * ctx);
-    if (c.has_bos()) window[0] = c.bos_id;
-    const int64_t m = prefix ? intactkv::matched_prefix_length(*prefix, window) : 0;
-    cache.reset();
-    // Window index i runs at cache position P + (i - m); logits row r belongs to index m + r.
-    // The index whose prediction is scored first: past <bos> and its prediction; without a BOS
-    // (Qwen), every prediction inside the window.
-    const int64_t first_scored = c.has_bos() ? std::max<int64_t>(1, m) : m;
-    const int64_t n_run = ctx - m;
-    eng.forward(cache, window.data() + m, n_run, &logits, first_scored - m);
-    // Each position's NLL in parallel, then their sum in position order: the same bits with any
-    // thread count.
-    token_nll.assign(ctx - 1 - first_scored, 0.0);
-#pragma omp parallel for schedule(static)
-    for (int64_t i = first_scored; i <= ctx - 2; ++i) {
-      const float* row = &logits[(i - first_scored) * c.vocab];
-      float mx = row[0];
-      for (int64_t j = 1; j < c.vocab; ++j) mx = std::max(mx, row[j]);
-      double sum = 0;
-      for (int64_t j = 0; j < c.vocab; ++j) sum += std::exp(static_cast<double>(row[j] - mx));
-      token_nll[i - first_scored] = std::log(sum) + mx - row[window[i + 1]];
-    }
-    double nll = 0;
-    for (double x : token_nll) nll += x;
-    // A NaN/Inf here (NaN weights, an overflow) would become the reported PPL; it is an error.
-    if (!std::isfinite(nll))
-      fail(eng.weights().source, ": perplexity window ", w, " has a non-finite NLL (", nll,
-           "): NaN or Inf in the weights or activations");
-    r.tokens_scored += ctx - 1 - first_scored;
+  auto score = [&](const Window& win, int64_t w) {
+    const double nll = window_nll(eng, win, logits, w);
+    r.tokens_scored += ctx - 1 - win.first_scored;
     r.window_nll.push_back(nll);
     r.nll_sum += nll;
-    tokens_run += n_run;
-    if (opt.progress) bar.update(w + 1 - first, tokens_run);
+    tokens_run += win.n_run();
+  };
+  if (!opt.layer_major) {
+    io::Progress bar("ppl", n_windows - first);
+    for (int64_t w = first; w < n_windows; ++w) {
+      const Window win = make_window(c, stream, w, ctx, prefix);
+      cache.reset();
+      eng.forward(cache, win.tokens.data() + win.m, win.n_run(), &logits, win.first_scored - win.m);
+      score(win, w);
+      if (opt.progress) bar.update(w + 1 - first, tokens_run);
+    }
+    bar.finish();
+  } else {
+    // Layer-major: a block of windows at a time, each decoder layer run over every window of the
+    // block before the next layer is read, and its mapped pages released after; the windows'
+    // residual streams are what stays in memory. The same forward steps as above, in another order.
+    const int64_t block = std::max<int64_t>(1, opt.layer_major_bytes / (ctx * c.dim * int64_t{sizeof(float)}));
+    const int64_t n_blocks = (n_windows - first + block - 1) / block;
+    io::Progress bar("ppl layer-major", n_blocks * c.n_layers);
+    for (int64_t b0 = first; b0 < n_windows; b0 += block) {
+      const int64_t b1 = std::min(n_windows, b0 + block);
+      std::vector<Window> wins;
+      std::vector<std::vector<float>> xs;
+      std::vector<std::vector<uint8_t>> sinks;  // per window, the tokens some layer kept unquantized
+      for (int64_t w = b0; w < b1; ++w) {
+        wins.push_back(make_window(c, stream, w, ctx, prefix));
+        xs.emplace_back(wins.back().n_run() * c.dim);
+        sinks.emplace_back(wins.back().n_run(), 0);
+        eng.embed(wins.back().tokens.data() + wins.back().m, wins.back().n_run(), xs.back().data());
+      }
+      for (int64_t l = 0; l < c.n_layers; ++l) {
+        for (size_t i = 0; i < wins.size(); ++i) {
+          cache.reset();
+          eng.forward_layer(l, cache, xs[i].data(), wins[i].n_run(), sinks[i].data());
+        }
+        model::release_layer_pages(eng.weights(), l);
+        if (opt.progress) bar.update(((b0 - first) / block) * c.n_layers + l + 1, tokens_run);
+      }
+      for (size_t i = 0; i < wins.size(); ++i) {
+        const Window& win = wins[i];
+        eng.finish_sequence(cache, sinks[i].data(), win.n_run());
+        eng.head(&xs[i][(win.first_scored - win.m) * c.dim], win.n_run() - (win.first_scored - win.m), &logits);
+        score(win, b0 + static_cast<int64_t>(i));
+      }
+    }
+    bar.finish();
   }
-  bar.finish();
   r.windows = n_windows - first;
   r.ppl = r.tokens_scored > 0 ? std::exp(r.nll_sum / static_cast<double>(r.tokens_scored)) : NAN;
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -29,6 +29,12 @@ struct PerplexityOptions {
   bool quantize_prefix = false;
   bool progress = true;
   std::string source;  // the text's file, named in errors ("" = unnamed)
+  // Layer-major order: blocks of windows, each decoder layer over all of a block's windows and
+  // then released (model::release_layer_pages), so each weight is read once per block and peak
+  // memory is a layer plus the block's residual streams (layer_major_bytes of fp32 at most, one
+  // window at least). Bit-identical results.
+  bool layer_major = false;
+  int64_t layer_major_bytes = int64_t{2} << 30;
 };
 
 struct PerplexityResult {

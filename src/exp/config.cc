@@ -16,22 +16,24 @@ namespace {
 
 using Kind = YamlNode::Kind;
 
-const std::vector<std::string> kTopKeys = {"data_root",  "results_dir", "threads",  "seed", "models",
-                                           "quantizers", "kv_bits",     "intactkv", "tasks"};
+const std::vector<std::string> kTopKeys = {"data_root", "results_dir", "threads",    "seed",        "models",
+                                           "quantizers", "kv_bits",    "intactkv",   "kv_quant", "kv_protect",
+                                           "ci_baseline", "tasks"};
 const std::vector<std::string> kIntactKVWords = {"none", "bos", "auto", "system", "outliers"};
 const std::vector<std::string> kIntactKVForms = {"prompt", "preset", "file", "calibrated"};
 
 // Settings each method reads; anything else in its map is an unknown key.
 std::vector<std::string> quantizer_keys(const std::string& method) {
   std::vector<std::string> keys = {"method", "label"};
+  if (method != "fp") keys.push_back("head_bits");
   auto add = [&](std::initializer_list<const char*> more) {
     keys.insert(keys.end(), more.begin(), more.end());
   };
-  if (method == "rtn") add({"wbits", "group", "sym"});
-  if (method == "gptq") add({"wbits", "group", "sym", "act_order", "samples", "seq_len", "data"});
-  if (method == "awq") add({"wbits", "group", "samples", "seq_len", "data"});
+  if (method == "rtn") add({"wbits", "group", "sym", "keep_super_weights", "scales", "samples", "seq_len", "data"});
+  if (method == "gptq") add({"wbits", "group", "sym", "act_order", "scales", "samples", "seq_len", "data"});
+  if (method == "awq") add({"wbits", "group", "scales", "samples", "seq_len", "data"});
   if (method == "quarot")
-    add({"wbits", "abits", "group", "sym", "clip_ratio", "weight_quant", "samples", "seq_len", "data"});
+    add({"wbits", "abits", "group", "sym", "clip_ratio", "weight_quant", "scales", "samples", "seq_len", "data"});
   return keys;
 }
 
@@ -144,12 +146,35 @@ QuantizerSpec parse_quantizer(SchemaChecker& c, const YamlNode& n) {
   c.read(n, "abits", q.abits, kBitsOrOff);
   c.read(n, "clip_ratio", q.clip_ratio, kClip);
   c.read(n, "weight_quant", q.weight_quant);
+  c.read(n, "head_bits", q.head_bits, kBitsOrOff);
   if (q.weight_quant != "rtn" && q.weight_quant != "gptq")
     c.problem(*n.find("weight_quant"), "weight_quant must be rtn or gptq, got '" + q.weight_quant + "'");
+  c.read(n, "keep_super_weights", q.keep_super_weights);
+  read_choice(c, n, "scales", q.scales, {"dynamic", "static"});
   c.read(n, "samples", q.samples, kSamples);
   c.read(n, "seq_len", q.seq_len, kSeqLen);
   read_dataset(c, n, "data", q.data);
   return q;
+}
+
+// `per_token` (the default), or {keys: per_channel_prerope, values: per_token, residual: R, group: G}.
+KvQuantSpec parse_kv_quant(SchemaChecker& c, const YamlNode& n) {
+  KvQuantSpec k;
+  if (n.kind == Kind::Scalar) {
+    if (n.scalar != "per_token")
+      c.problem(n, "kv_quant must be per_token or a map {keys: per_channel_prerope, values: per_token, residual: N}, got " +
+                       SchemaChecker::shown(n));
+    return k;
+  }
+  if (!c.check_keys(n, {"keys", "values", "residual", "group"}, "kv_quant")) return k;
+  read_choice(c, n, "keys", k.keys, kKeyQuant);
+  std::string values = "per_token";
+  read_choice(c, n, "values", values, {"per_token"});
+  c.read(n, "residual", k.residual, at_least(0));
+  c.read(n, "group", k.group, at_least(1));
+  if (k.keys == "per_token" && (n.find("residual") || n.find("group")))
+    c.problem(n, "kv_quant: residual and group apply to keys: per_channel_prerope");
+  return k;
 }
 
 IntactKVSpec parse_intactkv(SchemaChecker& c, const YamlNode& n) {
@@ -320,6 +345,19 @@ ExperimentConfig build(SchemaChecker& c, const YamlNode& document) {
     return v && c.passes(n, "kv_bits", static_cast<double>(*v), kBitsOrOff) ? static_cast<int>(*v) : 16;
   });
   parse_list(c, root, "intactkv", cfg.intactkv, [&](const YamlNode& n) { return parse_intactkv(c, n); });
+  parse_list(c, root, "kv_quant", cfg.kv_quant, [&](const YamlNode& n) { return parse_kv_quant(c, n); });
+  parse_list(c, root, "kv_protect", cfg.kv_protect, [&](const YamlNode& n) {
+    std::string v = "none";
+    if (auto s = c.string(n)) v = *s;
+    if (std::find(kKvProtect.begin(), kKvProtect.end(), v) == kKvProtect.end())
+      c.problem(n, "kv_protect must be none or sinks, got '" + v + "'" + did_you_mean(v, kKvProtect));
+    return v;
+  });
+  if (const YamlNode* n = root.find("ci_baseline")) {
+    c.read(root, "ci_baseline", cfg.ci_baseline);
+    if (cfg.ci_baseline != "none" && cfg.ci_baseline != "bos")
+      c.problem(*n, "ci_baseline must be none or bos, got '" + cfg.ci_baseline + "'");
+  }
   if (const YamlNode* tasks = c.field(root, "tasks", true)) {
     parse_tasks(c, *tasks, cfg.tasks);
     if (cfg.tasks.quant_error && std::none_of(cfg.quantizers.begin(), cfg.quantizers.end(), has_quant_error))

@@ -43,6 +43,14 @@ struct QuantizerSpec {
   int abits = 16;                    // quarot activation bits: 2..8, or 16 = off
   double clip_ratio = 1.0;           // quarot activation clipping, (0, 1]
   std::string weight_quant = "rtn";  // quarot: rtn | gptq
+  // lm_head: 16 = full precision (the paper's setting), or 2..8 bits by RTN (asymmetric, groups of
+  // 128 where they divide the width, else per output channel), after any rotation.
+  int head_bits = 16;
+  bool keep_super_weights = false;   // rtn: hold the model's super weights out, exact (exp/keep_super_weights.h)
+  // dynamic | static: PrefixQuant's static per-tensor activation (abits < 16) and KV-cache (kv_bits
+  // < 16) scales, calibrated per cell on `data` with the cell's IntactKV prefix in the cache
+  // (intactkv/static_scales.h). Any method but fp.
+  std::string scales = "dynamic";
   // Calibration (gptq, awq, quarot with gptq weights).
   int samples = 128;
   int seq_len = 2048;
@@ -50,9 +58,31 @@ struct QuantizerSpec {
   bool operator==(const QuantizerSpec&) const = default;
 
   bool is_fp() const { return method == "fp"; }
-  bool needs_calibration() const;
+  bool needs_calibration() const;  // the weight quantizer reads calibration data
+  bool static_scales() const { return scales == "static"; }
+  bool reads_calibration_data() const { return needs_calibration() || static_scales(); }
+  // The settings that decide the packed weights (static scales are calibrated per cell, later).
+  QuantizerSpec weights_only() const;
   std::string short_label() const;  // label if given, else "fp", "rtn-w3g128", "quarot-w4a4", ...
 };
+
+// How a quantized KV cache (kv_bits < 16) is quantized: the `kv_quant:` and `kv_protect:` axes
+// (engine/kv_scheme.h). The defaults are the reference's per-token quantizer of every new token.
+inline const std::vector<std::string> kKeyQuant = {"per_token", "per_channel_prerope"};
+inline const std::vector<std::string> kKvProtect = {"none", "sinks"};
+struct KvQuantSpec {
+  std::string keys = "per_token";  // kKeyQuant; values are always per token
+  int residual = 0;                // per_channel_prerope (KIVI): most recent tokens kept FP
+  int group = 128;                 // per_channel_prerope: consecutive tokens per key group
+  std::string protect = "none";    // kKvProtect: sinks keeps massive-activation tokens' K/V FP
+  bool operator==(const KvQuantSpec&) const = default;
+  bool is_default() const { return *this == KvQuantSpec{}; }
+  // "" for the default, else the suffix of the method's label: "kivi128" (residual), "sinks".
+  std::string short_label() const;
+};
+
+// A method's label with its KV scheme's, as stored and reported: "rtn-w3g128", "rtn-w3g128-sinks".
+std::string quant_label(const QuantizerSpec& q, const KvQuantSpec& kv);
 
 struct CalibrationSpec {          // IntactKV calibration (reference recipe defaults)
   std::string prefix = "vicuna";  // "bos" or a preset name
@@ -160,11 +190,17 @@ struct ExperimentConfig {
   std::vector<QuantizerSpec> quantizers = {QuantizerSpec{}};
   std::vector<int> kv_bits = {16};
   std::vector<IntactKVSpec> intactkv = {IntactKVSpec{}};
+  std::vector<KvQuantSpec> kv_quant = {KvQuantSpec{}};  // keys/residual/group of each entry
+  std::vector<std::string> kv_protect = {"none"};
+  // The IntactKV variant the report's paired CIs compare every row against ("none": each method's
+  // own row without IntactKV; "bos": IntactKV_[B] of the same method without the variant's extras).
+  std::string ci_baseline = "none";
   TaskSpecs tasks;
   bool operator==(const ExperimentConfig& o) const {  // settings only, not where they came from
     return data_root == o.data_root && results_dir == o.results_dir && threads == o.threads &&
            seed == o.seed && models == o.models && quantizers == o.quantizers && kv_bits == o.kv_bits &&
-           intactkv == o.intactkv && tasks == o.tasks;
+           intactkv == o.intactkv && kv_quant == o.kv_quant && kv_protect == o.kv_protect &&
+           ci_baseline == o.ci_baseline && tasks == o.tasks;
   }
 };
 

@@ -25,6 +25,33 @@ std::string QuantizerSpec::short_label() const {
   if (sym) s += "-sym";
   if (method == "gptq" && act_order) s += "-ao";
   if (method == "quarot" && weight_quant == "gptq") s += "-gptq";
+  if (head_bits < 16) s += "-head", s += std::to_string(head_bits);
+  if (keep_super_weights) s += "-sw";
+  if (static_scales()) s += "-static";
+  return s;
+}
+
+QuantizerSpec QuantizerSpec::weights_only() const {
+  QuantizerSpec q = *this;
+  q.label.clear();
+  q.scales = "dynamic";
+  if (!q.needs_calibration()) q.samples = QuantizerSpec{}.samples, q.seq_len = QuantizerSpec{}.seq_len, q.data = QuantizerSpec{}.data;
+  return q;
+}
+
+std::string quant_label(const QuantizerSpec& q, const KvQuantSpec& kv) {
+  std::string s = q.short_label();
+  if (const std::string k = kv.short_label(); !k.empty()) s += '-', s += k;
+  return s;
+}
+
+std::string KvQuantSpec::short_label() const {
+  std::string s;  // appends, as short_label above (GCC 12's false -Wrestrict)
+  if (keys == "per_channel_prerope") s += "kivi", s += std::to_string(residual);
+  if (protect == "sinks") {
+    if (!s.empty()) s += '-';
+    s += "sinks";
+  }
   return s;
 }
 

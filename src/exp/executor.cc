@@ -10,6 +10,7 @@
 #include "eval/perplexity.h"
 #include "eval/tasks.h"
 #include "exp/config.h"
+#include "exp/engine_options.h"
 #include "exp/variant.h"
 #include "exp/intactkv_figures.h"
 #include "exp/quant_error.h"
@@ -150,6 +151,21 @@ const intactkv::Prefix* Executor::prefix_for(const Cell& cell) {
   return slot.get();
 }
 
+engine::EngineOptions Executor::engine_options(const Cell& cell) {
+  engine::EngineOptions o;
+  o.kv = kv_scheme(cell.kv);
+  if (!cell.quant.static_scales()) return o;
+  const std::string id = cell.quant_key + "|" + cell.intactkv_key;
+  auto it = static_scales_.find(id);
+  if (it == static_scales_.end()) {
+    const auto calib = calibration_tokens(data_root_, fp_model(cell.model), cell.quant, cell.seed);
+    it = static_scales_.emplace(id, make_engine_options(cell.kv, cell.quant, weights_for(cell), prefix_for(cell), calib).scales)
+             .first;
+  }
+  o.scales = it->second;
+  return o;
+}
+
 const std::vector<int32_t>& Executor::token_stream(const ModelSpec& m, const std::string& dataset) {
   const std::string id = m.path + "|" + dataset;
   auto it = streams_.find(id);
@@ -200,7 +216,7 @@ CellRecord Executor::run_mse_sweep(const Cell& cell) {
     s.insert(s.end(), stream.begin() + 1 + i * len, stream.begin() + 1 + (i + 1) * len);
     samples.push_back(std::move(s));
   }
-  engine::Engine fe(fp.weights), qe(weights_for(cell));
+  engine::Engine fe(fp.weights), qe(weights_for(cell), engine_options(cell));
   const int64_t max_size = std::min<int64_t>(t.max_size, prefix.size());
   intactkv::MseSweepResult r = intactkv::mse_sweep(fe, qe, prefix, samples, max_size, cell.kv_bits);
   CellRecord rec;
@@ -215,7 +231,7 @@ CellRecord Executor::run_mse_sweep(const Cell& cell) {
 CellRecord Executor::run_kld(const Cell& cell) {
   const auto& t = std::get<KldTask>(cell.task);
   const intactkv::Prefix* prefix = prefix_for(cell);
-  engine::Engine fe(fp_model(cell.model).weights), qe(weights_for(cell));
+  engine::Engine fe(fp_model(cell.model).weights), qe(weights_for(cell), engine_options(cell));
   eval::KldOptions opt;
   opt.ctx = t.ctx;
   opt.windows = t.windows;

@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/kv_scheme.h"
 #include "eval/tasks.h"
 #include "exp/model_setup.h"
 #include "exp/plan.h"
@@ -31,7 +32,9 @@ struct CellPart {
   int64_t items = 0;  // the whole cell's items (PPL windows, documents), as this part saw them
   int64_t begin = 0, end = 0;
   int64_t tokens_scored = 0;          // PPL: scored tokens of the part's windows
-  std::vector<ItemOutcomes> values;   // per item: "window_nll" (PPL); "acc", "acc_norm", "logprob" (QA)
+  // per item: "window_nll" and, with kv_protect sinks, "sink_tokens" (PPL); "acc", "acc_norm",
+  // "logprob" (QA)
+  std::vector<ItemOutcomes> values;
   std::vector<std::string> subjects;  // MMLU: per item
   std::vector<ItemOutcomes> extra;    // whole-cell outcomes passed through ("calibration_loss")
 };
@@ -58,6 +61,8 @@ class Executor {
   const LoadedModel& fp_model(const ModelSpec& m);
   const model::Weights& weights_for(const Cell& cell);
   const intactkv::Prefix* prefix_for(const Cell& cell);
+  // The cell's KV scheme and, with static scales, the scales calibrated for its weights and prefix.
+  engine::EngineOptions engine_options(const Cell& cell);
   const std::vector<int32_t>& token_stream(const ModelSpec& m, const std::string& dataset);
 
   CellRecord run_task(const Cell& cell);
@@ -74,6 +79,7 @@ class Executor {
   std::map<std::string, std::unique_ptr<LoadedModel>> fp_;
   std::map<std::string, std::unique_ptr<model::Weights>> quantized_;  // by quant_key
   std::map<std::string, std::unique_ptr<intactkv::Prefix>> prefixes_;  // by intactkv_key
+  std::map<std::string, engine::StaticScales> static_scales_;  // by quant_key and intactkv_key
   std::map<std::string, std::vector<int32_t>> streams_;
   std::map<std::string, std::vector<eval::TaskDoc>> docs_;  // loaded task documents, by task settings
 };

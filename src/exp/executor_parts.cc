@@ -8,6 +8,7 @@
 #include "eval/perplexity.h"
 #include "eval/tasks.h"
 #include "exp/executor.h"
+#include "exp/estimate.h"
 #include "io/error.h"
 
 namespace ikv::exp {
@@ -54,7 +55,7 @@ CellPart Executor::run_part(const Cell& cell, int part, int parts) {
 CellPart Executor::run_ppl_part(const Cell& cell, int part, int parts) {
   const auto& u = std::get<PplUnit>(cell.task);
   const intactkv::Prefix* prefix = prefix_for(cell);
-  engine::Engine eng(weights_for(cell));
+  engine::Engine eng(weights_for(cell), engine_options(cell));
   const std::vector<int32_t>& stream = token_stream(cell.model, u.dataset);
   eval::PerplexityOptions opt;
   opt.ctx = u.ctx;
@@ -62,6 +63,7 @@ CellPart Executor::run_ppl_part(const Cell& cell, int part, int parts) {
   opt.kv_bits = cell.kv_bits;
   opt.progress = false;
   opt.source = u.dataset;
+  opt.layer_major = layer_major_needed(eng.weights());
   CellPart out;
   out.part = part, out.parts = parts;
   out.items = eval::perplexity_window_count(static_cast<int64_t>(stream.size()), opt);
@@ -74,6 +76,12 @@ CellPart Executor::run_ppl_part(const Cell& cell, int part, int parts) {
   }
   out.tokens_scored = r.tokens_scored;
   out.values.push_back({"window_nll", r.window_nll});
+  if (eng.options().kv.protect_sinks && cell.kv_bits < 16) {  // one forward call per window
+    const std::vector<int64_t>& kept = eng.sinks_kept();
+    if (static_cast<int64_t>(kept.size()) != out.end - out.begin)
+      fail(cell.describe(), ": ", kept.size(), " sink counts for ", out.end - out.begin, " windows");
+    out.values.push_back({"sink_tokens", std::vector<double>(kept.begin(), kept.end())});
+  }
   return out;
 }
 
@@ -82,7 +90,7 @@ CellPart Executor::run_qa_part(const Cell& cell, int part, int parts) {
   const eval::TaskSpec& spec = eval::find_task(task);
   const intactkv::Prefix* prefix = prefix_for(cell);
   const LoadedModel& fp = fp_model(cell.model);
-  engine::Engine eng(weights_for(cell));
+  engine::Engine eng(weights_for(cell), engine_options(cell));
   const auto* mmlu = std::get_if<MmluTask>(&cell.task);
   eval::ScorerOptions so;
   so.kv_bits = cell.kv_bits;
@@ -155,6 +163,14 @@ CellRecord merge_parts(const Cell& cell, const std::vector<CellPart>& parts) {
     const double tokens_per_window = static_cast<double>(r.tokens_scored) / r.windows;
     rec.metrics.push_back({"ppl", r.ppl, r.ppl * se_mean_nll / tokens_per_window, r.tokens_scored});
     rec.outcomes.push_back({"window_nll", r.window_nll});
+    if (auto kept = values.find("sink_tokens"); kept != values.end()) {  // kv_protect: sinks
+      const std::vector<double>& k = kept->second;
+      double sum = 0;
+      for (double v : k) sum += v;
+      rec.metrics.push_back({"sink_tokens_per_window", k.empty() ? NAN : sum / k.size(), NAN,
+                             static_cast<int64_t>(k.size())});
+      rec.outcomes.push_back({"sink_tokens", k});
+    }
   } else {
     const eval::TaskSpec& spec = eval::find_task(qa_task_name(cell));
     eval::TaskResult r;

@@ -44,12 +44,16 @@ json quant_json(const QuantizerSpec& q, const Identities& ids) {
   j["group"] = q.group;
   if (q.method != "awq") j["sym"] = q.sym;
   if (q.method == "gptq") j["act_order"] = q.act_order;
+  if (q.head_bits < 16) j["head_bits"] = q.head_bits;  // absent when FP: older keys stay as they were
   if (q.method == "quarot") {
     j["abits"] = q.abits;
     j["clip_ratio"] = q.clip_ratio;
     j["weight_quant"] = q.weight_quant;
   }
-  if (q.needs_calibration()) {
+  // Settings added later enter a key only when set, so stored cells stay found.
+  if (q.keep_super_weights) j["keep_super_weights"] = true;
+  if (q.static_scales()) j["scales"] = q.scales;
+  if (q.reads_calibration_data()) {
     j["samples"] = q.samples;
     j["seq_len"] = q.seq_len;
     j["data"] = {{"name", q.data}, {"checksum", need(ids.dataset, "dataset", q.data)}};
@@ -200,9 +204,11 @@ std::string task_label(const TaskUnit& task) {
 }
 
 std::string Cell::describe() const {
-  return model.name + " " + quant.short_label() + " kv" + std::to_string(kv_bits) + " " +
-         intactkv.short_label() + " " + task_label(task);
+  return model.name + " " + quant_label() + " kv" + std::to_string(kv_bits) + " " + intactkv.short_label() + " " +
+         task_label(task);
 }
+
+std::string Cell::quant_label() const { return exp::quant_label(quant, kv); }
 
 std::string quant_artifact_key(const ModelSpec& model, const QuantizerSpec& quant, const Identities& ids,
                                int64_t seed) {
@@ -210,7 +216,7 @@ std::string quant_artifact_key(const ModelSpec& model, const QuantizerSpec& quan
   json j = {{"artifact", "quant"},
             {"engine", kEngineVersion},
             {"model", model_json(model, ids)},
-            {"quant", quant_json(quant, ids)}};
+            {"quant", quant_json(quant.weights_only(), ids)}};
   if (quant.needs_calibration()) j["seed"] = seed;  // calibration samples are drawn with it
   return content_key(j);
 }
@@ -228,6 +234,22 @@ std::string intactkv_artifact_key(const ModelSpec& model, const QuantizerSpec& q
     j["seed"] = seed;
   }
   return content_key(j);
+}
+
+// The KV schemes a kv_bits entry runs: kv_quant × kv_protect for a quantized cache, the default
+// alone for kv_bits 16 (nothing to quantize). Sink protection is a rule of the per-token quantizer:
+// KIVI entries are not paired with it.
+static std::vector<KvQuantSpec> kv_schemes(const ExperimentConfig& config, int kv_bits) {
+  if (kv_bits >= 16) return {KvQuantSpec{}};
+  std::vector<KvQuantSpec> out;
+  for (const KvQuantSpec& k : config.kv_quant)
+    for (const std::string& protect : config.kv_protect) {
+      if (k.keys != "per_token" && protect != "none") continue;
+      KvQuantSpec s = k;
+      s.protect = protect;
+      out.push_back(s);
+    }
+  return out;
 }
 
 // Expansion rules:
@@ -250,15 +272,17 @@ Plan make_plan(const ExperimentConfig& config, const Identities& raw_ids) {
   const std::vector<TaskUnit> units = per_variant_units(config.tasks);
 
   auto add = [&](const ModelSpec& m, const QuantizerSpec& q, int kv, const IntactKVSpec& v,
-                 const TaskUnit& task) {
+                 const TaskUnit& task, const KvQuantSpec& kq = {}) {
     Cell cell;
     cell.index = plan.cells.size();
-    cell.model = m, cell.quant = q, cell.kv_bits = kv, cell.intactkv = v, cell.task = task;
+    cell.model = m, cell.quant = q, cell.kv_bits = kv, cell.kv = kq, cell.intactkv = v, cell.task = task;
     cell.seed = config.seed;
-    const json key = {
+    json key = {
         {"engine", kEngineVersion},    {"seed", config.seed}, {"model", model_json(m, ids)},
         {"quant", quant_json(q, ids)}, {"kv_bits", kv},       {"intactkv", intactkv_json(v, ids)},
         {"task", task_json(task, ids)}};
+    if (!kq.is_default())
+      key["kv_quant"] = {{"keys", kq.keys}, {"residual", kq.residual}, {"group", kq.group}, {"protect", kq.protect}};
     cell.key = content_key(key);
     if (!seen.insert(cell.key).second) return;
     if (!std::holds_alternative<QuantErrorTask>(task)) cell.quant_key = quant_artifact_key(m, q, ids, config.seed);
@@ -271,12 +295,13 @@ Plan make_plan(const ExperimentConfig& config, const Identities& raw_ids) {
     for (const auto& q : config.quantizers) {
       for (int kv : config.kv_bits) {
         const bool lossless = q.is_fp() && kv == 16;
-        for (const auto& v : config.intactkv) {
-          if (lossless && v.kind != IntactKVSpec::Kind::None) continue;
-          for (const auto& task : units)
-            if (!(lossless && std::holds_alternative<KldTask>(task))) add(m, q, kv, v, task);
-        }
-        if (config.tasks.mse_sweep && !lossless) add(m, q, kv, IntactKVSpec{}, *config.tasks.mse_sweep);
+        for (const KvQuantSpec& scheme : kv_schemes(config, kv))
+          for (const auto& v : config.intactkv) {
+            if (lossless && v.kind != IntactKVSpec::Kind::None) continue;
+            for (const auto& task : units)
+              if (!(lossless && std::holds_alternative<KldTask>(task))) add(m, q, kv, v, task, scheme);
+          }
+            if (config.tasks.mse_sweep && !lossless) add(m, q, kv, IntactKVSpec{}, *config.tasks.mse_sweep);
       }
       if (config.tasks.quant_error && has_quant_error(q)) add(m, q, 16, IntactKVSpec{}, *config.tasks.quant_error);
     }
@@ -318,22 +343,55 @@ double estimate_tokens(const Cell& cell) {
       cell.task);
 }
 
+namespace {
+
+std::string human_seconds(double s) {
+  char buf[32];
+  if (s >= 3600) std::snprintf(buf, sizeof buf, "%.1f h", s / 3600);
+  else if (s >= 60) std::snprintf(buf, sizeof buf, "%.1f min", s / 60);
+  else std::snprintf(buf, sizeof buf, "%.0f s", s);
+  return buf;
+}
+
+std::string human_bytes(double b) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, b >= 1e9 ? "%.1f GB" : "%.0f MB", b >= 1e9 ? b / 1e9 : b / 1e6);
+  return buf;
+}
+
+}  // namespace
+
 std::string render_plan(const Plan& plan, const CostFn& cost,
-                        const std::function<bool(const std::string&)>& is_done) {
+                        const std::function<bool(const std::string&)>& is_done, const EstimateFn& estimate) {
   std::vector<std::vector<std::string>> rows = {
       {"#", "model", "quant", "kv", "intactkv", "task", "key", "est"}};
+  if (estimate) rows[0].insert(rows[0].end(), {"time", "peak mem"});
   if (is_done) rows[0].push_back("status");
-  double total = 0, todo = 0;
-  size_t done_count = 0;
+  const size_t numbers_end = estimate ? 10 : 8;  // est, time and peak mem are right-aligned numbers
+  double total = 0, todo = 0, seconds = 0, todo_seconds = 0, peak = 0;
+  size_t done_count = 0, too_big = 0;
+  std::set<std::string> artifacts;  // made by the first cell that needs them
   for (const auto& c : plan.cells) {
     const double est = cost ? cost(c) : 0;
     const bool done = is_done && is_done(c.key);
     total += est;
     if (!done) todo += est;
     done_count += done;
-    rows.push_back({std::to_string(c.index + 1), c.model.name, c.quant.short_label(),
+    rows.push_back({std::to_string(c.index + 1), c.model.name, c.quant_label(),
                     std::to_string(c.kv_bits), c.intactkv.short_label(), task_label(c.task),
                     c.key.substr(0, 12), human(est)});
+    if (estimate) {
+      const CellEstimate e = estimate(c);
+      double s = e.seconds;
+      if (e.quant_seconds > 0 && artifacts.insert("q:" + c.quant_key).second) s += e.quant_seconds;
+      if (e.prefix_seconds > 0 && artifacts.insert("p:" + c.intactkv_key).second) s += e.prefix_seconds;
+      seconds += s;
+      if (!done) todo_seconds += s;
+      peak = std::max(peak, e.peak_bytes);
+      too_big += !e.fits;
+      rows.back().push_back(s > 0 ? human_seconds(s) : "?");
+      rows.back().push_back(human_bytes(e.peak_bytes) + (e.fits ? "" : " too big"));
+    }
     if (is_done) rows.back().push_back(done ? "done" : "todo");
   }
   std::vector<size_t> width(rows[0].size(), 0);
@@ -344,16 +402,18 @@ std::string render_plan(const Plan& plan, const CostFn& cost,
     std::string line;
     for (size_t i = 0; i < r.size(); ++i) {
       const std::string pad(width[i] - r[i].size(), ' ');
-      const bool right = i == 0 || i == 3 || i == 7;  // numbers
+      const bool right = i == 0 || i == 3 || (i >= 7 && i < numbers_end);
       line += (right ? pad + r[i] : r[i] + pad) + (i + 1 < r.size() ? "  " : "");
     }
     while (!line.empty() && line.back() == ' ') line.pop_back();
     os << line << "\n";
   }
   os << plan.cells.size() << " cells, est " << human(total);
+  if (estimate) os << " tokens, " << (seconds > 0 ? human_seconds(seconds) : "time ?") << ", peak " << human_bytes(peak);
   if (is_done)
     os << "; " << done_count << " done, " << plan.cells.size() - done_count << " to run (est " << human(todo)
-       << ")";
+       << (estimate && todo_seconds > 0 ? ", " + human_seconds(todo_seconds) : std::string()) << ")";
+  if (too_big) os << "; " << too_big << " cell(s) will not fit in memory";
   os << "\n";
   return os.str();
 }

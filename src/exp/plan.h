@@ -51,6 +51,7 @@ struct Cell {
   ModelSpec model;
   QuantizerSpec quant;
   int kv_bits = 16;
+  KvQuantSpec kv;         // how the quantized KV cache is quantized (default with kv_bits 16)
   IntactKVSpec intactkv;  // Kind::None for mse_sweep (it sweeps prefix sizes) and quant_error cells
   TaskUnit task;
   int64_t seed = 0;          // the config's seed: draws calibration samples (GPTQ/AWQ, IntactKV)
@@ -61,6 +62,9 @@ struct Cell {
 
   // "testbed-26M rtn-w3g128 kv16 bos wikitext2"
   std::string describe() const;
+  // The method as stored and reported: the quantizer's label, then the KV scheme's ("rtn-w3g128",
+  // "quarot-w4a4-kivi128", "rtn-w3g128-sinks").
+  std::string quant_label() const;
 };
 
 struct Plan {
@@ -86,9 +90,21 @@ std::string intactkv_artifact_key(const ModelSpec& model, const QuantizerSpec& q
 double estimate_tokens(const Cell& cell);
 using CostFn = std::function<double(const Cell&)>;
 
-// The --dry-run table: index, model, quant, kv, intactkv, task, key prefix, estimated cost, and a
-// status column (done / todo) when `is_done` is given; a total line at the end.
+// What a cell is expected to take on this machine (exp/estimate.h makes it).
+struct CellEstimate {
+  double seconds = 0;         // the cell's own evaluation
+  double quant_seconds = 0;   // making its packed weights: paid once per quant_key
+  double prefix_seconds = 0;  // calibrating its IntactKV prefix: paid once per intactkv_key
+  double peak_bytes = 0;
+  bool fits = true;  // peak_bytes within the memory available
+};
+using EstimateFn = std::function<CellEstimate(const Cell&)>;
+
+// The --dry-run table: index, model, quant, kv, intactkv, task, key prefix, estimated cost in
+// forward tokens, with `estimate` the expected time and peak memory ("too big" where it does not
+// fit), and a status column (done / todo) when `is_done` is given; a total line at the end.
 std::string render_plan(const Plan& plan, const CostFn& cost = estimate_tokens,
-                        const std::function<bool(const std::string& key)>& is_done = {});
+                        const std::function<bool(const std::string& key)>& is_done = {},
+                        const EstimateFn& estimate = {});
 
 }  // namespace ikv::exp

@@ -53,7 +53,7 @@ void preflight(const Plan& plan, const std::string& data_root) {
       if (checked.insert("data|" + q->heldout).second) check_text_dataset(data_root, q->heldout);
     if (const auto* s = std::get_if<MseSweepTask>(&cell.task))
       if (s->data != "sharegpt" && checked.insert("data|" + s->data).second) check_text_dataset(data_root, s->data);
-    if (cell.quant.needs_calibration() && cell.quant.data != "sharegpt" &&
+    if (cell.quant.reads_calibration_data() && cell.quant.data != "sharegpt" &&
         checked.insert("data|" + cell.quant.data).second)
       check_text_dataset(data_root, cell.quant.data);
     const bool bos_prefix = cell.intactkv.kind == IntactKVSpec::Kind::Bos ||

@@ -37,6 +37,15 @@ std::string heading(const ReportColumn& c) {
 
 // What every number is: the metric of each column, exactly which tasks Avg averages, and where a
 // row or a text departs from the paper.
+std::string ci_heading(const ReportOptions& o) {
+  return o.ci_baseline == "bos" ? "Against IntactKV_[B] of the same method" : "IntactKV vs baseline";
+}
+
+// A CI row's variant; rows without IntactKV appear only against IntactKV_[B] (ci_baseline: bos).
+std::string ci_variant_label(const std::string& intactkv) {
+  return intactkv == "none" ? "no IntactKV" : intactkv_row_label(intactkv);
+}
+
 std::string legend(const ReportTable& t, const ReportOptions& o) {
   std::string ppl;
   std::vector<std::pair<std::string, std::string>> by_metric;  // metric -> its tasks
@@ -108,15 +117,30 @@ std::string markdown(const ReportTable& t, const std::vector<PairedComparison>& 
   }
   os << "\n" << legend(t, o) << "\n";
   if (!cis.empty()) {
-    os << "\n## IntactKV vs baseline (paired bootstrap, 95% CI)\n\n"
+    os << "\n## " << ci_heading(o) << " (paired bootstrap, 95% CI)\n\n"
        << "| Model | Method | Variant | Task | Metric | n | Δ | 95% CI "
           "|\n|---|---|---|---|---|---:|---:|---|\n";
     for (const auto& c : cis)
       os << "| " << io::escape_md(c.model) << " | " << io::escape_md(method_label(c.quant, c.kv_bits)) << " | "
-         << io::escape_md(intactkv_row_label(c.intactkv)) << " | " << io::escape_md(c.task) << " | " << c.metric
+         << io::escape_md(ci_variant_label(c.intactkv)) << " | " << io::escape_md(c.task) << " | " << c.metric
          << " | " << c.n << " | " << signed_fixed(c.diff) << " | [" << signed_fixed(c.lo) << ", "
          << signed_fixed(c.hi) << "] |\n";
   }
+  return os.str();
+}
+
+// kv_protect: sinks cells: how many tokens per window kept their K/V unquantized.
+std::string sink_section(const std::vector<CellRecord>& cells) {
+  std::ostringstream os;
+  for (const auto& c : cells)
+    if (const Metric* m = c.metric("sink_tokens_per_window")) {
+      if (os.tellp() == 0)
+        os << "\n## Sink tokens kept per window (kv_protect: sinks)\n\n| Model | Method | Variant | Task | tokens "
+              "kept per window | windows |\n|---|---|---|---|---:|---:|\n";
+      os << "| " << io::escape_md(c.model) << " | " << io::escape_md(method_label(c.quant, c.kv_bits)) << " | "
+         << io::escape_md(ci_variant_label(c.intactkv)) << " | " << io::escape_md(c.task) << " | " << fixed(m->value, 2)
+         << " | " << m->n << " |\n";
+    }
   return os.str();
 }
 
@@ -174,13 +198,13 @@ std::string html(const ReportTable& t, const std::vector<PairedComparison>& cis,
   }
   os << "</tbody>\n</table>\n<p class=\"note\">" << io::escape_html(legend(t, o)) << "</p>\n";
   if (!cis.empty()) {
-    os << "<h2>IntactKV vs baseline (paired bootstrap, 95% "
+    os << "<h2>" << ci_heading(o) << " (paired bootstrap, 95% "
           "CI)</h2>\n<table>\n<thead><tr><th>Model</th><th>Method</th>"
           "<th>Variant</th><th>Task</th><th>Metric</th><th>n</th><th>&Delta;</th><th>95% "
           "CI</th></tr></thead>\n<tbody>\n";
     for (const auto& c : cis)
       os << "<tr><td>" << io::escape_html(c.model) << "</td><td>" << io::escape_html(method_label(c.quant, c.kv_bits))
-         << "</td><td>" << io::escape_html(intactkv_row_label(c.intactkv)) << "</td><td>" << io::escape_html(c.task)
+         << "</td><td>" << io::escape_html(ci_variant_label(c.intactkv)) << "</td><td>" << io::escape_html(c.task)
          << "</td><td>" << io::escape_html(c.metric) << "</td><td>" << c.n << "</td><td>" << signed_fixed(c.diff)
          << "</td><td>[" << signed_fixed(c.lo) << ", " << signed_fixed(c.hi) << "]</td></tr>\n";
     os << "</tbody>\n</table>\n";
@@ -246,10 +270,11 @@ std::string render_report(const std::vector<CellRecord>& cells, ReportFormat for
   }
   const ReportTable table = build_report_table(cells, options.qa_average);
   if (format == ReportFormat::Csv) return provenance_csv(cells, options) + csv(table);
-  const auto cis = intactkv_vs_baseline(cells, options.bootstrap_resamples, options.seed);
+  const auto cis = intactkv_vs_baseline(cells, options.bootstrap_resamples, options.seed, options.ci_baseline);
   return format == ReportFormat::Html
              ? html(table, cis, options, quant_error_sections(cells, true) + provenance_html(cells, options))
-             : markdown(table, cis, options) + quant_error_sections(cells, false) + provenance_markdown(cells, options);
+             : markdown(table, cis, options) + sink_section(cells) + quant_error_sections(cells, false) +
+                   provenance_markdown(cells, options);
 }
 
 }  // namespace ikv::exp

@@ -70,8 +70,13 @@ struct PairedComparison {
   size_t n = 0;
   double diff = 0, lo = 0, hi = 0;  // mean(variant) - mean(baseline), 95% interval
 };
+// baseline "none": each IntactKV variant against its method without IntactKV; "bos": every row
+// against IntactKV_[B] of its method without the variant's extras (base_method).
 std::vector<PairedComparison> intactkv_vs_baseline(const std::vector<CellRecord>& cells, int resamples,
-                                                   uint64_t seed);
+                                                   uint64_t seed, const std::string& baseline = "none");
+// A method label without the extras of issue #23's variants (-sw, -static, -sinks, -kiviR):
+// "quarot-w4a4-kivi128" -> "quarot-w4a4".
+std::string base_method(const std::string& quant);
 
 struct ReportOptions {
   std::string title = "IntactKV results";
@@ -82,6 +87,7 @@ struct ReportOptions {
   std::vector<std::pair<std::string, std::string>> provenance;
   std::vector<std::string> html_fragments;  // appended to the HTML body as is (e.g. inline SVG plots)
   int bootstrap_resamples = 1000;           // 0 leaves the CI section out
+  std::string ci_baseline = "none";         // intactkv_vs_baseline's baseline (the config's ci_baseline)
   uint64_t seed = 20240301;
 };
 

@@ -31,6 +31,7 @@ ReportOptions stored_report_options(const std::map<std::string, std::string>& op
     for (std::string name; std::getline(names, name, ',');)
       if (!name.empty()) o.qa_average.push_back(name);
   }
+  if (auto it = options.find("ci_baseline"); it != options.end()) o.ci_baseline = it->second;
   auto add = [&](const std::string& what, const std::string& value) {
     if (!value.empty()) o.provenance.emplace_back(what, value);
   };

@@ -1,5 +1,6 @@
 // The paper-layout table and the paired IntactKV-vs-baseline intervals, from stored cells.
 #include <algorithm>
+#include <cctype>
 #include <map>
 
 #include "eval/stats.h"
@@ -51,7 +52,13 @@ std::string method_label(const std::string& quant, int kv_bits) {
   static const std::map<std::string, std::string> methods = {
       {"rtn", "RTN"}, {"gptq", "GPTQ"}, {"awq", "AWQ"}, {"quarot", "QuaRot"}};
   static const std::map<std::string, std::string> suffixes = {
-      {"sym", "sym"}, {"ao", "act-order"}, {"gptq", "GPTQ weights"}};
+      {"sym", "sym"},           {"ao", "act-order"},   {"gptq", "GPTQ weights"},
+      {"sw", "super weights kept"}, {"static", "static scales"}, {"sinks", "sink KV kept"}};
+  auto note = [&](const std::string& part) -> std::string {
+    if (auto it = suffixes.find(part); it != suffixes.end()) return it->second;
+    if (part.starts_with("kivi")) return "KIVI keys, residual " + part.substr(4);
+    return part;
+  };
   std::vector<std::string> parts;
   for (size_t start = 0;;) {
     const size_t dash = quant.find('-', start);
@@ -60,18 +67,17 @@ std::string method_label(const std::string& quant, int kv_bits) {
     start = dash + 1;
   }
   std::string label = quant;  // a custom `label:` stays as written
-  if (quant == "fp") {
-    label = "FP";
+  auto with_notes = [&](std::string head, size_t first) {
+    std::string notes;
+    for (size_t i = first; i < parts.size(); ++i) notes += (notes.empty() ? "" : ", ") + note(parts[i]);
+    return notes.empty() ? head : head + " (" + notes + ")";
+  };
+  if (parts[0] == "fp") {  // "fp", or fp with a KV scheme: "fp-kivi128"
+    label = with_notes("FP", 1);
   } else if (parts.size() >= 2 && methods.count(parts[0]) && parts[1].starts_with("w")) {
     std::string spec = parts[1];
     for (char& ch : spec) ch = ch == 'w' ? 'W' : ch == 'a' ? 'A' : ch;
-    label = methods.at(parts[0]) + " " + spec;
-    std::string notes;
-    for (size_t i = 2; i < parts.size(); ++i) {
-      auto it = suffixes.find(parts[i]);
-      notes += (notes.empty() ? "" : ", ") + (it != suffixes.end() ? it->second : parts[i]);
-    }
-    if (!notes.empty()) label += " (" + notes + ")";
+    label = with_notes(methods.at(parts[0]) + " " + spec, 2);
   }
   if (kv_bits < 16) label += " KV" + std::to_string(kv_bits);
   return label;
@@ -177,14 +183,35 @@ ReportTable build_report_table(const std::vector<CellRecord>& cells, const std::
   return table;
 }
 
+std::string base_method(const std::string& quant) {
+  static const std::vector<std::string> extras = {"sw", "static", "sinks"};
+  std::string out;
+  for (size_t start = 0;;) {
+    const size_t dash = quant.find('-', start);
+    const std::string part = quant.substr(start, dash - start);
+    const bool extra = start > 0 && (std::find(extras.begin(), extras.end(), part) != extras.end() ||
+                                     (part.starts_with("kivi") && part.size() > 4 &&
+                                      std::isdigit(static_cast<unsigned char>(part[4]))));
+    if (!extra) out += (out.empty() ? "" : "-") + part;
+    if (dash == std::string::npos) return out;
+    start = dash + 1;
+  }
+}
+
 std::vector<PairedComparison> intactkv_vs_baseline(const std::vector<CellRecord>& cells, int resamples,
-                                                   uint64_t seed) {
+                                                   uint64_t seed, const std::string& baseline) {
   std::vector<PairedComparison> out;
   if (resamples <= 0) return out;
   for (const auto& variant : cells) {
-    if (variant.intactkv == "none" || variant.outcomes.empty()) continue;
+    if (variant.outcomes.empty()) continue;
+    // "none": IntactKV variants against their method's row; "bos": every other row of a method
+    // against IntactKV_[B] of the method without its extras.
+    const bool against_bos = baseline == "bos";
+    if (!against_bos && variant.intactkv == "none") continue;
+    const std::string base_quant = against_bos ? base_method(variant.quant) : variant.quant;
+    if (against_bos && variant.intactkv == "bos" && variant.quant == base_quant) continue;
     auto base = std::find_if(cells.begin(), cells.end(), [&](const CellRecord& c) {
-      return c.intactkv == "none" && c.model == variant.model && c.quant == variant.quant &&
+      return c.intactkv == baseline && c.model == variant.model && c.quant == base_quant &&
              c.kv_bits == variant.kv_bits && c.task_kind == variant.task_kind && c.task == variant.task;
     });
     if (base == cells.end()) continue;

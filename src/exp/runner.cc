@@ -93,7 +93,7 @@ CellRecord cell_labels(const Cell& cell) {
   CellRecord r;
   r.key = cell.key;
   r.model = cell.model.name;
-  r.quant = cell.quant.short_label();
+  r.quant = cell.quant_label();
   r.kv_bits = cell.kv_bits;
   r.intactkv = cell.intactkv.short_label();
   r.task_kind = task_kind(cell.task);
@@ -117,6 +117,7 @@ std::vector<size_t> start_run(const Plan& plan, Store& store, RunSummary& summar
     for (const auto& t : plan.config.tasks.qa->average) names += (names.empty() ? "" : ",") + t;
     store.set_run_option(summary.run_id, "qa_average", names);
   }
+  if (plan.config.ci_baseline != "none") store.set_run_option(summary.run_id, "ci_baseline", plan.config.ci_baseline);
   std::vector<CellRecord> labels;
   std::vector<size_t> todo;
   for (const Cell& cell : plan.cells) {

@@ -8,6 +8,8 @@
 #include <map>
 
 #include "engine/forward.h"
+#include "exp/engine_options.h"
+#include "exp/keep_super_weights.h"
 #include "exp/rules.h"
 #include "intactkv/inspect.h"
 #include "intactkv/outlier_prefix.h"
@@ -43,6 +45,8 @@ void validate_variant(const VariantSpec& s) {
   if (std::find(kMethods.begin(), kMethods.end(), m) == kMethods.end())
     fail("--quant '", m, "' is not supported (fp, rtn, gptq, awq, quarot)");
   if (m != "fp") check("--wbits", q.wbits, rules::kBits);
+  check("--quant-head", q.head_bits, rules::kBitsOrOff);
+  if (m == "fp" && q.head_bits != 16) fail("--quant-head needs a weight quantizer (--quant)");
   check("--group", q.group, rules::kGroup);
   if (m == "quarot") {
     if (q.group != -1) fail("--quant quarot quantizes weights per output channel: --group must be -1, not ", q.group);
@@ -53,10 +57,14 @@ void validate_variant(const VariantSpec& s) {
   } else if (q.abits != 16 || q.clip_ratio != 1.0 || q.weight_quant != "rtn") {
     fail("--abits, --clip-ratio and --weight-quant apply to --quant quarot only");
   }
-  if (q.needs_calibration()) {
+  if (q.reads_calibration_data()) {
     check("--calib-samples", q.samples, rules::kSamples);
     check("--calib-len", q.seq_len, rules::kSeqLen);
   }
+  if (q.keep_super_weights && m != "rtn") fail("--keep-super-weights applies to --quant rtn only");
+  if (q.static_scales() && m == "fp") fail("--scales static needs a quantizer (--quant)");
+  if (q.scales != "static" && q.scales != "dynamic") fail("--scales '", q.scales, "' is not supported (dynamic, static)");
+  validate_kv_scheme(s.kv, "--kv-quant/--kv-protect");
   check("--kv-bits", s.kv_bits, rules::kBitsOrOff);
   check("--intactkv-size", static_cast<double>(s.intactkv_size), rules::kCount);
   if (s.intactkv_size > 0 && !intactkv::is_prefix_spec(s.intactkv))
@@ -65,7 +73,7 @@ void validate_variant(const VariantSpec& s) {
 
 quant::CalibrationTokens calibration_tokens(const std::string& data_root, const LoadedModel& m,
                                             const QuantizerSpec& q, uint64_t seed) {
-  if (!q.needs_calibration()) return {};
+  if (!q.reads_calibration_data()) return {};
   // Calibrating on a test set would leak it into every number measured on it. The dataset names
   // are refused before resolving (they are not paths), files by name after.
   if (q.data == "wikitext2" || q.data == "ptb")
@@ -88,6 +96,33 @@ quant::CalibrationTokens calibration_tokens(const std::string& data_root, const 
   return out;
 }
 
+namespace {
+
+// RTN or GPTQ of every decoder linear, a layer at a time; before_layer(l) runs before layer l is
+// read (QuaRot rotates it there).
+void quantize_layers(model::Weights& w, const QuantizerSpec& q, const kernels::QuantSpec& spec,
+                     const quant::CalibrationTokens& calib, const std::function<void(int64_t)>& before_layer,
+                     const quant::LayerProgress& progress) {
+  if (q.method == "gptq") {
+    quant::GptqOptions opt;
+    opt.spec = spec;
+    opt.act_order = q.act_order;
+    opt.before_layer = before_layer;
+    return quant::quantize_model_gptq(w, calib, opt, progress);
+  }
+  if (q.method != "rtn") fail("quantizer '", q.method, "' is not supported");
+  const auto linears = model::named_linears(w);
+  for (size_t i = 0; i < linears.size(); ++i) {
+    if (i % 7 == 0 && before_layer) before_layer(static_cast<int64_t>(i / 7));
+    kernels::Linear& l = *linears[i].linear;
+    std::vector<float> dense = kernels::linear_dense_weight(l);
+    kernels::set_packed(l, std::make_shared<kernels::PackedMatrix>(
+                               quant::quantize_rtn(dense.data(), l.out, l.in, spec, linears[i].name)));
+  }
+}
+
+}  // namespace
+
 void quantize_weights(model::Weights& w, const QuantizerSpec& q, const quant::CalibrationTokens& calib,
                       quant::AwqFold* awq_fold) {
   if (q.method == "fp") return;
@@ -95,43 +130,44 @@ void quantize_weights(model::Weights& w, const QuantizerSpec& q, const quant::Ca
   spec.bits = q.wbits;
   spec.group = q.group;
   spec.sym = q.sym;
-  auto linears = model::named_linears(w);
-  for (auto& nl : linears) kernels::validate_spec(spec, nl.linear->in, nl.name);  // fail before any work
+  for (auto& nl : model::named_linears(w)) kernels::validate_spec(spec, nl.linear->in, nl.name);  // fail before any work
   if (q.needs_calibration() && calib.empty()) fail(q.method, " needs calibration samples; none were given");
+  auto progress_of = [](std::string method) {
+    return quant::LayerProgress([method](int64_t layer, int64_t n_layers, double seconds) {
+      std::fprintf(stderr, "%s: layer %lld/%lld quantized (%.1f s)\n", method.c_str(), (long long)layer + 1,
+                   (long long)n_layers, seconds);
+    });
+  };
+  const quant::LayerProgress progress = progress_of(q.method);
   if (q.method == "quarot") {
     // Rotate, quantize the weights per output channel and symmetric (QuaRot's setting; q.sym is
     // implied) by RTN or GPTQ with FP activations, then quantize the activations from there on.
+    // Each layer is rotated (expanded to fp32) just before it is quantized.
     QuantizerSpec wq = q;
     wq.method = q.weight_quant;
     wq.group = -1;
     wq.sym = true;
-    quant::rotate_model(w);
-    quantize_weights(w, wq, calib);
+    quant::rotate_ends(w);
+    quantize_layers(w, wq, {spec.bits, -1, true}, calib, [&](int64_t l) { quant::rotate_layer(w, l); },
+                    progress_of(wq.method));
     quant::set_activation_quant(w, q.abits, static_cast<float>(q.clip_ratio));
-    return;
-  }
-  auto progress = [&](int64_t layer, int64_t n_layers, double seconds) {
-    std::fprintf(stderr, "%s: layer %lld/%lld quantized (%.1f s)\n", q.method.c_str(), (long long)layer + 1,
-                 (long long)n_layers, seconds);
-  };
-  if (q.method == "gptq") {
-    quant::GptqOptions opt;
-    opt.spec = spec;
-    opt.act_order = q.act_order;
-    return quant::quantize_model_gptq(w, calib, opt, progress);
-  }
-  if (q.method == "awq") {
+  } else if (q.method == "awq") {
     quant::AwqOptions opt;
     opt.spec = spec;
-    return quant::quantize_model_awq(w, calib, opt, progress, awq_fold);
+    quant::quantize_model_awq(w, calib, opt, progress, awq_fold);
+  } else {
+    quantize_layers(w, q, spec, calib, {}, progress);
   }
-  if (q.method != "rtn") fail("quantizer '", q.method, "' is not supported");
-  for (auto& nl : linears) {
-    kernels::Linear& l = *nl.linear;
-    std::vector<float> dense = kernels::linear_dense_weight(l);
-    kernels::set_packed(
-        l, std::make_shared<kernels::PackedMatrix>(quant::quantize_rtn(dense.data(), l.out, l.in, spec, nl.name)));
-  }
+  quantize_head(w, q);
+}
+
+void quantize_head(model::Weights& w, const QuantizerSpec& q) {
+  if (q.head_bits >= 16) return;
+  kernels::Linear& head = w.lm_head;
+  const kernels::QuantSpec spec{q.head_bits, head.in % 128 == 0 ? 128 : -1, false};
+  const std::vector<float> dense = kernels::linear_dense_weight(head);
+  kernels::set_packed(head, std::make_shared<kernels::PackedMatrix>(
+                                quant::quantize_rtn(dense.data(), head.out, head.in, spec, "lm_head.weight")));
 }
 
 QuantizerSpec rtn_spec(int wbits, int group, bool sym) {
@@ -208,6 +244,8 @@ intactkv::Prefix build_intactkv_prefix(const IntactKVSpec& s, const LoadedModel&
 QuantizerSpec quantize_or_load(model::Weights& w, const LoadedModel& fp32, const QuantizerSpec& q,
                                const std::string& data_root, uint64_t seed, const std::string& artifact) {
   QuantizerSpec out = q;
+  std::vector<intactkv::SuperWeight> super;  // held out of RTN (keep_super_weights), found on the FP model
+  if (q.keep_super_weights) super = model_super_weights(fp32);
   if (!artifact.empty()) {
     // Reports describe the artifact's weights, whatever q says.
     std::map<std::string, std::string> meta = quant::load_quantized(w, artifact);
@@ -220,9 +258,15 @@ QuantizerSpec quantize_or_load(model::Weights& w, const LoadedModel& fp32, const
     out.group = std::stoi(get("group", "128"));
     out.sym = get("sym", "0") == "1";
     out.abits = std::stoi(get("act_bits", "16"));
+    quantize_head(w, q);  // the artifact holds the decoder layers; the head is quantized as it loads
+    out.keep_super_weights = q.keep_super_weights, out.scales = q.scales;  // not the artifact's to say
   } else {
-    quantize_weights(w, q, calibration_tokens(data_root, fp32, q, seed));
+    leave_out_of_groups(w, super, q.group);
+    quantize_weights(w, q, calibration_tokens(data_root, fp32, q.weights_only(), seed));
   }
+  // The codes were made with the super weights out of their groups' ranges; the exact values
+  // come from the FP model, on loading as on quantizing.
+  restore_super_weights(w, super);
   return out;
 }
 
@@ -246,6 +290,9 @@ PreparedVariant prepare_variant(const std::string& data_root, const VariantSpec&
     v.quant = quantize_or_load(v.model.weights, v.model, spec.quant, data_root, seed, artifact);
     apply_dtype(v.model.weights, spec.dtype);
   }
+  v.engine_options = make_engine_options(
+      spec.kv, v.quant, v.model.weights, v.prefix_ptr(),
+      v.quant.static_scales() ? calibration_tokens(data_root, v.model, v.quant, seed) : quant::CalibrationTokens{});
   return v;
 }
 

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "engine/kv_scheme.h"
 #include "exp/config.h"
 #include "exp/model_setup.h"
 #include "intactkv/prefix.h"
@@ -19,6 +20,7 @@ struct VariantSpec {
   std::string dtype = "fp32";    // compute dtype (exp::apply_dtype)
   QuantizerSpec quant;           // the YAML quantizer's settings (fp: none)
   int kv_bits = 16;              // 16 = KV cache not quantized
+  KvQuantSpec kv;                // how a quantized KV cache is quantized (--kv-quant, --kv-protect)
   bool quantize_prefix = false;  // also quantize the IntactKV prefix's K/V
   std::string intactkv = "none"; // none | bos | vicuna | prompt:TEXT | auto | FILE.ikv.safetensors
   int64_t intactkv_size = 0;     // keep only the first tokens of the prefix (0 = all)
@@ -31,6 +33,7 @@ struct PreparedVariant {
   std::optional<intactkv::Prefix> prefix;  // from the FP model
   std::string intactkv_note;               // e.g. the explanation of an `auto` size
   QuantizerSpec quant;                     // the weights' settings (from the artifact with --quantized)
+  engine::EngineOptions engine_options;    // the KV scheme, and static scales calibrated with the prefix
   const intactkv::Prefix* prefix_ptr() const { return prefix ? &*prefix : nullptr; }
 };
 
@@ -53,9 +56,12 @@ intactkv::Prefix build_intactkv_prefix(const IntactKVSpec& s, const LoadedModel&
 // Returns the weights' settings: q, or the artifact's own. The caller applies the dtype after.
 QuantizerSpec quantize_or_load(model::Weights& w, const LoadedModel& fp32, const QuantizerSpec& q,
                                const std::string& data_root, uint64_t seed, const std::string& artifact = "");
-// Quantizes every decoder linear in place (embedding and lm_head stay full precision). GPTQ and AWQ
-// need calibration tokens (calibration_tokens); RTN ignores them. awq_fold, when given, receives the
-// scales AWQ folded into each linear (quant::quantize_model_awq).
+// lm_head by RTN to q.head_bits (nothing at 16): quantize_weights' last step, and what follows
+// loading a packed artifact, which holds the decoder layers only.
+void quantize_head(model::Weights& w, const QuantizerSpec& q);
+// Quantizes every decoder linear in place, and lm_head if q.head_bits < 16 (the embedding stays
+// full precision). GPTQ and AWQ need calibration tokens (calibration_tokens); RTN ignores them.
+// awq_fold, when given, receives the scales AWQ folded into each linear (quant::quantize_model_awq).
 void quantize_weights(model::Weights& w, const QuantizerSpec& q, const quant::CalibrationTokens& calib = {},
                       quant::AwqFold* awq_fold = nullptr);
 // The calibration sequences of q (q.samples sequences of at most q.seq_len tokens, capped at the

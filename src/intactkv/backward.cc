@@ -13,24 +13,45 @@ namespace ikv::intactkv {
 
 using detail::AttnDims;
 
-DenseModel make_dense_model(const model::Weights& w) {
+namespace {
+
+std::shared_ptr<const DenseLayer> dequantize_layer(const model::LayerWeights& L) {
+  auto d = std::make_shared<DenseLayer>();
+  d->q = kernels::linear_dense_weight(L.q);
+  d->k = kernels::linear_dense_weight(L.k);
+  d->v = kernels::linear_dense_weight(L.v);
+  d->o = kernels::linear_dense_weight(L.o);
+  d->gate = kernels::linear_dense_weight(L.gate);
+  d->up = kernels::linear_dense_weight(L.up);
+  d->down = kernels::linear_dense_weight(L.down);
+  return d;
+}
+
+}  // namespace
+
+DenseModel make_dense_model(const model::Weights& w, int64_t keep_bytes) {
   const model::Config& c = w.config;
   DenseModel m;
   m.weights = &w;
   m.rope = kernels::make_rope_table(c.head_dim, c.max_pos, c.rope_theta, c.rope_scaling);
   if (!w.layers.empty()) m.act_bits = w.layers[0].q.act_quant.bits, m.act_clip = w.layers[0].q.act_quant.clip;
-  for (const model::LayerWeights& L : w.layers) {
-    DenseLayer d;
-    d.q = kernels::linear_dense_weight(L.q);
-    d.k = kernels::linear_dense_weight(L.k);
-    d.v = kernels::linear_dense_weight(L.v);
-    d.o = kernels::linear_dense_weight(L.o);
-    d.gate = kernels::linear_dense_weight(L.gate);
-    d.up = kernels::linear_dense_weight(L.up);
-    d.down = kernels::linear_dense_weight(L.down);
-    m.layers.push_back(std::move(d));
-  }
+  m.held = std::make_shared<DenseModel::Held>();
+  const int64_t layer_weights = c.dim * (c.q_dim() + 2 * c.kv_dim()) + c.q_dim() * c.dim + 3 * c.dim * c.hidden;
+  m.held->keep_all = c.n_layers * layer_weights * int64_t{sizeof(float)} <= keep_bytes;
+  m.held->layers.resize(w.layers.size());
+  if (m.held->keep_all)
+    for (size_t l = 0; l < w.layers.size(); ++l) m.held->layers[l] = dequantize_layer(w.layers[l]);
   return m;
+}
+
+std::shared_ptr<const DenseLayer> DenseModel::layer(int64_t l) const {
+  std::lock_guard<std::mutex> lock(held->mutex);
+  std::shared_ptr<const DenseLayer>& d = held->layers.at(static_cast<size_t>(l));
+  if (!d) {
+    for (auto& other : held->layers) other.reset();  // keep_all is false: one at a time
+    d = dequantize_layer(weights->layers[l]);
+  }
+  return d;
 }
 
 template <typename T>
@@ -80,7 +101,8 @@ struct DenseOps {
   }
   void linear(int64_t l, engine::Proj p, const T* x, int64_t n, T* y) const {
     const model::Config& c = m.config();
-    const DenseLayer& d = m.layers[l];
+    const std::shared_ptr<const DenseLayer> held = m.layer(l);
+    const DenseLayer& d = *held;
     struct Shape { const std::vector<float>* w; int64_t in, out; };
     const Shape shapes[] = {{&d.q, c.dim, c.q_dim()},  {&d.k, c.dim, c.kv_dim()},  {&d.v, c.dim, c.kv_dim()},
                             {&d.o, c.q_dim(), c.dim},  {&d.gate, c.dim, c.hidden}, {&d.up, c.dim, c.hidden},
@@ -195,7 +217,8 @@ SampleLoss prefix_loss(const DenseModel& m, const PrefixKV<T>& prefix, const int
   std::vector<T> dx(n * D, T(0)), dg(n * F), du(n * F), dhn(n * D), dh(n * D), datt(n * Qd), dq(n * Qd);
   std::vector<T> dK(KVH * Tn * Hd), dV(KVH * Tn * Hd), dk(n * KVd), dv(n * KVd), dxn(n * D), dqn, dkn;
   for (int64_t l = L - 1; l >= 0; --l) {
-    const DenseLayer& dl = m.layers[l];
+    const std::shared_ptr<const DenseLayer> held = m.layer(l);
+    const DenseLayer& dl = *held;
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t i = 0; i < D; ++i) {
         const int64_t at = targets.rows[r] * D + i;

@@ -8,6 +8,8 @@
 // layers l..L-1, so its gradient gathers every later layer's loss through the residual stream.
 #pragma once
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <type_traits>
 #include <vector>
 
@@ -18,16 +20,15 @@
 namespace ikv::intactkv {
 
 // The quantized model as the calibration multiplies with it: every decoder linear as a dense fp32
-// [out, in] matrix, dequantized once (kernels::linear_dense_weight), used by the forward (the
-// engine's decoder_layer with this backend) and the backward alike, so that the gradient is exact
-// for the function the forward computes. Embeddings, norms and rotations are read from the
-// Weights, which must outlive this.
+// [out, in] matrix (kernels::linear_dense_weight), used by the forward (the engine's decoder_layer
+// with this backend) and the backward alike, so that the gradient is exact for the function the
+// forward computes. Embeddings, norms and rotations are read from the Weights, which must outlive
+// this.
 struct DenseLayer {
   std::vector<float> q, k, v, o, gate, up, down;
 };
 struct DenseModel {
   const model::Weights* weights = nullptr;
-  std::vector<DenseLayer> layers;
   kernels::RopeTable rope;
   // A QuaRot model's activation quantization (the decoder linears' inputs, per token) runs in the
   // forward and is the identity in the backward (straight-through estimator, as for the KV-cache
@@ -35,8 +36,21 @@ struct DenseModel {
   int act_bits = 16;
   float act_clip = 1.0f;
   const model::Config& config() const { return weights->config; }
+
+  // Layer l dequantized. When every layer in fp32 takes at most make_dense_model's keep_bytes,
+  // each is made once and kept; otherwise (a 7B student: 26 GB) a layer is made when asked for and
+  // only the last one asked for is kept: a sample's forward runs 0..L-1 and its backward L-1..0,
+  // so each layer is dequantized about twice per step, and memory holds one. Same values either way.
+  std::shared_ptr<const DenseLayer> layer(int64_t l) const;
+
+  struct Held {  // the dequantized layers held, shared by copies of the model
+    std::mutex mutex;
+    bool keep_all = true;
+    std::vector<std::shared_ptr<const DenseLayer>> layers;
+  };
+  std::shared_ptr<Held> held;
 };
-DenseModel make_dense_model(const model::Weights& w);
+DenseModel make_dense_model(const model::Weights& w, int64_t keep_bytes = int64_t{4} << 30);
 
 // Prefix keys and values (or their gradients) per layer, each [n_kv_heads, P, head_dim].
 template <typename T>

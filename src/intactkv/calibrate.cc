@@ -58,8 +58,10 @@ std::string weights_hash(const DenseModel& m) {
     const auto* b = reinterpret_cast<const unsigned char*>(v.data());
     for (size_t i = 0; i < v.size() * sizeof(float); ++i) h = (h ^ b[i]) * 1099511628211ull;
   };
-  for (const DenseLayer& l : m.layers)
-    for (const auto* v : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) mix(*v);
+  for (int64_t l = 0; l < m.config().n_layers; ++l) {
+    const std::shared_ptr<const DenseLayer> d = m.layer(l);
+    for (const auto* v : {&d->q, &d->k, &d->v, &d->o, &d->gate, &d->up, &d->down}) mix(*v);
+  }
   std::ostringstream os;
   os << std::hex << h;
   return os.str();
@@ -206,6 +208,8 @@ CalibrationResult calibrate_prefix(const model::Weights& fp, const model::Weight
   std::unique_ptr<TargetStore> targets =
       compute_targets(fp_engine, start, data, spec.target_budget_bytes, stem + ".targets.f16", spec.progress);
   r.targets_seconds = since(t_targets);
+  // The FP model's work is done: its layers read in place leave the resident set (at 7B, 13 GB).
+  for (int64_t l = 0; l < c.n_layers; ++l) model::release_layer_pages(fp, l);
 
   const DenseModel dense = make_dense_model(quantized);
   const std::map<std::string, std::string> settings = settings_of(spec, data);

@@ -71,15 +71,31 @@ void MappedFile::release(const void* p, size_t n) const {
   if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
 }
 
+namespace {
+
+// The deleter of a hold_range owner: found again by std::get_deleter in release_held.
+struct ReleaseRange {
+  std::shared_ptr<const MappedFile> file;
+  const void* p;
+  size_t n;
+  void operator()(const void*) const { file->release(p, n); }
+};
+
+}  // namespace
+
 std::shared_ptr<const void> hold_range(std::shared_ptr<const MappedFile> file, const void* p, size_t n) {
-  struct Range {
-    std::shared_ptr<const MappedFile> file;
-    const void* p;
-    size_t n;
-    ~Range() { file->release(p, n); }
-  };
-  return std::make_shared<const Range>(Range{std::move(file), p, n});
+  return std::shared_ptr<const void>(p, ReleaseRange{std::move(file), p, n});
 }
+
+void release_held(const std::shared_ptr<const void>& owner) {
+  if (const ReleaseRange* r = std::get_deleter<ReleaseRange>(owner)) r->file->release(r->p, r->n);
+}
+
+size_t held_bytes(const std::shared_ptr<const void>& owner) {
+  const ReleaseRange* r = std::get_deleter<ReleaseRange>(owner);
+  return r ? r->n : 0;
+}
+
 
 std::string read_text_file(const std::string& path, size_t max_bytes) {
   check_regular_file(path, "file");

@@ -35,6 +35,12 @@ class MappedFile {
 // place from a checkpoint hold one each, so replacing a weight (quantizing it, converting it)
 // returns its memory.
 std::shared_ptr<const void> hold_range(std::shared_ptr<const MappedFile> file, const void* p, size_t n);
+// Takes the pages of a hold_range owner's range out of the resident set now, keeping the view
+// valid (they fault back in when read): a pass that is done with a weight for a while (layer-major
+// evaluation) returns its memory. Any other owner (bytes in ordinary memory) is left alone.
+void release_held(const std::shared_ptr<const void>& owner);
+// The size of a hold_range owner's range; 0 for any other owner.
+size_t held_bytes(const std::shared_ptr<const void>& owner);
 
 // Error "PATH: cannot open WHAT (...)" / "PATH: WHAT is a directory, not a file" / "... is not a
 // regular file" unless path names a regular file. FIFOs and devices are refused before they are

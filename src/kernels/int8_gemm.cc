@@ -100,6 +100,18 @@ void quantize_per_token(const float* X, int64_t M, int64_t K, int bits, float cl
   }
 }
 
+void quantize_static(const float* X, int64_t M, int64_t K, int bits, float scale, int8_t* q, float* s) {
+  if (bits < 2 || bits > 8) fail("activation bits ", bits, " are not supported (2..8)");
+  if (!(scale > 0)) fail("static activation scale ", scale, " must be positive");
+  const float qmax = static_cast<float>((1 << (bits - 1)) - 1), qmin = -qmax - 1;
+#pragma omp parallel for if (M * K > (int64_t(1) << 16))
+  for (int64_t m = 0; m < M; ++m) {
+    s[m] = scale;
+    for (int64_t k = 0; k < K; ++k)
+      q[m * K + k] = static_cast<int8_t>(std::clamp(std::nearbyint(X[m * K + k] / scale), qmin, qmax));
+  }
+}
+
 void dequantize_per_token(const int8_t* q, const float* s, int64_t M, int64_t K, float* X) {
   for (int64_t m = 0; m < M; ++m)
     for (int64_t k = 0; k < K; ++k) X[m * K + k] = static_cast<float>(q[m * K + k]) * s[m];

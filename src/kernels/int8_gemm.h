@@ -40,6 +40,10 @@ Int8Matrix int8_from_packed(const kernels::PackedMatrix& W);
 //   q[m, k] = clamp(round(x / s), −2^(bits-1), 2^(bits-1) − 1)   (round half to even),
 // so at 4 bits q ∈ [-8, 7] and -8 occurs only when clip < 1 saturates. bits in 2..8.
 void quantize_per_token(const float* X, int64_t M, int64_t K, int bits, float clip, int8_t* q, float* s);
+// The same with one scale fixed beforehand for every token (static per-tensor scales, PrefixQuant):
+// s[m] = scale, q[m, k] = clamp(round(x / scale), −2^(bits-1), 2^(bits-1) − 1). Where a row's own
+// max |x| equals clip-free scale · (2^(bits-1) − 1), the codes equal quantize_per_token's.
+void quantize_static(const float* X, int64_t M, int64_t K, int bits, float scale, int8_t* q, float* s);
 // q · s back in fp32 (the fake-quantized activations).
 void dequantize_per_token(const int8_t* q, const float* s, int64_t M, int64_t K, float* X);
 

@@ -15,6 +15,11 @@ void fake_quantize_kv(float* x, int64_t n, int bits) {
     lo = std::min(lo, x[i]);
     hi = std::max(hi, x[i]);
   }
+  fake_quantize_kv_range(x, n, bits, lo, hi);
+}
+
+void fake_quantize_kv_range(float* x, int64_t n, int bits, float lo, float hi) {
+  if (bits < 2 || bits > 8) fail("KV-cache quantization: bits ", bits, " out of range (supported: 2..8)");
   const float qmax = static_cast<float>((1 << bits) - 1);
   // Unlike the weight quantizer the zero point is not clamped to the code range: it is the
   // rounded (clamped to +-1e4) offset itself, as in the reference.

@@ -37,6 +37,7 @@ void set_packed(Linear& l, std::shared_ptr<const PackedMatrix> m, std::vector<in
   p.m = std::move(m);
   p.in_perm = std::move(in_perm);
   l.weight = std::move(p);
+  l.held_out.clear();
 }
 
 void to_bf16(Linear& l) {
@@ -60,7 +61,15 @@ void use_q8_inputs(Linear& l) {
   Packed* p = std::get_if<Packed>(&l.weight);
   if (!p) return;
   p->rounding = Activations::kQ8;
-  if (q8_tiles_runs_here() && q8_tiles_cover(*p->m)) p->q8_tiles = std::make_shared<const Q8Tiles>(tile_for_q8(*p->m));
+  if (p->q8_tiles || !q8_tiles_runs_here() || !q8_tiles_cover(*p->m)) return;
+  p->q8_tiles = std::make_shared<const Q8Tiles>(tile_for_q8(*p->m));
+  p->m.reset();  // the tiles are the codes now
+}
+
+std::shared_ptr<const PackedMatrix> packed_codes(const Packed& p) {
+  if (p.m) return p.m;
+  if (!p.q8_tiles) fail("packed linear without codes");
+  return std::make_shared<const PackedMatrix>(untile_q8(*p.q8_tiles));
 }
 
 void set_act_quant(Linear& l, int bits, float clip) {
@@ -68,8 +77,9 @@ void set_act_quant(Linear& l, int bits, float clip) {
   Packed* p = std::get_if<Packed>(&l.weight);
   if (!p) return;
   p->int8.reset();
-  if (bits < 16 && p->m->sym && p->m->group == p->m->cols)
-    p->int8 = std::make_shared<const Int8Matrix>(int8_from_packed(*p->m));
+  if (bits >= 16) return;
+  const std::shared_ptr<const PackedMatrix> m = packed_codes(*p);
+  if (m->sym && m->group == m->cols) p->int8 = std::make_shared<const Int8Matrix>(int8_from_packed(*m));
 }
 
 std::vector<float>& dense_f32_weight(Linear& l) {
@@ -92,7 +102,10 @@ struct QuantizedInput {
 
 QuantizedInput quantize_input(const ActQuant& a, const float* X, int64_t M, int64_t K) {
   QuantizedInput xq{std::vector<int8_t>(static_cast<size_t>(M * K)), std::vector<float>(M)};
-  quantize_per_token(X, M, K, a.bits, a.clip, xq.q.data(), xq.scale.data());
+  if (a.static_scale > 0)
+    quantize_static(X, M, K, a.bits, a.static_scale, xq.q.data(), xq.scale.data());
+  else
+    quantize_per_token(X, M, K, a.bits, a.clip, xq.q.data(), xq.scale.data());
   return xq;
 }
 
@@ -104,17 +117,15 @@ const float* dequantized_input(const QuantizedInput& xq, int64_t M, int64_t K, s
   return buf.data();
 }
 
-void forward(const Linear& layer, const DenseF32& d, const float* X, int64_t M, float* Y) {
+void forward(const Linear& layer, const ActQuant& act, const DenseF32& d, const float* X, int64_t M, float* Y) {
   std::vector<float> xp;
-  if (layer.act_quant.bits < 16)
-    X = dequantized_input(quantize_input(layer.act_quant, X, M, layer.in), M, layer.in, xp);
+  if (act.bits < 16) X = dequantized_input(quantize_input(act, X, M, layer.in), M, layer.in, xp);
   gemm_f32(X, M, layer.in, d.w.data(), layer.out, Y);
 }
 
-void forward(const Linear& layer, const DenseHalf& d, const float* X, int64_t M, float* Y) {
+void forward(const Linear& layer, const ActQuant& act, const DenseHalf& d, const float* X, int64_t M, float* Y) {
   std::vector<float> xp;
-  if (layer.act_quant.bits < 16)
-    X = dequantized_input(quantize_input(layer.act_quant, X, M, layer.in), M, layer.in, xp);
+  if (act.bits < 16) X = dequantized_input(quantize_input(act, X, M, layer.in), M, layer.in, xp);
   if (d.compute == Activations::kBf16) {
     if (d.w.type != Half::kBf16) fail("linear [", layer.out, ", ", layer.in, "]: bf16 compute on a weight not stored in bf16");
     return gemm_bf16(X, M, layer.in, d.w.data, layer.out, Y);
@@ -124,7 +135,7 @@ void forward(const Linear& layer, const DenseHalf& d, const float* X, int64_t M,
 
 // Gather into the packed column order, then quantize the input, then the fastest product the
 // codes have: the integer GEMM, the q8 tiles, or the packed matmul.
-void forward(const Linear& layer, const Packed& p, const float* X, int64_t M, float* Y) {
+void forward(const Linear& layer, const ActQuant& act, const Packed& p, const float* X, int64_t M, float* Y) {
   const int64_t K = layer.in;
   std::vector<float> xp;  // the input as the codes read it (gathered, or fake-quantized)
   if (!p.in_perm.empty()) {
@@ -134,13 +145,13 @@ void forward(const Linear& layer, const Packed& p, const float* X, int64_t M, fl
       for (int64_t j = 0; j < K; ++j) xp[m * K + j] = X[m * K + p.in_perm[j]];
     X = xp.data();
   }
-  if (layer.act_quant.bits < 16) {
-    const QuantizedInput xq = quantize_input(layer.act_quant, X, M, K);
+  if (act.bits < 16) {
+    const QuantizedInput xq = quantize_input(act, X, M, K);
     if (p.int8) return int8_gemm(xq.q.data(), xq.scale.data(), M, *p.int8, Y);
     X = dequantized_input(xq, M, K, xp);
   }
   if (p.q8_tiles && q8_tiles_runs_here()) return q8_tiles_matmul(*p.q8_tiles, X, M, Y);
-  packed_matmul(*p.m, X, M, Y, Isa::kAuto, p.rounding);
+  packed_matmul(*packed_codes(p), X, M, Y, Isa::kAuto, p.rounding);
 }
 
 std::vector<float> dense_weight(const Linear&, const DenseF32& d) { return d.w; }
@@ -151,19 +162,41 @@ std::vector<float> dense_weight(const Linear& layer, const DenseHalf& d) {
 
 std::vector<float> dense_weight(const Linear& layer, const Packed& p) {
   std::vector<float> w(static_cast<size_t>(layer.out * layer.in));
-  dequantize(*p.m, w.data());
-  if (p.in_perm.empty()) return w;
-  std::vector<float> unperm(w.size());
-  for (int64_t n = 0; n < layer.out; ++n)
-    for (int64_t j = 0; j < layer.in; ++j) unperm[n * layer.in + p.in_perm[j]] = w[n * layer.in + j];
-  return unperm;
+  dequantize(*packed_codes(p), w.data());
+  if (!p.in_perm.empty()) {
+    std::vector<float> unperm(w.size());
+    for (int64_t n = 0; n < layer.out; ++n)
+      for (int64_t j = 0; j < layer.in; ++j) unperm[n * layer.in + p.in_perm[j]] = w[n * layer.in + j];
+    w = std::move(unperm);
+  }
+  for (const HeldOutWeight& h : layer.held_out) w[h.row * layer.in + h.col] = h.value;
+  return w;
 }
 
 }  // namespace
 
 void linear_forward(const Linear& layer, const float* X, int64_t M, float* Y) {
-  std::visit([&](const auto& form) { forward(layer, form, X, M, Y); }, layer.weight);
+  linear_forward(layer, X, M, Y, layer.act_quant);
+}
+
+void linear_forward(const Linear& layer, const float* X, int64_t M, float* Y, const ActQuant& act) {
+  std::visit([&](const auto& form) { forward(layer, act, form, X, M, Y); }, layer.weight);
+  for (const HeldOutWeight& h : layer.held_out)
+    for (int64_t m = 0; m < M; ++m) Y[m * layer.out + h.row] += h.delta * X[m * layer.in + h.col];
   add_bias(layer.bias, M, Y);
+}
+
+void hold_out_weight(Linear& l, int64_t row, int64_t col, float value) {
+  if (!std::holds_alternative<Packed>(l.weight)) fail("linear [", l.out, ", ", l.in, "]: only packed codes hold weights out");
+  if (row < 0 || row >= l.out || col < 0 || col >= l.in)
+    fail("linear [", l.out, ", ", l.in, "]: held-out weight [", row, ", ", col, "] is outside the matrix");
+  std::vector<HeldOutWeight> kept;
+  for (const HeldOutWeight& h : l.held_out)
+    if (h.row != row || h.col != col) kept.push_back(h);
+  l.held_out.clear();  // the stored value, without an earlier correction of this entry
+  const float stored = linear_dense_weight(l)[row * l.in + col];
+  kept.push_back({row, col, value, value - stored});
+  l.held_out = std::move(kept);
 }
 
 std::vector<float> linear_dense_weight(const Linear& layer) {

@@ -47,6 +47,8 @@ struct DenseHalf {
 };
 
 struct Packed {
+  // The codes in the row layout; null under q8 on a VNNI CPU, where q8_tiles holds them instead
+  // (packed_codes rebuilds this layout where one is needed).
   std::shared_ptr<const PackedMatrix> m;
   // GPTQ act-order: packed column j multiplies input channel in_perm[j] (empty = identity). The
   // input is gathered into that order before the packed matmul; groups stay consecutive columns.
@@ -54,8 +56,9 @@ struct Packed {
   // What the input is rounded to before the product: kBf16 with bf16 compute (the packed
   // counterpart of DenseHalf's bf16 compute), kQ8 for int8 blocks (dtype q8).
   Activations rounding = Activations::kFp32;
-  // With kQ8 on a VNNI CPU: the codes again in the q8 kernel's layout, which every product then
-  // takes (a second copy of the codes; m still serves backward passes, dequantization and saving).
+  // With kQ8 on a VNNI CPU: the codes in the q8 kernel's layout, which every product then takes.
+  // They replace m (the same bytes in another order), so q8 weights take the memory of the codes
+  // once; backward passes, dequantization and saving rebuild the row layout (packed_codes).
   std::shared_ptr<const Q8Tiles> q8_tiles;
   // With activation quantization on and symmetric per-channel codes: the codes as int8 with their
   // scales, so the product is the integer GEMM (kernels/int8_gemm.h).
@@ -65,9 +68,22 @@ struct Packed {
 // Per-token symmetric quantization of the input to `bits` with clip ratio `clip`
 // (kernels/int8_gemm.h) before the product; 16 = off. The quantized input takes the integer GEMM
 // when the weight has an int8 copy, else it is dequantized and takes the weight's usual path.
+// static_scale > 0: one scale for every token instead (static per-tensor scales, calibrated
+// beforehand; clip does not apply).
 struct ActQuant {
   int bits = 16;
   float clip = 1.0f;
+  float static_scale = 0;
+};
+
+// A weight held out of the quantization (a super weight, Yu et al. 2024): the codes keep their
+// value at [row, col] (quantized with it left out of its group's range), and the product adds
+// (value − stored)·x[col] to y[row], so the layer computes with the exact FP value. The side
+// product takes the input before activation quantization: it is an FP path beside the codes.
+struct HeldOutWeight {
+  int64_t row = 0, col = 0;
+  float value = 0;  // the exact weight
+  float delta = 0;  // value − the weight as stored (dequantized)
 };
 
 struct Linear {
@@ -75,6 +91,7 @@ struct Linear {
   std::variant<DenseF32, DenseHalf, Packed> weight;
   ActQuant act_quant;
   std::vector<float> bias;  // [out], added after the product whatever the form; empty = none
+  std::vector<HeldOutWeight> held_out;  // exact weights beside packed codes (hold_out_weight)
 };
 
 // A dense fp32 layer.
@@ -96,11 +113,17 @@ void set_packed(Linear& l, std::shared_ptr<const PackedMatrix> m, std::vector<in
 // bf16-rounded inputs.
 void to_bf16(Linear& l);
 // q8 compute: packed codes take int8-block inputs, tiled for the VNNI kernel where it runs and
-// covers the matrix; dense weights stay as they are.
+// covers the matrix (the tiles then replace the row layout); dense weights stay as they are.
 void use_q8_inputs(Linear& l);
+// Keeps weight [row, col] exact at `value` beside packed codes (HeldOutWeight); ikv::Error for any
+// other form. set_packed drops them with the codes they correct.
+void hold_out_weight(Linear& l, int64_t row, int64_t col, float value);
 // Activation quantization to `bits` (16 = off) with clip ratio `clip`; packed symmetric
 // per-channel codes get their int8 copy for the integer GEMM (and lose it when bits is 16).
 void set_act_quant(Linear& l, int bits, float clip);
+
+// A packed weight's codes in the row layout: m, or rebuilt from the q8 tiles (a new copy each call).
+std::shared_ptr<const PackedMatrix> packed_codes(const Packed& p);
 
 // The dense fp32 weight, for code that edits it in place; ikv::Error for any other form.
 std::vector<float>& dense_f32_weight(Linear& l);
@@ -108,6 +131,9 @@ const std::vector<float>& dense_f32_weight(const Linear& l);
 
 // Y[M, out] = X[M, in] · Wᵀ (+ bias) by the layer's form.
 void linear_forward(const Linear& layer, const float* X, int64_t M, float* Y);
+// The same with activation quantization `act` in place of the layer's own (static scales that
+// depend on the run, not on the weights).
+void linear_forward(const Linear& layer, const float* X, int64_t M, float* Y, const ActQuant& act);
 // Y[m, :] += bias for M rows (nothing when bias is empty).
 template <typename T>
 void add_bias(const std::vector<float>& bias, int64_t M, T* Y) {
@@ -115,8 +141,8 @@ void add_bias(const std::vector<float>& bias, int64_t M, T* Y) {
   for (int64_t m = 0; m < M && n; ++m)
     for (int64_t j = 0; j < n; ++j) Y[m * n + j] += static_cast<T>(bias[j]);
 }
-// The weight as dense fp32 [out, in] in input-channel order (dequantized and un-permuted if packed):
-// for references and backward passes.
+// The weight as dense fp32 [out, in] in input-channel order (dequantized and un-permuted if packed,
+// held-out weights exact): for references and backward passes.
 std::vector<float> linear_dense_weight(const Linear& layer);
 
 }  // namespace ikv::kernels

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "io/dtype.h"
 #include "io/error.h"
 #include "kernels/cpu.h"
 
@@ -21,6 +22,7 @@ Q8Tiles tile_for_q8(const kernels::PackedMatrix& W) {
   T.rows = W.rows;
   T.cols = W.cols;
   T.group = W.group;
+  T.sym = W.sym;
   T.tiles = (W.rows + 15) / 16;
   T.units = (W.cols + kQ8Block - 1) / kQ8Block;
   const int64_t groups = T.groups(), uw = T.unit_words();
@@ -79,6 +81,25 @@ int q8_tile_code(const Q8Tiles& T, int64_t n, int64_t k) {
   const int low = (bytes[64 * (q / 4) + 4 * r + j] >> (2 * (q % 4))) & 3;
   const int high = (bytes[512 + 8 * q + (4 * r + j) / 8] >> ((4 * r + j) % 8)) & 1;
   return low | high << 2;
+}
+
+kernels::PackedMatrix untile_q8(const Q8Tiles& T) {
+  const int64_t groups = T.groups();
+  const int offset = T.sym ? 1 << (T.bits - 1) : 0;  // pack_codes takes sym codes signed
+  std::vector<int32_t> q(static_cast<size_t>(T.rows * T.cols)), zeros(T.sym ? 0 : T.rows * groups);
+  std::vector<float> scales(static_cast<size_t>(T.rows * groups));
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < T.rows; ++n) {
+    for (int64_t k = 0; k < T.cols; ++k) q[n * T.cols + k] = q8_tile_code(T, n, k) - offset;
+    const int64_t t = n / 16, r = n % 16;
+    for (int64_t g = 0; g < groups; ++g) {
+      scales[n * groups + g] = io::fp16_to_fp32(T.scales[(t * groups + g) * 16 + r]);
+      if (!T.sym) zeros[n * groups + g] = (T.zeros[(t * groups + g) * 8 + r % 8] >> (4 * (r / 8))) & 0xF;
+    }
+  }
+  const kernels::QuantSpec spec{T.bits, T.group == T.cols ? -1 : static_cast<int>(T.group), T.sym};
+  return kernels::pack_codes(q.data(), scales.data(), T.sym ? nullptr : zeros.data(), T.rows, T.cols, spec,
+                             "q8 tiles");
 }
 
 size_t q8_tiles_bytes(const Q8Tiles& T) {

@@ -34,6 +34,7 @@ struct Q8Tiles {
   int64_t rows = 0, cols = 0;        // N, K of the source matrix
   int64_t group = 0;                 // columns per group (== cols for per-channel)
   int64_t tiles = 0, units = 0;      // ceil(N / 16), ceil(K / 128)
+  bool sym = false;                  // the source's: symmetric codes (zeros hold 2^(bits-1))
   std::vector<kernels::CodeWord> codes;  // tiles * units * unit_words()
   std::vector<uint16_t> scales;        // tiles * groups * 16
   std::vector<uint8_t> zeros;          // tiles * groups * 8
@@ -49,6 +50,10 @@ bool q8_tiles_cover(const kernels::PackedMatrix& W);
 Q8Tiles tile_for_q8(const kernels::PackedMatrix& W);
 // Code of row n, column k (reference decoder of the layout, for tests).
 int q8_tile_code(const Q8Tiles& T, int64_t n, int64_t k);
+// The PackedMatrix T was tiled from, byte for byte: under dtype q8 the tiles are the only copy of
+// the codes (kernels::Packed), and this rebuilds the row layout where one is needed (dequantizing,
+// saving an artifact, the int8 copy).
+kernels::PackedMatrix untile_q8(const Q8Tiles& T);
 // Bytes the GEMV streams: codes + scales + zeros.
 size_t q8_tiles_bytes(const Q8Tiles& T);
 // True when this CPU runs q8_tiles_matmul (AVX-512 with VNNI).

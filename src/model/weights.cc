@@ -202,18 +202,22 @@ Embedding::Embedding(kernels::HalfMatrix table, int64_t vocab_, int64_t dim_)
     : vocab(vocab_), dim(dim_), half(std::move(table)) {}
 
 void Embedding::row(int64_t token, float* out) const {
-  if (half.data) return kernels::half_to_f32(half.type, half.data + token * dim, dim, out);
-  std::memcpy(out, f32.data() + token * dim, static_cast<size_t>(dim) * sizeof(float));
+  if (half.data) kernels::half_to_f32(half.type, half.data + token * dim, dim, out);
+  else std::memcpy(out, f32.data() + token * dim, static_cast<size_t>(dim) * sizeof(float));
+  if (rotate) kernels::hadamard_rows(*rotate, out, 1);
 }
 
 std::vector<float> Embedding::to_f32() const {
-  return half.data ? kernels::half_to_f32(half.type, half.data, vocab * dim) : f32;
+  std::vector<float> t = half.data ? kernels::half_to_f32(half.type, half.data, vocab * dim) : f32;
+  if (rotate) kernels::hadamard_rows(*rotate, t.data(), vocab);
+  return t;
 }
 
 std::vector<float>& Embedding::expand_to_f32() {
-  if (half.data) {
+  if (half.data || rotate) {
     f32 = to_f32();
     half = {};
+    rotate.reset();
   }
   return f32;
 }
@@ -268,6 +272,21 @@ std::vector<NamedLinear> named_linears(Weights& w) {
     out.push_back({p + "mlp.down_proj.weight", &L.down});
   }
   return out;
+}
+
+void release_layer_pages(const Weights& w, int64_t layer) {
+  const LayerWeights& L = w.layers.at(static_cast<size_t>(layer));
+  for (const kernels::Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
+    if (const auto* h = std::get_if<kernels::DenseHalf>(&l->weight)) io::release_held(h->w.owner);
+}
+
+int64_t mapped_layer_bytes(const Weights& w) {
+  int64_t bytes = 0;
+  for (const LayerWeights& L : w.layers)
+    for (const kernels::Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
+      if (const auto* h = std::get_if<kernels::DenseHalf>(&l->weight))
+        bytes += static_cast<int64_t>(io::held_bytes(h->w.owner));
+  return bytes;
 }
 
 }  // namespace ikv::model

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/hadamard.h"
 #include "kernels/linear.h"
 #include "model/config.h"
 #include "model/rotation.h"
@@ -19,16 +20,19 @@ struct Embedding {
   int64_t vocab = 0, dim = 0;
   std::vector<float> f32;    // [vocab, dim] when held in fp32
   kernels::HalfMatrix half;  // otherwise (half.data set)
+  // Set on a QuaRot-rotated model: every row is multiplied by it as it is looked up (E ← E Q
+  // without a rotated copy of the table).
+  std::shared_ptr<const kernels::HadamardTransform> rotate;
 
   Embedding() = default;
   Embedding(std::vector<float> table, int64_t vocab, int64_t dim);
   Embedding(kernels::HalfMatrix table, int64_t vocab, int64_t dim);
   bool is_half() const { return half.data != nullptr; }
-  // Row `token` (0 <= token < vocab, unchecked) as fp32 into out[0, dim).
+  // Row `token` (0 <= token < vocab, unchecked) as fp32 into out[0, dim), rotated if rotate is set.
   void row(int64_t token, float* out) const;
-  // The whole table as fp32 (a copy).
+  // The whole table as fp32, as rows are looked up (a copy).
   std::vector<float> to_f32() const;
-  // The fp32 table for editing in place (QuaRot): a 16-bit table is upcast and let go first.
+  // The fp32 table for editing in place: upcast and rotated as looked up, the storage let go.
   std::vector<float>& expand_to_f32();
 };
 
@@ -81,5 +85,13 @@ struct NamedLinear {
   kernels::Linear* linear;
 };
 std::vector<NamedLinear> named_linears(Weights& w);
+
+// Takes decoder layer `layer`'s weights that are views of the mapped checkpoint out of the
+// resident set (io::release_held); they stay usable and are read from the file again when next
+// used. Layer-major evaluation calls it when it is done with a layer, so that its peak memory is
+// one layer's weights, not the model's.
+void release_layer_pages(const Weights& w, int64_t layer);
+// Bytes of the decoder layers' weights that are read in place from the mapped checkpoint.
+int64_t mapped_layer_bytes(const Weights& w);
 
 }  // namespace ikv::model

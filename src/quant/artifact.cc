@@ -35,12 +35,15 @@ std::vector<int32_t> load_perm(const io::SafetensorsFile& f, const std::string& 
 
 void save_quantized(model::Weights& w, const std::string& path, const std::map<std::string, std::string>& settings) {
   std::vector<io::TensorToWrite> tensors;
+  std::vector<std::shared_ptr<const kernels::PackedMatrix>> kept;
   std::string bits, sym;
   int64_t group = -1;  // per-channel (every matrix one group per row) unless some matrix has narrower groups
   for (auto& nl : model::named_linears(w)) {
     const auto* packed = std::get_if<kernels::Packed>(&nl.linear->weight);
     if (!packed) fail(path, ": ", nl.name, " is not quantized; nothing to save");
-    const kernels::PackedMatrix& p = *packed->m;
+    const std::shared_ptr<const kernels::PackedMatrix> codes = kernels::packed_codes(*packed);  // kept alive until written
+    kept.push_back(codes);
+    const kernels::PackedMatrix& p = *codes;
     const int64_t lanes = static_cast<int64_t>(p.codes.size()) * 16;
     tensors.push_back({nl.name + ".codes", io::DType::U32, {p.rows, lanes / p.rows}, p.codes.data(), p.codes.size() * 64});
     tensors.push_back({nl.name + ".scales", io::DType::F16, {p.rows, p.groups_per_row()}, p.scales.data(), p.scales.size() * 2});
@@ -102,7 +105,10 @@ std::map<std::string, std::string> load_quantized(model::Weights& w, const std::
     } catch (const std::exception&) {
       fail(path, ": bad rotation_seed metadata");
     }
-    rotate_model(w, seed);  // the same rotation of the FP model the packed linears were made from
+    // The same rotation of the FP model the packed linears were made from; the linears themselves
+    // are replaced below, so only the ends, norms and biases are rotated (nothing expanded).
+    rotate_ends(w, seed);
+    for (int64_t l = 0; l < w.config.n_layers; ++l) rotate_layer(w, l, /*weights=*/false);
   }
   for (auto& nl : model::named_linears(w)) {
     kernels::Linear& l = *nl.linear;

@@ -24,6 +24,7 @@
 //    through perm (the reference's g_idx = perm-position / group, stored the other way round).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,9 @@ struct GptqOptions {
   double damp = 0.01;        // dampening: λ = damp · mean(diag H) added to the diagonal
   int64_t block = 128;       // columns per lazy-batch block
   bool act_order = false;    // quantize columns in order of decreasing diag(H)
+  // quantize_model_gptq calls it with a layer's index before it runs the layer (QuaRot rotates the
+  // layer there, so that only one layer at a time is expanded to fp32).
+  std::function<void(int64_t layer)> before_layer;
 };
 
 struct GptqMatrix {

@@ -116,6 +116,7 @@ void quantize_model_gptq(model::Weights& w, const CalibrationTokens& calib, cons
   std::vector<float> y;
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const auto t0 = std::chrono::steady_clock::now();
+    if (opt.before_layer) opt.before_layer(l);
     HessianAccumulator attn(c.dim), o(c.q_dim()), ffn(c.dim), down(c.hidden);
     for (const auto& x : xs) {
       const int64_t n = static_cast<int64_t>(x.size()) / c.dim;

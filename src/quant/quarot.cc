@@ -27,7 +27,7 @@ void rotate_output_rows(const kernels::HadamardTransform& t, float* w, int64_t c
 
 }  // namespace
 
-void rotate_model(model::Weights& w, uint64_t seed) {
+void rotate_ends(model::Weights& w, uint64_t seed) {
   const model::Config& c = w.config;
   if (w.rotation) fail(w.source, ": the model is already rotated (QuaRot)");
   // fp32 weights, or 16-bit ones as stored (upcast exactly, a layer at a time, as they are rotated).
@@ -45,15 +45,26 @@ void rotate_model(model::Weights& w, uint64_t seed) {
   rot->residual = kernels::make_hadamard(c.dim, seed, /*random_signs=*/true);
   rot->head = kernels::make_hadamard(c.head_dim, seed);
   rot->down = kernels::make_hadamard(c.hidden, seed);
-  const kernels::HadamardTransform &Q = rot->residual, &H = rot->head, &F = rot->down;
-  const int64_t D = c.dim, Hd = c.head_dim;
+  kernels::expand_to_f32(w.lm_head);
+  scale_columns(w.lm_head, w.final_norm);
+  std::fill(w.final_norm.begin(), w.final_norm.end(), 1.0f);
+  kernels::hadamard_rows(rot->residual, kernels::dense_f32_weight(w.lm_head).data(), w.lm_head.out);
+  // E ← E Q row by row as rows are looked up: the table stays as stored.
+  w.embed.rotate = std::shared_ptr<const kernels::HadamardTransform>(rot, &rot->residual);
+  w.rotation = std::move(rot);
+}
 
-  for (model::LayerWeights& L : w.layers) {
+void rotate_layer(model::Weights& w, int64_t layer, bool weights) {
+  const model::Config& c = w.config;
+  if (!w.rotation) fail("QuaRot: rotate_layer before rotate_ends");
+  if (layer < 0 || layer >= c.n_layers) fail("QuaRot: layer ", layer, " is outside 0..", c.n_layers - 1);
+  const kernels::HadamardTransform &Q = w.rotation->residual, &H = w.rotation->head, &F = w.rotation->down;
+  const int64_t D = c.dim, Hd = c.head_dim;
+  model::LayerWeights& L = w.layers[layer];
+  if (weights) {
     for (kernels::Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) kernels::expand_to_f32(*l);
     for (kernels::Linear* l : {&L.q, &L.k, &L.v}) scale_columns(*l, L.attn_norm);
     for (kernels::Linear* l : {&L.gate, &L.up}) scale_columns(*l, L.ffn_norm);
-    std::fill(L.attn_norm.begin(), L.attn_norm.end(), 1.0f);
-    std::fill(L.ffn_norm.begin(), L.ffn_norm.end(), 1.0f);
     for (kernels::Linear* l : {&L.q, &L.k, &L.v, &L.gate, &L.up})
       kernels::hadamard_rows(Q, kernels::dense_f32_weight(*l).data(), l->out);
     std::vector<float>& o = kernels::dense_f32_weight(L.o);
@@ -64,17 +75,18 @@ void rotate_model(model::Weights& w, uint64_t seed) {
     for (int64_t h = 0; h < c.n_kv_heads; ++h) rotate_output_rows(H, &v[h * Hd * D], D);
     kernels::hadamard_rows(H, o.data(), D * c.n_heads);  // every row's head segments
     kernels::hadamard_rows(F, down.data(), D);
-    // Output biases rotate with their outputs (y' = y·T, so b' = b·T).
-    if (!L.v.bias.empty()) kernels::hadamard_rows(H, L.v.bias.data(), c.n_kv_heads);
-    if (!L.o.bias.empty()) kernels::hadamard_rows(Q, L.o.bias.data(), 1);
-    if (!L.down.bias.empty()) kernels::hadamard_rows(Q, L.down.bias.data(), 1);
   }
-  kernels::expand_to_f32(w.lm_head);
-  scale_columns(w.lm_head, w.final_norm);
-  std::fill(w.final_norm.begin(), w.final_norm.end(), 1.0f);
-  kernels::hadamard_rows(Q, kernels::dense_f32_weight(w.lm_head).data(), w.lm_head.out);
-  kernels::hadamard_rows(Q, w.embed.expand_to_f32().data(), c.vocab);
-  w.rotation = std::move(rot);
+  std::fill(L.attn_norm.begin(), L.attn_norm.end(), 1.0f);
+  std::fill(L.ffn_norm.begin(), L.ffn_norm.end(), 1.0f);
+  // Output biases rotate with their outputs (y' = y·T, so b' = b·T).
+  if (!L.v.bias.empty()) kernels::hadamard_rows(H, L.v.bias.data(), c.n_kv_heads);
+  if (!L.o.bias.empty()) kernels::hadamard_rows(Q, L.o.bias.data(), 1);
+  if (!L.down.bias.empty()) kernels::hadamard_rows(Q, L.down.bias.data(), 1);
+}
+
+void rotate_model(model::Weights& w, uint64_t seed) {
+  rotate_ends(w, seed);
+  for (int64_t l = 0; l < w.config.n_layers; ++l) rotate_layer(w, l);
 }
 
 void set_activation_quant(model::Weights& w, int bits, float clip) {

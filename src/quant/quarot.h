@@ -33,8 +33,18 @@ namespace ikv::quant {
 inline constexpr uint64_t kQuarotSeed = 0;
 
 // Rotates the FP model in place as above and records the rotations in w.rotation. Every decoder
-// linear and lm_head must be dense fp32 (rotate, then quantize). Deterministic for a given seed.
+// linear and lm_head must be dense (fp32, or 16-bit as stored with fp32 compute: rotate, then
+// quantize). Deterministic for a given seed. The embedding stays as stored and its rows are
+// rotated as they are looked up (model::Embedding::rotate); each rotated linear is fp32.
 void rotate_model(model::Weights& w, uint64_t seed = kQuarotSeed);
+// rotate_model in steps, so that a quantizer can rotate and quantize one decoder layer at a time
+// and the model is never all fp32: rotate_ends checks every linear, rotates the head (with the
+// final norm fused) and the embedding, and records w.rotation; rotate_layer(w, l) then rotates
+// layer l. The model computes its function once every layer is rotated (a layer-by-layer
+// quantizer only runs layers it has rotated). With weights = false only the layer's norms and
+// output biases change: loading packed QuaRot weights, which replace the linears.
+void rotate_ends(model::Weights& w, uint64_t seed = kQuarotSeed);
+void rotate_layer(model::Weights& w, int64_t layer, bool weights = true);
 
 // Sets per-token symmetric activation quantization (bits 2..8, or 16 = off; clip in (0, 1]) on every
 // decoder linear; those holding packed symmetric per-channel weights get their int8 copy for the

@@ -2,6 +2,7 @@
 // went through quantize → dequantize in exact fp32): the independent check of the whole W3/W4
 // path at real shapes (multi-panel GEMMs with tails, GEMV, both ISAs).
 #include <cmath>
+#include <filesystem>
 #include <random>
 
 #include "eval/perplexity.h"
@@ -12,6 +13,7 @@
 #include "kernels/gemm.h"
 #include "kernels/linear.h"
 #include "kernels/packed_matmul.h"
+#include "quant/artifact.h"
 #include "quant/rtn.h"
 #include "test_util.h"
 
@@ -92,8 +94,9 @@ void check_packed_inputs(model::Weights& w, kernels::Activations act, std::initi
       std::vector<float> X(M * l.in), Y(M * l.out), R(M * l.out), R32(M * l.out);
       for (auto& x : X) x = nd(rng);
       kernels::linear_forward(l, X.data(), M, Y.data());
-      kernels::packed_matmul_reference(*p->m, X.data(), M, R.data(), act);
-      kernels::packed_matmul_reference(*p->m, X.data(), M, R32.data());
+      const auto codes = kernels::packed_codes(*p);  // under q8 the tiles hold the codes
+      kernels::packed_matmul_reference(*codes, X.data(), M, R.data(), act);
+      kernels::packed_matmul_reference(*codes, X.data(), M, R32.data());
       double e = 0, e32 = 0, ref = 0;
       for (size_t j = 0; j < Y.size(); ++j) {
         e += (Y[j] - R[j]) * (Y[j] - R[j]);
@@ -136,8 +139,58 @@ TEST_CASE("dtype q8 on a packed model: each packed linear computes q8(X)·W', de
   // relative in rms). Every M runs the tiled vpdpbusd kernel on VNNI CPUs (M = 30 in 8 passes of
   // up to 4 rows).
   check_packed_inputs(m.weights, kernels::Activations::kQ8, {1, 7, 30}, 1e-3, 6);
-  for (auto& nl : model::named_linears(m.weights))
-    CHECK((std::get<kernels::Packed>(nl.linear->weight).q8_tiles != nullptr) == kernels::q8_tiles_runs_here());
+  for (auto& nl : model::named_linears(m.weights)) {
+    const auto& p = std::get<kernels::Packed>(nl.linear->weight);
+    CHECK((p.q8_tiles != nullptr) == kernels::q8_tiles_runs_here());
+    CHECK((p.m == nullptr) == kernels::q8_tiles_runs_here());  // the tiles replace the row layout
+  }
   CHECK_THROWS_WITH_AS(exp::apply_dtype(m.weights, "int4"), doctest::Contains("dtype 'int4' is not supported"),
                        ikv::Error);
+}
+
+TEST_CASE("--quant-head: lm_head packed by RTN to the given bits, the same after loading an artifact") {
+  if (test::data_root().empty()) return;
+  exp::LoadedModel fp = exp::load_model_verified(test::data_root(), "testbed-26M");
+  exp::QuantizerSpec q = exp::rtn_spec(4);
+  q.head_bits = 8;
+  CHECK(q.short_label() == "rtn-w4g128-head8");
+  model::Weights w = fp.weights;
+  exp::quantize_weights(w, q);
+  const auto* head = std::get_if<kernels::Packed>(&w.lm_head.weight);
+  REQUIRE(head);
+  CHECK(head->m->bits == 8);
+  CHECK(head->m->group == 128);
+  // The head's codes are RTN's of the FP head (the reference's fake quantization, exactly).
+  const kernels::Linear& l = fp.weights.lm_head;
+  const std::vector<float> dense = kernels::linear_dense_weight(l);
+  std::vector<float> fq(dense.size());
+  quant::fake_quantize_rtn(dense.data(), l.out, l.in, {8, 128, false}, fq.data());
+  const std::vector<float> got = kernels::linear_dense_weight(w.lm_head);
+  double err = 0, ref = 0;
+  for (size_t i = 0; i < fq.size(); ++i) err += (got[i] - fq[i]) * (got[i] - fq[i]), ref += fq[i] * fq[i];
+  CHECK(std::sqrt(err / ref) < 1e-3);  // fp16-rounded scales: within 2^-11 per weight
+  // An artifact holds the decoder layers; loading it and quantizing the head gives the same model.
+  const std::string path = (std::filesystem::temp_directory_path() / "ikv-test-head8.quant.safetensors").string();
+  quant::save_quantized(w, path, {{"method", "rtn"}});
+  model::Weights loaded = fp.weights;
+  const exp::QuantizerSpec described = exp::quantize_or_load(loaded, fp, q, "", 0, path);
+  CHECK(described.head_bits == 8);
+  std::vector<int32_t> ids = fp.tokenizer->encode("The quick brown fox jumps over the lazy dog.");
+  ids.insert(ids.begin(), fp.weights.config.bos_id);
+  auto logits_of = [&](const model::Weights& m) {
+    engine::Engine e(m);
+    engine::KVCache cache = engine::make_kv_cache(m.config, static_cast<int64_t>(ids.size()));
+    std::vector<float> out;
+    e.forward(cache, ids.data(), static_cast<int64_t>(ids.size()), &out);
+    return out;
+  };
+  CHECK(logits_of(loaded) == logits_of(w));
+  CHECK(logits_of(w) != logits_of(fp.weights));
+  std::filesystem::remove(path);
+  CHECK_THROWS_WITH(exp::validate_variant([&] {
+                      exp::VariantSpec v;
+                      v.quant.head_bits = 8;
+                      return v;
+                    }()),
+                    doctest::Contains("--quant-head needs a weight quantizer"));
 }

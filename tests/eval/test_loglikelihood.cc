@@ -261,3 +261,36 @@ TEST_CASE("packed scorer == brute force on the nine tasks: each loglikelihood wi
     }
   }
 }
+
+TEST_CASE("KIVI keys and protected sinks look across a sequence: the scorer runs each request alone, as brute force") {
+  if (test::data_root().empty()) return;
+  model::Weights w = model::load_model(test::model_dir("testbed-26M"));
+  const auto tok = model::open_tokenizer(test::model_dir("testbed-26M"));
+  const std::vector<eval::LoglikRequest> reqs = {
+      {"Question: What is the color of the sky?\nAnswer:", " blue"},
+      {"Question: What is the color of the sky?\nAnswer:", " green as grass"},
+      {"The capital of France is", " Paris"},
+  };
+  engine::EngineOptions kivi, sinks;
+  kivi.kv.keys = engine::KeyQuant::per_channel_prerope, kivi.kv.key_group = 4, kivi.kv.residual = 2;
+  sinks.kv.protect_sinks = true;
+  for (const engine::EngineOptions& o : {kivi, sinks}) {
+    engine::Engine eng(w, o);
+    eval::ScorerOptions opt;
+    opt.kv_bits = 4;
+    CHECK_FALSE(eng.packs_rows(4));
+    CHECK(eng.packs_rows(16));
+    eval::LoglikelihoodScorer scorer(eng, *tok, opt);
+    CHECK(same_bits(scorer.score(reqs), eval::score_brute_force(eng, *tok, reqs, opt)));
+    CHECK(scorer.stats().requests == 3);
+    // One request per call: the same bits (nothing depends on the other requests).
+    eval::LoglikelihoodScorer single(eng, *tok, opt);
+    CHECK(same_bits(single.score({reqs[2]}), {scorer.score({reqs[2]})[0]}));
+    // A packed forward refuses such an engine.
+    engine::KVCache cache = engine::make_kv_cache(w.config, 8, 4);
+    kernels::PackedRows rows;
+    rows.add_segment(0, 0, {});
+    const int32_t t = 1;
+    CHECK_THROWS_AS(eng.forward_packed(cache, &t, rows, {}, nullptr), ikv::Error);
+  }
+}

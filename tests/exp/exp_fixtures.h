@@ -13,8 +13,19 @@
 #include "exp/config.h"
 #include "exp/plan.h"
 #include "exp/store.h"
+#include "io/error.h"
 
 namespace ikv::exp::testing {
+
+// The error parse_config raises for a config text (as if read from t.yaml), or "no error".
+inline std::string config_error(const std::string& text) {
+  try {
+    parse_config(text, "t.yaml");
+  } catch (const ikv::Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
 
 inline std::string config_fixture(const std::string& name) {
   return std::string(IKV_SOURCE_DIR) + "/data/fixtures/configs/" + name;

@@ -9,18 +9,10 @@
 #include "io/sha256.h"
 
 using namespace ikv::exp;
+using ikv::exp::testing::config_error;
 using ikv::exp::testing::config_fixture;
 
 namespace {
-
-std::string error_of(const std::string& text) {
-  try {
-    parse_config(text, "t.yaml");
-  } catch (const ikv::Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
 
 std::string load_error(const std::string& path) {
   try {
@@ -113,57 +105,57 @@ TEST_CASE("config: defaults") {
 
 TEST_CASE("config: each class of error names file:line:column") {
   // Unknown key with a did-you-mean (the misspelt wbits is then also missing).
-  CHECK(error_of(kValid + "quantizers:\n  - {method: rtn, wbit: 3}\n") ==
+  CHECK(config_error(kValid + "quantizers:\n  - {method: rtn, wbit: 3}\n") ==
         "t.yaml:4:19: unknown key \"wbit\" in rtn quantizer (did you mean \"wbits\"?); "
         "t.yaml:4:5: missing key \"wbits\"");
-  CHECK(error_of(kValid + "seeds: 3\n") ==
+  CHECK(config_error(kValid + "seeds: 3\n") ==
         "t.yaml:3:1: unknown key \"seeds\" in the config (did you mean \"seed\"?)");
-  CHECK(error_of(kValid + "colour: 3\n")
+  CHECK(config_error(kValid + "colour: 3\n")
             .starts_with("t.yaml:3:1: unknown key \"colour\" in the config; valid keys: data_root"));
   // Wrong types.
-  CHECK(error_of(kValid + "threads: abc\n") == "t.yaml:3:10: expected an integer, got 'abc'");
-  CHECK(error_of(kValid + "threads: [1]\n") == "t.yaml:3:10: expected an integer, got a list");
-  CHECK(error_of(kValid + "quantizers: [{method: rtn, wbits: 3, sym: maybe}]\n") ==
+  CHECK(config_error(kValid + "threads: abc\n") == "t.yaml:3:10: expected an integer, got 'abc'");
+  CHECK(config_error(kValid + "threads: [1]\n") == "t.yaml:3:10: expected an integer, got a list");
+  CHECK(config_error(kValid + "quantizers: [{method: rtn, wbits: 3, sym: maybe}]\n") ==
         "t.yaml:3:43: expected true or false, got 'maybe'");
-  CHECK(error_of(kValid + "intactkv: [{calibrated: {lr: fast}}]\n") ==
+  CHECK(config_error(kValid + "intactkv: [{calibrated: {lr: fast}}]\n") ==
         "t.yaml:3:30: expected a number, got 'fast'");
   // Impossible values.
-  CHECK(error_of(kValid + "quantizers: [{method: rtn, wbits: 9}]\n") ==
+  CHECK(config_error(kValid + "quantizers: [{method: rtn, wbits: 9}]\n") ==
         "t.yaml:3:35: wbits must be between 2 and 8, got 9");
-  CHECK(error_of(kValid + "quantizers: [{method: rtn, wbits: 1}]\n") ==
+  CHECK(config_error(kValid + "quantizers: [{method: rtn, wbits: 1}]\n") ==
         "t.yaml:3:35: wbits must be between 2 and 8, got 1");
-  CHECK(error_of(kValid + "quantizers: [{method: rtn, wbits: 4, group: 0}]\n") ==
+  CHECK(config_error(kValid + "quantizers: [{method: rtn, wbits: 4, group: 0}]\n") ==
         "t.yaml:3:45: group must be -1 or positive, got 0");
-  CHECK(error_of(kValid + "kv_bits: [4, 9]\n") ==
+  CHECK(config_error(kValid + "kv_bits: [4, 9]\n") ==
         "t.yaml:3:14: kv_bits must be between 2 and 8, or 16, got 9");
-  CHECK(error_of("models: [{path: m}]\ntasks: {ppl: {ctx: 2}}\n") ==
+  CHECK(config_error("models: [{path: m}]\ntasks: {ppl: {ctx: 2}}\n") ==
         "t.yaml:2:20: ctx must be at least 3, got 2");
-  CHECK(error_of("models: [{path: m}]\ntasks: {qa: {limit: -1}}\n") ==
+  CHECK(config_error("models: [{path: m}]\ntasks: {qa: {limit: -1}}\n") ==
         "t.yaml:2:21: limit must be at least 0, got -1");
-  CHECK(error_of("models: [{path: m}]\ntasks: {qa: {tasks: [arc_easy, arc_easyy]}}\n") ==
+  CHECK(config_error("models: [{path: m}]\ntasks: {qa: {tasks: [arc_easy, arc_easyy]}}\n") ==
         "t.yaml:2:32: unknown QA task \"arc_easyy\" (did you mean \"arc_easy\"?)");
-  CHECK(error_of(kValid + "quantizers: [{method: rtm, wbits: 3}]\n") ==
+  CHECK(config_error(kValid + "quantizers: [{method: rtm, wbits: 3}]\n") ==
         "t.yaml:3:23: unknown quantization method \"rtm\" (did you mean \"rtn\"?); expected fp, rtn, gptq, "
         "awq or quarot");
-  CHECK(error_of("models: [{path: m, dtype: fp16}]\ntasks: {ppl: {}}\n") ==
+  CHECK(config_error("models: [{path: m, dtype: fp16}]\ntasks: {ppl: {}}\n") ==
         "t.yaml:1:27: dtype must be fp32, bf16 or q8, got 'fp16'");
-  CHECK(error_of("models: []\ntasks: {ppl: {}}\n") == "t.yaml:1:9: models must list at least one model");
-  CHECK(error_of("tasks: {ppl: {}}\n") == "t.yaml:1:1: missing key \"models\"");
-  CHECK(error_of(kValid + "intactkv: [none, bso]\n") ==
+  CHECK(config_error("models: []\ntasks: {ppl: {}}\n") == "t.yaml:1:9: models must list at least one model");
+  CHECK(config_error("tasks: {ppl: {}}\n") == "t.yaml:1:1: missing key \"models\"");
+  CHECK(config_error(kValid + "intactkv: [none, bso]\n") ==
         "t.yaml:3:18: unknown IntactKV variant \"bso\" (did you mean \"bos\"?); expected none, bos, auto, system, outliers or "
         "a map "
         "with prompt, preset, file or calibrated");
-  CHECK(error_of("models: [{path: m}]\ntasks: {ppl: {datasets: [wikitxt2]}}\n") ==
+  CHECK(config_error("models: [{path: m}]\ntasks: {ppl: {datasets: [wikitxt2]}}\n") ==
         "t.yaml:2:26: unknown dataset \"wikitxt2\" (did you mean \"wikitext2\"?); expected wikitext2, ptb, "
         "sharegpt or a file path");
-  CHECK(error_of("models: [{path: m}, {path: other/m}]\ntasks: {ppl: {}}\n") ==
+  CHECK(config_error("models: [{path: m}, {path: other/m}]\ntasks: {ppl: {}}\n") ==
         "t.yaml:1:21: model name \"m\" used twice");
   // Several problems come back together, in file order.
-  CHECK(error_of("models: [{path: m}]\nthreads: x\nseed: y\ntasks: {}\n") ==
+  CHECK(config_error("models: [{path: m}]\nthreads: x\nseed: y\ntasks: {}\n") ==
         "t.yaml:2:10: expected an integer, got 'x'; t.yaml:3:7: expected an integer, got 'y'; "
         "t.yaml:4:8: tasks must name at least one task");
   // Malformed YAML.
-  CHECK(error_of("models: [{path: m}\ntasks: {ppl: {}}\n") == "t.yaml:2:1: end of sequence flow not found");
+  CHECK(config_error("models: [{path: m}\ntasks: {ppl: {}}\n") == "t.yaml:2:1: end of sequence flow not found");
   // Missing file.
   CHECK(load_error("/nonexistent/ikv.yaml") == "/nonexistent/ikv.yaml: cannot read config file");
 }
@@ -243,28 +235,28 @@ TEST_CASE("config: nested aliases are bounded before they exhaust memory") {
     for (int j = 0; j < 9; ++j) text += (j ? ", *a" : "*a") + std::to_string(i - 1);
     text += "]\n";
   }
-  const std::string e = error_of(text + kValid);
+  const std::string e = config_error(text + kValid);
   CHECK(e.starts_with("t.yaml:"));
   CHECK(e.find("config expands to more than 100000 YAML nodes") != std::string::npos);
   // A few levels (a real use of anchors) are fine.
-  CHECK(error_of("x-a: &a [1, 2]\nx-b: [*a, *a]\n" + kValid) == "no error");
+  CHECK(config_error("x-a: &a [1, 2]\nx-b: [*a, *a]\n" + kValid) == "no error");
 }
 
 TEST_CASE("config: threads are bounded by the machine, the same rule as --threads") {
-  CHECK(error_of(kValid + "threads: 100000\n").find("t.yaml:3:10: threads must be between 0 and") == 0);
-  CHECK(error_of(kValid + "threads: 1\n") == "no error");
+  CHECK(config_error(kValid + "threads: 100000\n").find("t.yaml:3:10: threads must be between 0 and") == 0);
+  CHECK(config_error(kValid + "threads: 1\n") == "no error");
 }
 
 TEST_CASE("config: one model path listed twice under two names") {
-  CHECK(error_of("models: [{path: models/m, name: a}, {path: models/m, name: b}]\ntasks: {ppl: {}}\n")
+  CHECK(config_error("models: [{path: models/m, name: a}, {path: models/m, name: b}]\ntasks: {ppl: {}}\n")
             .find("model path \"models/m\" is already listed as \"a\"") != std::string::npos);
   // Another dtype of the same checkpoint is another model.
-  CHECK(error_of("models: [{path: models/m, name: a}, {path: models/m, name: b, dtype: bf16}]\ntasks: {ppl: {}}\n") ==
+  CHECK(config_error("models: [{path: models/m, name: a}, {path: models/m, name: b, dtype: bf16}]\ntasks: {ppl: {}}\n") ==
         "no error");
 }
 
 TEST_CASE("config: text that is not UTF-8 is refused (written back it would name another file)") {
-  CHECK(error_of("models: [{path: \"p\xfb\x05\"}]\ntasks: {ppl: {}}\n") == "t.yaml: not UTF-8 text (byte offset 18)");
+  CHECK(config_error("models: [{path: \"p\xfb\x05\"}]\ntasks: {ppl: {}}\n") == "t.yaml: not UTF-8 text (byte offset 18)");
 }
 
 TEST_CASE("config: QA/MMLU settings that match the paper or lm-eval (bos, MMLU format and limit, Avg)") {
@@ -281,15 +273,15 @@ TEST_CASE("config: QA/MMLU settings that match the paper or lm-eval (bos, MMLU f
   CHECK(c.tasks.qa->average == std::vector<std::string>{"arc_easy", "piqa"});
   CHECK(c.tasks.mmlu->format == "lm-eval");
   CHECK(c.tasks.mmlu->max_ctx == 0);
-  CHECK(error_of(kValid + "x: 1\n").find("unknown key") != std::string::npos);
-  CHECK(error_of("models: [m]\ntasks: {qa: {bos: sometimes}}\n") ==
+  CHECK(config_error(kValid + "x: 1\n").find("unknown key") != std::string::npos);
+  CHECK(config_error("models: [m]\ntasks: {qa: {bos: sometimes}}\n") ==
         "t.yaml:2:19: bos must be always or never, got 'sometimes'");
-  CHECK(error_of("models: [m]\ntasks: {mmlu: {format: lmeval}}\n") ==
+  CHECK(config_error("models: [m]\ntasks: {mmlu: {format: lmeval}}\n") ==
         "t.yaml:2:24: format must be paper or lm-eval, got 'lmeval' (did you mean \"lm-eval\"?)");
-  CHECK(error_of("models: [m]\ntasks: {qa: {average: [arc_easyy]}}\n")
+  CHECK(config_error("models: [m]\ntasks: {qa: {average: [arc_easyy]}}\n")
             .find("unknown QA task \"arc_easyy\" (did you mean \"arc_easy\"?)") != std::string::npos);
   // An IntactKV prefix starts with <bos>.
-  CHECK(error_of("models: [m]\nintactkv: [none, bos]\ntasks: {qa: {bos: never}}\n") ==
+  CHECK(config_error("models: [m]\nintactkv: [none, bos]\ntasks: {qa: {bos: never}}\n") ==
         "t.yaml:2:11: IntactKV prefixes start with <bos>; they cannot be used with bos: never");
 }
 
@@ -298,12 +290,12 @@ TEST_CASE("config: quant_error needs an rtn, gptq or awq quantizer and the CLI's
       "models: [{path: models/m}]\nquantizers: [{method: awq, wbits: 3}]\ntasks: {quant_error: }\n", "t.yaml");
   REQUIRE(c.tasks.quant_error);
   CHECK(*c.tasks.quant_error == QuantErrorTask{});  // wikitext2, 8192 tokens, ctx 512: the CLI's defaults
-  CHECK(error_of("models: [{path: models/m}]\ntasks: {quant_error: {}}\n") ==
+  CHECK(config_error("models: [{path: models/m}]\ntasks: {quant_error: {}}\n") ==
         "t.yaml:2:22: quant_error measures rtn, gptq and awq quantizers; the config has none");
   const std::string rtn = "models: [{path: models/m}]\nquantizers: [{method: rtn, wbits: 3}]\ntasks:\n";
-  CHECK(error_of(rtn + "  quant_error: {ctx: 1}\n") == "t.yaml:4:22: ctx must be at least 2, got 1");
-  CHECK(error_of(rtn + "  quant_error: {tokens: 0}\n") == "t.yaml:4:25: tokens must be at least 1, got 0");
-  CHECK(error_of(rtn + "  quant_error: {heldout: wikitext3}\n").find("unknown dataset \"wikitext3\"") !=
+  CHECK(config_error(rtn + "  quant_error: {ctx: 1}\n") == "t.yaml:4:22: ctx must be at least 2, got 1");
+  CHECK(config_error(rtn + "  quant_error: {tokens: 0}\n") == "t.yaml:4:25: tokens must be at least 1, got 0");
+  CHECK(config_error(rtn + "  quant_error: {heldout: wikitext3}\n").find("unknown dataset \"wikitext3\"") !=
         std::string::npos);
-  CHECK(error_of(rtn + "  quant_error: {held_out: ptb}\n").find("did you mean \"heldout\"") != std::string::npos);
+  CHECK(config_error(rtn + "  quant_error: {held_out: ptb}\n").find("did you mean \"heldout\"") != std::string::npos);
 }

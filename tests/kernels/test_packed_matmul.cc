@@ -23,6 +23,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <cstdlib>
 #include <functional>
 #include <memory>
@@ -260,6 +261,12 @@ TEST_CASE("Q8Tiles hold W's codes, scales and zero points; q8_tiles_matmul equal
           }
           INFO("bits " << bits << " N " << N << " K " << K << " group " << group);
           CHECK(wrong == 0);
+          // The tiles are the only copy under q8: untiling gives W back byte for byte.
+          const PackedMatrix U = ikv::kernels::untile_q8(T);
+          CHECK((U.rows == W.rows && U.cols == W.cols && U.bits == W.bits && U.group == W.group && U.sym == W.sym));
+          CHECK((U.scales == W.scales && U.zeros == W.zeros));
+          CHECK(U.codes.size() == W.codes.size());
+          CHECK(std::memcmp(U.codes.data(), W.codes.data(), W.codes.size() * sizeof(W.codes[0])) == 0);
           if (ikv::kernels::q8_tiles_runs_here())
             for (int64_t M : {1, 2, 3, 4, 5, 9, 23, 64}) check_q8_tiles(W, T, M, seed * 31 + static_cast<uint32_t>(M));
         }

@@ -38,6 +38,17 @@ double relative_output_error(const kernels::Linear& fp, const kernels::Linear& q
   return num / den;
 }
 
+// `samples` sequences of <bos> and `len` - 1 random token ids.
+quant::CalibrationTokens random_calibration(const model::Config& c, size_t samples, int len, uint32_t seed) {
+  std::mt19937 rng(seed);
+  quant::CalibrationTokens calib(samples);
+  for (auto& s : calib) {
+    s.push_back(c.bos_id);
+    for (int t = 1; t < len; ++t) s.push_back(static_cast<int32_t>(rng() % c.vocab));
+  }
+  return calib;
+}
+
 }  // namespace
 
 TEST_CASE("HessianAccumulator == 2/T Σ x xᵀ across batches and tiles") {
@@ -77,12 +88,7 @@ TEST_CASE("act-order permutation round-trips through save_quantized / load_quant
   exp::LoadedModel m = exp::load_model_verified(test::data_root(), "stories260K");
   const model::Weights fp = m.weights;
   model::Weights& w = m.weights;
-  std::mt19937 rng(5);
-  quant::CalibrationTokens calib(4);
-  for (auto& s : calib) {
-    s.push_back(w.config.bos_id);
-    for (int t = 0; t < 95; ++t) s.push_back(static_cast<int32_t>(rng() % w.config.vocab));
-  }
+  const quant::CalibrationTokens calib = random_calibration(w.config, 4, 96, 5);
   quant::GptqOptions opt;
   opt.spec = {3, 4, false};
   opt.act_order = true;
@@ -196,4 +202,39 @@ TEST_CASE("testbed-26M: GPTQ W3g128 linears beat RTN on held-out activations") {
                                << " vs " << sum_r / total);
   CHECK(better == total);
   CHECK(sum_g < 0.8 * sum_r);
+}
+
+TEST_CASE("quantizers stream: when layer l starts, the layers before it are packed and the rest still the mapped 16-bit views") {
+  if (test::data_root().empty()) return;
+  exp::LoadedModel m = exp::load_model_verified(test::data_root(), "testbed-26M");  // fp16, mapped
+  model::Weights& w = m.weights;
+  const int64_t n_layers = w.config.n_layers;
+  auto form = [&](int64_t l) {  // 0 = mapped 16-bit view, 1 = fp32 (expanded), 2 = packed, -1 = mixed
+    int views = 0, fp32 = 0, packed = 0;
+    const model::LayerWeights& L = w.layers[l];
+    for (const kernels::Linear* x : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) {
+      views += std::holds_alternative<kernels::DenseHalf>(x->weight);
+      fp32 += std::holds_alternative<kernels::DenseF32>(x->weight);
+      packed += std::holds_alternative<kernels::Packed>(x->weight);
+    }
+    return views == 7 ? 0 : fp32 == 7 ? 1 : packed == 7 ? 2 : -1;
+  };
+  const quant::CalibrationTokens calib = random_calibration(w.config, 2, 32, 5);
+  quant::GptqOptions opt;
+  opt.spec = {4, 128, false};
+  std::vector<int64_t> seen;
+  opt.before_layer = [&](int64_t l) {
+    seen.push_back(l);
+    for (int64_t j = 0; j < n_layers; ++j) {
+      CAPTURE(l);
+      CAPTURE(j);
+      CHECK(form(j) == (j < l ? 2 : 0));
+    }
+  };
+  const int64_t mapped = model::mapped_layer_bytes(w);
+  CHECK(mapped > 0);
+  quant::quantize_model_gptq(w, calib, opt);
+  CHECK(seen.size() == static_cast<size_t>(n_layers));
+  for (int64_t j = 0; j < n_layers; ++j) CHECK(form(j) == 2);
+  CHECK(model::mapped_layer_bytes(w) == 0);  // every view let go (its pages released with it)
 }

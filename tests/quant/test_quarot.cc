@@ -192,6 +192,36 @@ TEST_CASE("quarot W4A4 on testbed-26M: integer GEMMs == fake-quant twin; artifac
   CHECK(logits_of(loaded, ids, nullptr, 4) == a);
 }
 
+TEST_CASE("quarot a layer at a time: only the layer being rotated is fp32; the same model as rotate_model") {
+  if (test::data_root().empty()) return;
+  const exp::LoadedModel m = exp::load_model_verified(test::data_root(), "testbed-26M");  // fp16 as stored
+  model::Weights whole = m.weights, steps = m.weights;
+  quant::rotate_model(whole);
+  quant::rotate_ends(steps);
+  auto fp32_layers = [&] {
+    int n = 0;
+    for (const auto& L : steps.layers) n += std::holds_alternative<kernels::DenseF32>(L.q.weight);
+    return n;
+  };
+  CHECK(fp32_layers() == 0);  // the ends only: the head is fp32, the embedding stays as stored
+  CHECK(steps.embed.is_half());
+  CHECK(steps.embed.rotate);
+  quant::rotate_layer(steps, 0);
+  CHECK(fp32_layers() == 1);
+  for (int64_t l = 1; l < steps.config.n_layers; ++l) quant::rotate_layer(steps, l);
+  const std::vector<int32_t> ids = random_tokens(40, m.weights.config.vocab, m.weights.config.bos_id, 9);
+  CHECK(logits_of(steps, ids) == logits_of(whole, ids));
+  // QuaRot through quantize_weights rotates and quantizes each layer in turn: same model.
+  exp::QuantizerSpec q;
+  q.method = "quarot", q.wbits = 4, q.group = -1, q.abits = 16;
+  model::Weights streamed = m.weights, rotated = whole;
+  exp::quantize_weights(streamed, q);
+  exp::quantize_weights(rotated, exp::rtn_spec(4, -1, true));  // rotate_model, then RTN of the rotated linears
+  CHECK(logits_of(streamed, ids) == logits_of(rotated, ids));
+  model::Weights plain = m.weights;
+  CHECK_THROWS_WITH(quant::rotate_layer(plain, 0), doctest::Contains("before rotate_ends"));
+}
+
 TEST_CASE("quarot and the AWQ fold on the families: biases and q/k norms pass through unchanged logits") {
   // tiny-qwen2 has q/k/v biases (the v bias rotates with v's per-head rotation and divides by
   // AWQ's v -> o scales); tiny-qwen3 q/k norms (before RoPE, so before the online head
