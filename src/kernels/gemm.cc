@@ -1,5 +1,7 @@
 #include "kernels/gemm.h"
 
+#include <omp.h>
+
 #include <oneapi/dnnl/dnnl.hpp>
 #include <algorithm>
 #include <cstdlib>
@@ -46,20 +48,6 @@ const Matmul& matmul_primitive(int64_t M, int64_t K, int64_t N, dnnl::memory::da
   });
 }
 
-// Y = X · Wᵀ on the thread's stream; scratch is the caller's scratchpad for a user-scratchpad primitive.
-void run_matmul(const void* X, int64_t M, int64_t K, const void* W, int64_t N, float* Y,
-                dnnl::memory::data_type wt, void* scratch = nullptr) {
-  const Matmul& mm = matmul_primitive(M, K, N, wt, scratch != nullptr);
-  dnnl::memory x_mem({{M, K}, wt, {K, 1}}, onednn_engine(), const_cast<void*>(X));
-  dnnl::memory w_mem({{K, N}, wt, {1, K}}, onednn_engine(), const_cast<void*>(W));
-  dnnl::memory y_mem({{M, N}, dnnl::memory::data_type::f32, {N, 1}}, onednn_engine(), Y);
-  dnnl::stream s(onednn_engine());
-  std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, x_mem}, {DNNL_ARG_WEIGHTS, w_mem}, {DNNL_ARG_DST, y_mem}};
-  if (scratch) args.insert({DNNL_ARG_SCRATCHPAD, dnnl::memory(mm.scratchpad, onednn_engine(), scratch)});
-  mm.primitive.execute(s, args);
-  s.wait();
-}
-
 // A float buffer per thread that only grows: a panel allocated afresh per call would cost a page
 // fault per 4 KB.
 float* thread_buffer(int which, size_t floats) {
@@ -74,6 +62,25 @@ float* thread_buffer(int which, size_t floats) {
     sizes[which] = floats;
   }
   return bufs[which].get();
+}
+
+// Y = X · Wᵀ on the thread's stream; scratch is the caller's scratchpad for a user-scratchpad primitive.
+// Inside a parallel region (callers that run whole blocks of rows per thread) the primitive, cached
+// and shared, may be running on another thread at the same time: it then always takes a scratchpad
+// of this thread's, since its own would be written by both.
+void run_matmul(const void* X, int64_t M, int64_t K, const void* W, int64_t N, float* Y,
+                dnnl::memory::data_type wt, void* scratch = nullptr) {
+  if (!scratch && omp_in_parallel())
+    scratch = thread_buffer(2, matmul_primitive(M, K, N, wt, true).scratchpad.get_size() / sizeof(float) + 1);
+  const Matmul& mm = matmul_primitive(M, K, N, wt, scratch != nullptr);
+  dnnl::memory x_mem({{M, K}, wt, {K, 1}}, onednn_engine(), const_cast<void*>(X));
+  dnnl::memory w_mem({{K, N}, wt, {1, K}}, onednn_engine(), const_cast<void*>(W));
+  dnnl::memory y_mem({{M, N}, dnnl::memory::data_type::f32, {N, 1}}, onednn_engine(), Y);
+  dnnl::stream s(onednn_engine());
+  std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, x_mem}, {DNNL_ARG_WEIGHTS, w_mem}, {DNNL_ARG_DST, y_mem}};
+  if (scratch) args.insert({DNNL_ARG_SCRATCHPAD, dnnl::memory(mm.scratchpad, onednn_engine(), scratch)});
+  mm.primitive.execute(s, args);
+  s.wait();
 }
 
 // Rows of W per panel. Below kExactMinRows rows of X (oneDNN's small-M GEMM) 64, with which the

@@ -94,6 +94,31 @@ TEST_CASE("gemm at M = 128: a row's bits depend neither on the other rows, its p
   }
 }
 
+// Engine::forward_packed runs its 128-row blocks on the threads at once, each calling gemm inside
+// the parallel region; the cached oneDNN primitive of a shape is then shared by concurrent calls. A
+// small N (one panel: stories260K's widths) and M = 1 used to run it on its own scratchpad, which
+// the concurrent calls overwrote; each block must get the bits it gets alone.
+TEST_CASE("gemm called from several threads at once: each call's bits are those of the call alone") {
+  for (int64_t M : {int64_t{1}, int64_t{128}})
+    for (int64_t N : {int64_t{64}, int64_t{172}}) {
+      CAPTURE(M);
+      CAPTURE(N);
+      const int64_t K = 64, calls = 16;
+      const std::vector<float> W = randn(N * K, 6);
+      std::vector<std::vector<float>> X(calls), alone(calls), together(calls);
+      for (int64_t i = 0; i < calls; ++i) {
+        X[i] = randn(M * K, 10 + i);
+        alone[i].resize(M * N), together[i].resize(M * N);
+        kernels::gemm_f32(X[i].data(), M, K, W.data(), N, alone[i].data());
+      }
+      for (int round = 0; round < 20; ++round) {
+#pragma omp parallel for schedule(dynamic)
+        for (int64_t i = 0; i < calls; ++i) kernels::gemm_f32(X[i].data(), M, K, W.data(), N, together[i].data());
+        for (int64_t i = 0; i < calls; ++i) REQUIRE(together[i] == alone[i]);
+      }
+    }
+}
+
 TEST_CASE("Eigen attention against the naive reference (GQA, prefix offset, one query)") {
   struct Case {
     int64_t n, p0, heads, kv, d;
