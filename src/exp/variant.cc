@@ -171,9 +171,18 @@ void quantize_head(model::Weights& w, const QuantizerSpec& q) {
   if (q.head_bits >= 16) return;
   kernels::Linear& head = w.lm_head;
   const kernels::QuantSpec spec{q.head_bits, head.in % 128 == 0 ? 128 : -1, false};
-  const std::vector<float> dense = kernels::linear_dense_weight(head);
+  // A block of rows at a time from the head as stored (a 128k-vocabulary head is 2 GB as fp32).
+  std::vector<float> whole;  // other forms (not expected: the head is quantized once)
+  auto rows_of = [&](int64_t r0, int64_t n, float* out) {
+    if (const auto* h = std::get_if<kernels::DenseHalf>(&head.weight))
+      return kernels::half_to_f32(h->w.type, h->w.data + r0 * head.in, n * head.in, out);
+    if (const auto* d = std::get_if<kernels::DenseF32>(&head.weight))
+      return static_cast<void>(std::copy_n(d->w.data() + r0 * head.in, n * head.in, out));
+    if (whole.empty()) whole = kernels::linear_dense_weight(head);
+    std::copy_n(whole.data() + r0 * head.in, n * head.in, out);
+  };
   kernels::set_packed(head, std::make_shared<kernels::PackedMatrix>(
-                                quant::quantize_rtn(dense.data(), head.out, head.in, spec, "lm_head.weight")));
+                                quant::quantize_rtn_by_rows(head.out, head.in, spec, "lm_head.weight", rows_of)));
 }
 
 QuantizerSpec rtn_spec(int wbits, int group, bool sym) {

@@ -92,4 +92,32 @@ kernels::PackedMatrix quantize_rtn(const float* w, int64_t rows, int64_t cols, c
   return kernels::pack_codes(q.data(), scales.data(), spec.sym ? nullptr : zeros.data(), rows, cols, spec, what);
 }
 
+kernels::PackedMatrix quantize_rtn_by_rows(int64_t rows, int64_t cols, const kernels::QuantSpec& spec,
+                                           const std::string& what,
+                                           const std::function<void(int64_t r0, int64_t n, float* out)>& rows_of,
+                                           int64_t chunk_rows) {
+  kernels::validate_spec(spec, cols, what);
+  if (rows <= 0) fail(what, ": row count ", rows, " must be positive");
+  // An even number of rows per chunk: zero points at <= 4 bits are nibbles, two groups per byte, so
+  // a chunk of even rows ends on a byte and the chunks' zero bytes simply concatenate.
+  chunk_rows = std::max<int64_t>(2, chunk_rows + (chunk_rows & 1));
+  kernels::PackedMatrix out;
+  std::vector<float> w;
+  for (int64_t r0 = 0; r0 < rows; r0 += chunk_rows) {
+    const int64_t n = std::min(chunk_rows, rows - r0);
+    w.resize(static_cast<size_t>(n * cols));
+    rows_of(r0, n, w.data());
+    kernels::PackedMatrix part = quantize_rtn(w.data(), n, cols, spec, what);
+    if (r0 == 0) {
+      out = std::move(part);
+      continue;
+    }
+    out.rows += part.rows;
+    out.codes.insert(out.codes.end(), part.codes.begin(), part.codes.end());
+    out.scales.insert(out.scales.end(), part.scales.begin(), part.scales.end());
+    out.zeros.insert(out.zeros.end(), part.zeros.begin(), part.zeros.end());
+  }
+  return out;
+}
+
 }  // namespace ikv::quant

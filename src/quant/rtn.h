@@ -7,6 +7,7 @@
 // round is half to even (std::nearbyint in the default rounding mode, as torch.round).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "kernels/packed_matrix.h"
@@ -34,5 +35,14 @@ void fake_quantize_rtn(const float* w, int64_t rows, int64_t cols, const kernels
 // naming `what` on a bad spec, a non-finite weight or a scale beyond the fp16 range.
 kernels::PackedMatrix quantize_rtn(const float* w, int64_t rows, int64_t cols, const kernels::QuantSpec& spec,
                           const std::string& what);
+
+// quantize_rtn of a [rows, cols] matrix given a block of rows at a time: rows_of(r0, n, out) writes
+// rows r0..r0+n-1 as fp32 into out [n, cols]. RTN treats each row alone, so the result is
+// quantize_rtn's on the whole matrix bit for bit, with fp32 memory for chunk_rows rows only (a
+// 128k-vocabulary head is 2 GB as fp32, and the codes another 2 GB as int32, while quantizing).
+kernels::PackedMatrix quantize_rtn_by_rows(int64_t rows, int64_t cols, const kernels::QuantSpec& spec,
+                                           const std::string& what,
+                                           const std::function<void(int64_t r0, int64_t n, float* out)>& rows_of,
+                                           int64_t chunk_rows = 4096);
 
 }  // namespace ikv::quant

@@ -1,7 +1,9 @@
 // RTN numerics against hand-computed groups, the spec checks, and distortion on Gaussian weights.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -166,4 +168,33 @@ TEST_CASE("distortion on Gaussian weights: W4 < W3 < W2 with the expected ratios
   const double e4_sym = mse(w, fake(w, rows, {4, 128, true}));
   CHECK(e4_sym > e4);
   CHECK(e4_sym < 2.5 * e4);
+}
+
+TEST_CASE("quantize_rtn_by_rows: a block of rows at a time is quantize_rtn on the whole matrix, bit for bit") {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> d;
+  // 3 groups per row (odd), so an odd chunk would split a zero-point byte; 4-bit nibbles, 3 and 8 bits.
+  const int64_t rows = 37, cols = 384;
+  std::vector<float> w(rows * cols);
+  for (float& x : w) x = d(rng);
+  for (QuantSpec spec : {QuantSpec{4, 128, false}, QuantSpec{3, 128, false},
+                                  QuantSpec{8, -1, false}, QuantSpec{4, 128, true}}) {
+    CAPTURE(spec.bits);
+    const ikv::kernels::PackedMatrix whole = ikv::quant::quantize_rtn(w.data(), rows, cols, spec, "w");
+    for (int64_t chunk : {int64_t{1}, int64_t{5}, int64_t{8}, int64_t{64}}) {
+      CAPTURE(chunk);
+      int64_t next = 0;  // rows come in order, each once
+      const ikv::kernels::PackedMatrix parts = ikv::quant::quantize_rtn_by_rows(rows, cols, spec, "w", [&](int64_t r0, int64_t n, float* out) {
+        REQUIRE(r0 == next);
+        next += n;
+        std::copy_n(&w[r0 * cols], n * cols, out);
+      }, chunk);
+      CHECK(next == rows);
+      CHECK(parts.rows == whole.rows);
+      CHECK(parts.scales == whole.scales);
+      CHECK(parts.zeros == whole.zeros);
+      REQUIRE(parts.codes.size() == whole.codes.size());
+      CHECK(std::memcmp(parts.codes.data(), whole.codes.data(), whole.codes.size() * sizeof(ikv::kernels::CodeWord)) == 0);
+    }
+  }
 }
