@@ -6,7 +6,6 @@
 #include "io/data_root.h"
 #include "io/mapped_file.h"
 #include "quant/artifact.h"
-#include "kernels/packed_matrix.h"
 #include "variant_options.h"
 
 namespace ikv::cli {
@@ -23,12 +22,13 @@ void run_quantize(const Common& common, const QuantizeArgs& a) {
   if (a.variant.quant.method == "fp") fail("quantize: choose a quantizer with --quant (rtn, gptq, awq, quarot)");
   const std::string root = io::find_data_root(common.data_root);
   exp::LoadedModel m = exp::load_model_verified(root, a.variant.model, "fp32");
-  exp::quantize_or_load(m.weights, m, a.variant.quant, root, 0);
   const std::string label = exp::method_label(a.variant.quant.short_label(), 16);
-  quant::save_quantized(m.weights, a.out, {{"method", a.variant.quant.method}, {"label", label}});
-  size_t bytes = 0;
-  for (auto& nl : model::named_linears(m.weights))
-    bytes += kernels::packed_bytes(*std::get<kernels::Packed>(nl.linear->weight).m);
+  // Each decoder layer goes to the file as soon as it is packed; an interrupted run leaves no file.
+  quant::QuantizedArtifactWriter out(m.weights, exp::artifact_layout(a.variant.quant), a.out,
+                                     {{"method", a.variant.quant.method}, {"label", label}});
+  exp::quantize_or_load(m.weights, m, a.variant.quant, root, 0, "", [&](int64_t l) { out.write_layer(m.weights, l); });
+  out.finish(m.weights);
+  const size_t bytes = out.packed_bytes();
   if (common.json)
     std::printf("%s\n", nlohmann::json({{"file", a.out}, {"label", label}, {"packed_bytes", bytes}}).dump().c_str());
   else

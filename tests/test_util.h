@@ -31,6 +31,18 @@ inline std::vector<float> gaussian(size_t n, uint32_t seed, float sd = 1.0f) {
   return v;
 }
 
+// `samples` calibration sequences (quant::CalibrationTokens) of <bos> and `len` - 1 random token ids.
+inline std::vector<std::vector<int32_t>> random_calibration(const model::Config& c, size_t samples, int len,
+                                                            uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<std::vector<int32_t>> calib(samples);
+  for (auto& s : calib) {
+    s.push_back(c.bos_id);
+    for (int t = 1; t < len; ++t) s.push_back(static_cast<int32_t>(rng() % c.vocab));
+  }
+  return calib;
+}
+
 // A random LLaMA of shape c (dim, hidden, layers, heads, vocab, max_pos) with every layer type
 // (RMSNorm, GQA attention with RoPE, SwiGLU): linears N(0, 1/in), norm weights 1 + N(0, norm_std²)
 // (the final norm's with final_norm_std), embedding and untied head random.

@@ -92,9 +92,13 @@ const model::Weights& Executor::weights_for(const Cell& cell) {
     if (auto art = store_.get_artifact(cell.quant_key); art && fs::exists(art->path)) {
       quantize_or_load(*slot, fp_model(fp32), cell.quant, data_root_, cell.seed, art->path);
     } else {
-      quantize_or_load(*slot, fp_model(fp32), cell.quant, data_root_, cell.seed);
+      // Written a decoder layer at a time as the quantizer packs it.
       fs::create_directories(results_dir_ + "/artifacts");
-      quant::save_quantized(*slot, path, {{"method", cell.quant.method}, {"label", cell.quant.short_label()}});
+      quant::QuantizedArtifactWriter out(*slot, artifact_layout(cell.quant), path,
+                                         {{"method", cell.quant.method}, {"label", cell.quant.short_label()}});
+      quantize_or_load(*slot, fp_model(fp32), cell.quant, data_root_, cell.seed, "",
+                       [&](int64_t l) { out.write_layer(*slot, l); });
+      out.finish(*slot);
       store_.put_artifact({cell.quant_key, "quant", path, io::file_sha256(path), ""});
     }
     apply_dtype(*slot, cell.model.dtype);

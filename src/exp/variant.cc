@@ -99,33 +99,44 @@ quant::CalibrationTokens calibration_tokens(const std::string& data_root, const 
 
 namespace {
 
+// The quantizers' per-layer callback: the layer's part of the artifact first, then its time.
+quant::LayerProgress written_then_reported(const std::function<void(int64_t)>& after_layer,
+                                           const quant::LayerProgress& progress) {
+  return [after_layer, progress](int64_t layer, int64_t n_layers, double seconds) {
+    if (after_layer) after_layer(layer);
+    if (progress) progress(layer, n_layers, seconds);
+  };
+}
+
 // RTN or GPTQ of every decoder linear, a layer at a time; before_layer(l) runs before layer l is
-// read (QuaRot rotates it there).
+// read (QuaRot rotates it there), after_layer(l) once it is packed.
 void quantize_layers(model::Weights& w, const QuantizerSpec& q, const kernels::QuantSpec& spec,
                      const quant::CalibrationTokens& calib, const std::function<void(int64_t)>& before_layer,
-                     const quant::LayerProgress& progress) {
+                     const quant::LayerProgress& progress, const std::function<void(int64_t)>& after_layer) {
   if (q.method == "gptq") {
     quant::GptqOptions opt;
     opt.spec = spec;
     opt.act_order = q.act_order;
     opt.before_layer = before_layer;
-    return quant::quantize_model_gptq(w, calib, opt, progress);
+    return quant::quantize_model_gptq(w, calib, opt, written_then_reported(after_layer, progress));
   }
   if (q.method != "rtn") fail("quantizer '", q.method, "' is not supported");
-  const auto linears = model::named_linears(w);
-  for (size_t i = 0; i < linears.size(); ++i) {
-    if (i % 7 == 0 && before_layer) before_layer(static_cast<int64_t>(i / 7));
-    kernels::Linear& l = *linears[i].linear;
-    std::vector<float> dense = kernels::linear_dense_weight(l);
-    kernels::set_packed(l, std::make_shared<kernels::PackedMatrix>(
-                               quant::quantize_rtn(dense.data(), l.out, l.in, spec, linears[i].name)));
+  for (size_t layer = 0; layer < w.layers.size(); ++layer) {
+    if (before_layer) before_layer(static_cast<int64_t>(layer));
+    for (const model::NamedLinear& nl : model::layer_linears(w, layer)) {
+      kernels::Linear& l = *nl.linear;
+      std::vector<float> dense = kernels::linear_dense_weight(l);
+      kernels::set_packed(l, std::make_shared<kernels::PackedMatrix>(
+                                 quant::quantize_rtn(dense.data(), l.out, l.in, spec, nl.name)));
+    }
+    if (after_layer) after_layer(static_cast<int64_t>(layer));
   }
 }
 
 }  // namespace
 
 void quantize_weights(model::Weights& w, const QuantizerSpec& q, const quant::CalibrationTokens& calib,
-                      quant::AwqFold* awq_fold) {
+                      quant::AwqFold* awq_fold, const std::function<void(int64_t)>& after_layer) {
   if (q.method == "fp") return;
   kernels::QuantSpec spec;
   spec.bits = q.wbits;
@@ -155,14 +166,14 @@ void quantize_weights(model::Weights& w, const QuantizerSpec& q, const quant::Ca
     wq.sym = true;
     quant::rotate_ends(w);
     quantize_layers(w, wq, {spec.bits, -1, true}, calib, [&](int64_t l) { quant::rotate_layer(w, l); },
-                    progress_of(wq.method));
+                    progress_of(wq.method), after_layer);
     quant::set_activation_quant(w, q.abits, static_cast<float>(q.clip_ratio));
   } else if (q.method == "awq") {
     quant::AwqOptions opt;
     opt.spec = spec;
-    quant::quantize_model_awq(w, calib, opt, progress, awq_fold);
+    quant::quantize_model_awq(w, calib, opt, written_then_reported(after_layer, progress), awq_fold);
   } else {
-    quantize_layers(w, q, spec, calib, {}, progress);
+    quantize_layers(w, q, spec, calib, {}, progress, after_layer);
   }
   quantize_head(w, q);
 }
@@ -256,8 +267,24 @@ intactkv::Prefix build_intactkv_prefix(const IntactKVSpec& s, const LoadedModel&
   fail("IntactKV variant '", s.short_label(), "' has no prefix to build from the FP model alone");
 }
 
+quant::ArtifactLayout artifact_layout(const QuantizerSpec& q) {
+  quant::ArtifactLayout a;
+  a.spec = {q.wbits, q.group, q.sym};
+  bool gptq = q.method == "gptq";
+  if (q.method == "quarot") {  // as quantize_weights packs and rotates it
+    a.spec = {q.wbits, -1, true};
+    a.rotation_seed = quant::kQuarotSeed;
+    a.act_bits = q.abits;
+    a.act_clip = static_cast<float>(q.clip_ratio);
+    gptq = q.weight_quant == "gptq";
+  }
+  a.act_order = gptq && q.act_order;
+  return a;
+}
+
 QuantizerSpec quantize_or_load(model::Weights& w, const LoadedModel& fp32, const QuantizerSpec& q,
-                               const std::string& data_root, uint64_t seed, const std::string& artifact) {
+                               const std::string& data_root, uint64_t seed, const std::string& artifact,
+                               const std::function<void(int64_t)>& after_layer) {
   QuantizerSpec out = q;
   std::vector<intactkv::SuperWeight> super;  // held out of RTN (keep_super_weights), found on the FP model
   if (q.keep_super_weights) super = model_super_weights(fp32);
@@ -277,7 +304,7 @@ QuantizerSpec quantize_or_load(model::Weights& w, const LoadedModel& fp32, const
     out.keep_super_weights = q.keep_super_weights, out.scales = q.scales;  // not the artifact's to say
   } else {
     leave_out_of_groups(w, super, q.group);
-    quantize_weights(w, q, calibration_tokens(data_root, fp32, q.weights_only(), seed));
+    quantize_weights(w, q, calibration_tokens(data_root, fp32, q.weights_only(), seed), nullptr, after_layer);
   }
   // The codes were made with the super weights out of their groups' ranges; the exact values
   // come from the FP model, on loading as on quantizing.

@@ -2,6 +2,7 @@
 // precision, and which IntactKV prefix. prepare_variant() makes it ready to evaluate: the FP
 // model builds the prefix first (that is the point of IntactKV), then the weights are quantized.
 #pragma once
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -10,6 +11,7 @@
 #include "exp/config.h"
 #include "exp/model_setup.h"
 #include "intactkv/prefix.h"
+#include "quant/artifact.h"
 #include "quant/awq.h"
 #include "quant/layerwise.h"
 
@@ -52,18 +54,26 @@ intactkv::Prefix build_intactkv_prefix(const IntactKVSpec& s, const LoadedModel&
                                        int64_t size = 0, const std::string& auto_text = "",
                                        std::string* note = nullptr);
 // Makes fp32 weights `w` (a copy of, or the weights of, `fp32`) packed: the weights saved in
-// `artifact` when one is given, else w quantized by q (calibration samples drawn with `seed`).
+// `artifact` when one is given, else w quantized by q (calibration samples drawn with `seed`),
+// with after_layer(l) called once layer l's linears are packed for good (quantize_weights).
 // Returns the weights' settings: q, or the artifact's own. The caller applies the dtype after.
 QuantizerSpec quantize_or_load(model::Weights& w, const LoadedModel& fp32, const QuantizerSpec& q,
-                               const std::string& data_root, uint64_t seed, const std::string& artifact = "");
+                               const std::string& data_root, uint64_t seed, const std::string& artifact = "",
+                               const std::function<void(int64_t layer)>& after_layer = {});
+// What the artifact of a model quantized by q declares up front (quant::QuantizedArtifactWriter): the
+// packing quantize_weights uses, GPTQ's act-order permutations, QuaRot's rotation and activations.
+quant::ArtifactLayout artifact_layout(const QuantizerSpec& q);
 // lm_head by RTN to q.head_bits (nothing at 16): quantize_weights' last step, and what follows
 // loading a packed artifact, which holds the decoder layers only.
 void quantize_head(model::Weights& w, const QuantizerSpec& q);
 // Quantizes every decoder linear in place, and lm_head if q.head_bits < 16 (the embedding stays
 // full precision). GPTQ and AWQ need calibration tokens (calibration_tokens); RTN ignores them.
 // awq_fold, when given, receives the scales AWQ folded into each linear (quant::quantize_model_awq).
+// after_layer(l), when given, runs as soon as decoder layer l is packed (its codes change no more;
+// QuaRot's activation quantization comes after the last layer), layers in order: the hook that
+// writes the artifact a layer at a time.
 void quantize_weights(model::Weights& w, const QuantizerSpec& q, const quant::CalibrationTokens& calib = {},
-                      quant::AwqFold* awq_fold = nullptr);
+                      quant::AwqFold* awq_fold = nullptr, const std::function<void(int64_t layer)>& after_layer = {});
 // The calibration sequences of q (q.samples sequences of at most q.seq_len tokens, capped at the
 // model's max length, from q.data: sharegpt, a ShareGPT .json or a plain-text file). Refuses the
 // evaluation sets (WikiText-2 / PTB test) by name. Empty for methods that need none.

@@ -36,6 +36,15 @@ CodeLayout code_layout(int bits, int64_t cols) {
   return lay;
 }
 
+PackedSizes packed_sizes(int64_t rows, int64_t cols, const QuantSpec& spec) {
+  PackedSizes s;
+  s.row_words = code_layout(spec.bits, cols).row_words;
+  s.groups_per_row = spec.group == -1 ? 1 : cols / spec.group;
+  const int64_t groups = rows * s.groups_per_row;
+  if (!spec.sym) s.zero_bytes = spec.bits > 4 ? groups : (groups + 1) / 2;  // nibbles up to 4 bits
+  return s;
+}
+
 int zero_point(const PackedMatrix& m, int64_t n, int64_t g) {
   if (m.sym) return 1 << (m.bits - 1);
   const int64_t f = n * m.groups_per_row() + g;
@@ -89,7 +98,7 @@ PackedMatrix pack_codes(const int32_t* q, const float* scales, const int32_t* ze
     m.scales[f] = io::fp32_to_fp16(s);
   }
   if (!spec.sym) {
-    m.zeros.assign(spec.bits > 4 ? rows * groups : (rows * groups + 1) / 2, 0);
+    m.zeros.assign(packed_sizes(rows, cols, spec).zero_bytes, 0);
     for (int64_t f = 0; f < rows * groups; ++f) {
       const int32_t z = zeros[f];
       if (z < 0 || z > qmax)

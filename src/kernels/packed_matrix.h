@@ -81,6 +81,16 @@ struct CodeLayout {
 };
 CodeLayout code_layout(int bits, int64_t cols);
 
+// The vector sizes of a rows x cols matrix packed by `spec` (valid for cols), from the layout
+// above alone: what a file declares before the quantizer has made the matrix. pack_codes, the one
+// maker of PackedMatrix, allocates by it.
+struct PackedSizes {
+  int64_t row_words = 0;       // codes: rows * row_words
+  int64_t groups_per_row = 0;  // scales: rows * groups_per_row
+  int64_t zero_bytes = 0;      // zeros (0 when sym)
+};
+PackedSizes packed_sizes(int64_t rows, int64_t cols, const QuantSpec& spec);
+
 // Code k (0 <= k < padded_cols) of the row starting at `row`. Reference decoder; kernels decode
 // whole words at once.
 inline uint32_t code_at(const CodeWord* row, const CodeLayout& lay, int bits, int64_t k) {

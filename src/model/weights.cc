@@ -258,19 +258,19 @@ void use_q8_inputs(Weights& w) {
   for (kernels::Linear* l : linears_and_head(w)) kernels::use_q8_inputs(*l);
 }
 
+std::vector<NamedLinear> layer_linears(Weights& w, size_t layer) {
+  const std::string p = "model.layers." + std::to_string(layer) + ".";
+  LayerWeights& L = w.layers.at(layer);
+  return {{p + "self_attn.q_proj.weight", &L.q}, {p + "self_attn.k_proj.weight", &L.k},
+          {p + "self_attn.v_proj.weight", &L.v}, {p + "self_attn.o_proj.weight", &L.o},
+          {p + "mlp.gate_proj.weight", &L.gate}, {p + "mlp.up_proj.weight", &L.up},
+          {p + "mlp.down_proj.weight", &L.down}};
+}
+
 std::vector<NamedLinear> named_linears(Weights& w) {
   std::vector<NamedLinear> out;
-  for (size_t l = 0; l < w.layers.size(); ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    LayerWeights& L = w.layers[l];
-    out.push_back({p + "self_attn.q_proj.weight", &L.q});
-    out.push_back({p + "self_attn.k_proj.weight", &L.k});
-    out.push_back({p + "self_attn.v_proj.weight", &L.v});
-    out.push_back({p + "self_attn.o_proj.weight", &L.o});
-    out.push_back({p + "mlp.gate_proj.weight", &L.gate});
-    out.push_back({p + "mlp.up_proj.weight", &L.up});
-    out.push_back({p + "mlp.down_proj.weight", &L.down});
-  }
+  for (size_t l = 0; l < w.layers.size(); ++l)
+    for (NamedLinear& nl : layer_linears(w, l)) out.push_back(std::move(nl));
   return out;
 }
 

@@ -85,6 +85,8 @@ struct NamedLinear {
   kernels::Linear* linear;
 };
 std::vector<NamedLinear> named_linears(Weights& w);
+// Decoder layer `layer`'s part of named_linears (q, k, v, o, gate, up, down).
+std::vector<NamedLinear> layer_linears(Weights& w, size_t layer);
 
 // Takes decoder layer `layer`'s weights that are views of the mapped checkpoint out of the
 // resident set (io::release_held); they stay usable and are read from the file again when next

@@ -1,7 +1,6 @@
 #include "quant/artifact.h"
 
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 
 #include "io/error.h"
@@ -32,55 +31,6 @@ std::vector<int32_t> load_perm(const io::SafetensorsFile& f, const std::string& 
 }
 
 }  // namespace
-
-void save_quantized(model::Weights& w, const std::string& path, const std::map<std::string, std::string>& settings) {
-  std::vector<io::TensorToWrite> tensors;
-  std::vector<std::shared_ptr<const kernels::PackedMatrix>> kept;
-  std::string bits, sym;
-  int64_t group = -1;  // per-channel (every matrix one group per row) unless some matrix has narrower groups
-  for (auto& nl : model::named_linears(w)) {
-    const auto* packed = std::get_if<kernels::Packed>(&nl.linear->weight);
-    if (!packed) fail(path, ": ", nl.name, " is not quantized; nothing to save");
-    const std::shared_ptr<const kernels::PackedMatrix> codes = kernels::packed_codes(*packed);  // kept alive until written
-    kept.push_back(codes);
-    const kernels::PackedMatrix& p = *codes;
-    const int64_t lanes = static_cast<int64_t>(p.codes.size()) * 16;
-    tensors.push_back({nl.name + ".codes", io::DType::U32, {p.rows, lanes / p.rows}, p.codes.data(), p.codes.size() * 64});
-    tensors.push_back({nl.name + ".scales", io::DType::F16, {p.rows, p.groups_per_row()}, p.scales.data(), p.scales.size() * 2});
-    if (!p.sym) tensors.push_back({nl.name + ".zeros", io::DType::U8, {static_cast<int64_t>(p.zeros.size())}, p.zeros.data(), p.zeros.size()});
-    const std::vector<int32_t>& perm = packed->in_perm;
-    if (!perm.empty())
-      tensors.push_back({nl.name + ".perm", io::DType::I32, {static_cast<int64_t>(perm.size())}, perm.data(), perm.size() * 4});
-    if (p.group != p.cols) group = p.group;
-    bits = std::to_string(p.bits);
-    sym = p.sym ? "1" : "0";
-  }
-  // AWQ divides the decoder norms by its scales, so they belong to the quantized model.
-  if (auto it = settings.find("method"); it != settings.end() && it->second == "awq")
-    for (size_t l = 0; l < w.layers.size(); ++l) {
-      const std::string p = "model.layers." + std::to_string(l) + ".";
-      const int64_t dim = w.config.dim;
-      tensors.push_back({p + "input_layernorm.weight", io::DType::F32, {dim}, w.layers[l].attn_norm.data(), dim * 4ul});
-      tensors.push_back({p + "post_attention_layernorm.weight", io::DType::F32, {dim}, w.layers[l].ffn_norm.data(), dim * 4ul});
-    }
-  std::map<std::string, std::string> meta = settings;
-  meta["ikv_quant_format"] = "1";
-  meta["bits"] = bits;
-  meta["group"] = std::to_string(group);
-  meta["sym"] = sym;
-  meta["source_fingerprint"] = w.fingerprint;
-  if (w.rotation) {  // QuaRot: embedding, norms and lm_head are not stored; loading re-rotates them
-    meta["rotation"] = "quarot";
-    meta["rotation_seed"] = std::to_string(w.rotation->seed);
-  }
-  if (const kernels::ActQuant& act = model::named_linears(w).front().linear->act_quant; act.bits < 16) {
-    char clip[32];
-    std::snprintf(clip, sizeof clip, "%.9g", act.clip);
-    meta["act_bits"] = std::to_string(act.bits);
-    meta["act_clip"] = clip;
-  }
-  io::write_safetensors(path, tensors, meta);
-}
 
 std::map<std::string, std::string> load_quantized(model::Weights& w, const std::string& path) {
   io::SafetensorsFile f(path);

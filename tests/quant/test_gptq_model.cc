@@ -26,6 +26,7 @@ using namespace ikv;
 namespace {
 
 using ikv::test::gaussian;
+using ikv::test::random_calibration;
 
 // ‖X Wᵀ − X Ŵᵀ‖² / ‖X Wᵀ‖² for one linear on inputs X [n, in].
 double relative_output_error(const kernels::Linear& fp, const kernels::Linear& q, const std::vector<float>& X) {
@@ -36,17 +37,6 @@ double relative_output_error(const kernels::Linear& fp, const kernels::Linear& q
   double num = 0, den = 0;
   for (size_t i = 0; i < a.size(); ++i) num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]), den += double(a[i]) * a[i];
   return num / den;
-}
-
-// `samples` sequences of <bos> and `len` - 1 random token ids.
-quant::CalibrationTokens random_calibration(const model::Config& c, size_t samples, int len, uint32_t seed) {
-  std::mt19937 rng(seed);
-  quant::CalibrationTokens calib(samples);
-  for (auto& s : calib) {
-    s.push_back(c.bos_id);
-    for (int t = 1; t < len; ++t) s.push_back(static_cast<int32_t>(rng() % c.vocab));
-  }
-  return calib;
 }
 
 }  // namespace
