@@ -10,15 +10,29 @@
 namespace ikv::eval {
 namespace {
 
-// log-softmax of one logits row at `target`, and whether target is the argmax.
-std::pair<double, bool> token_logprob(const float* row, int64_t vocab, int32_t target) {
+// One logits row's log-softmax normaliser and argmax: logprob(t) = row[t] - max - log Σ exp(row - max).
+struct LogSoftmax {
+  const float* row;
+  float max;
+  int64_t argmax;
+  double log_sum;
+  double logprob(int32_t t) const { return static_cast<double>(row[t] - max) - log_sum; }
+};
+
+LogSoftmax log_softmax(const float* row, int64_t vocab) {
   float mx = row[0];
   int64_t arg = 0;
   for (int64_t j = 1; j < vocab; ++j)
     if (row[j] > mx) mx = row[j], arg = j;
   double sum = 0;
   for (int64_t j = 0; j < vocab; ++j) sum += std::exp(static_cast<double>(row[j] - mx));
-  return {static_cast<double>(row[target] - mx) - std::log(sum), arg == target};
+  return {row, mx, arg, std::log(sum)};
+}
+
+// log-softmax of one logits row at `target`, and whether target is the argmax.
+std::pair<double, bool> token_logprob(const float* row, int64_t vocab, int32_t target) {
+  const LogSoftmax s = log_softmax(row, vocab);
+  return {s.logprob(target), s.argmax == target};
 }
 
 // lm-eval's _encode_pair with the context's encoding looked up in (and added to) ctx_cache: the
@@ -262,22 +276,15 @@ std::vector<LoglikResult> LoglikelihoodScorer::score(const std::vector<LoglikReq
     if (tokens.empty()) return;
     eng_.forward_packed(cache_, tokens.data(), rows, logit_rows, &logits);
     const int64_t V = c.vocab, n_logits = static_cast<int64_t>(logit_rows.size());
-    // Each row's log-softmax on its own (as token_logprob computes it).
+    // Each row's log-softmax on its own, once for every target it predicts.
 #pragma omp parallel for schedule(dynamic)
     for (int64_t k = 0; k < n_logits; ++k) {
-      const float* row = &logits[k * V];
-      float mx = row[0];
-      int64_t arg = 0;
-      for (int64_t j = 1; j < V; ++j)
-        if (row[j] > mx) mx = row[j], arg = j;
-      double sum = 0;
-      for (int64_t j = 0; j < V; ++j) sum += std::exp(static_cast<double>(row[j] - mx));
-      const double log_sum = std::log(sum);
+      const LogSoftmax s = log_softmax(&logits[k * V], V);
       const int64_t node = logit_node[k];
       for (int64_t t = node_begin[node]; t < node_begin[node + 1]; ++t) {
         const Target& tg = by_node[t];
-        lp[tg.index] = static_cast<double>(row[tg.token] - mx) - log_sum;
-        greedy[tg.index] = arg == tg.token;
+        lp[tg.index] = s.logprob(tg.token);
+        greedy[tg.index] = s.argmax == tg.token;
       }
     }
     // The path moves to slot = position, so the next forward's rows go after it.

@@ -1,7 +1,6 @@
 // Fast ops against their plain reference twins.
 #include <algorithm>
 #include <cmath>
-#include <random>
 
 #include <omp.h>
 
@@ -13,13 +12,7 @@
 using namespace ikv;
 
 namespace {
-std::vector<float> randn(size_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> d;
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
+std::vector<float> randn(size_t n, uint32_t seed) { return test::gaussian(n, seed); }
 }  // namespace
 
 TEST_CASE("oneDNN fp32/bf16 GEMM against the reference on awkward shapes") {

@@ -2,7 +2,6 @@
 // plain causal kernel; each row's bits independent of the rest of its batch.
 #include <algorithm>
 #include <cmath>
-#include <random>
 
 #include "kernels/packed_attention.h"
 #include "test_util.h"
@@ -10,13 +9,7 @@
 using namespace ikv;
 
 namespace {
-std::vector<float> randn(size_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> d;
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
+std::vector<float> randn(size_t n, uint32_t seed) { return test::gaussian(n, seed); }
 }  // namespace
 
 TEST_CASE("packed attention: several sequences, spans, windows; each row on its own") {
