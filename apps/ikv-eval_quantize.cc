@@ -5,7 +5,6 @@
 #include "ikv-eval_commands.h"
 #include "io/data_root.h"
 #include "io/mapped_file.h"
-#include "quant/artifact.h"
 #include "variant_options.h"
 
 namespace ikv::cli {
@@ -23,12 +22,8 @@ void run_quantize(const Common& common, const QuantizeArgs& a) {
   const std::string root = io::find_data_root(common.data_root);
   exp::LoadedModel m = exp::load_model_verified(root, a.variant.model, "fp32");
   const std::string label = exp::method_label(a.variant.quant.short_label(), 16);
-  // Each decoder layer goes to the file as soon as it is packed; an interrupted run leaves no file.
-  quant::QuantizedArtifactWriter out(m.weights, exp::artifact_layout(a.variant.quant), a.out,
-                                     {{"method", a.variant.quant.method}, {"label", label}});
-  exp::quantize_or_load(m.weights, m, a.variant.quant, root, 0, "", [&](int64_t l) { out.write_layer(m.weights, l); });
-  out.finish(m.weights);
-  const size_t bytes = out.packed_bytes();
+  const size_t bytes = exp::quantize_to_artifact(m.weights, m, a.variant.quant, root, 0, a.out,
+                                                 {{"method", a.variant.quant.method}, {"label", label}});
   if (common.json)
     std::printf("%s\n", nlohmann::json({{"file", a.out}, {"label", label}, {"packed_bytes", bytes}}).dump().c_str());
   else

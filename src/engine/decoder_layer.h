@@ -111,13 +111,10 @@ void decoder_layer(const Ops& ops, const model::Weights& w, const kernels::RopeT
   if (packed && (probs || tape || packed->rows() != n))
     fail("decoder_layer: a packed batch of ", packed->rows(), " rows with ", n, " tokens, or with probabilities or a tape");
   // A backend that quantizes keys before RoPE (KIVI, engine/kv_scheme.h) takes them from here and
-  // rewrites the cache once the new tokens are in.
+  // rewrites the cache once the new tokens are in (one sequence per forward: Engine::packs_rows).
   std::vector<T> k_before_rope;
   if constexpr (requires { ops.requantize_kv(l, p0, n, s.k.data(), s.v.data(), kv, nullptr); })
-    if (ops.quantizes_keys_before_rope()) {
-      if (packed) fail("decoder_layer: keys quantized before RoPE (KIVI) need one sequence per forward, not a packed batch");
-      k_before_rope.assign(s.k.begin(), s.k.begin() + n * KV);
-    }
+    if (ops.quantizes_keys_before_rope()) k_before_rope.assign(s.k.begin(), s.k.begin() + n * KV);
   auto key_to_cache_form = [&](T* key, int64_t pos) {  // one token's keys, all heads
     kernels::rope_rotate(key, c.n_kv_heads, Hd, pos, rope);
     if (rot) kernels::hadamard_rows(rot->head, key, c.n_kv_heads);

@@ -23,7 +23,6 @@
 #include "io/error.h"
 #include "io/mapped_file.h"
 #include "io/sha256.h"
-#include "quant/artifact.h"
 
 namespace fs = std::filesystem;
 
@@ -92,13 +91,9 @@ const model::Weights& Executor::weights_for(const Cell& cell) {
     if (auto art = store_.get_artifact(cell.quant_key); art && fs::exists(art->path)) {
       quantize_or_load(*slot, fp_model(fp32), cell.quant, data_root_, cell.seed, art->path);
     } else {
-      // Written a decoder layer at a time as the quantizer packs it.
       fs::create_directories(results_dir_ + "/artifacts");
-      quant::QuantizedArtifactWriter out(*slot, artifact_layout(cell.quant), path,
-                                         {{"method", cell.quant.method}, {"label", cell.quant.short_label()}});
-      quantize_or_load(*slot, fp_model(fp32), cell.quant, data_root_, cell.seed, "",
-                       [&](int64_t l) { out.write_layer(*slot, l); });
-      out.finish(*slot);
+      quantize_to_artifact(*slot, fp_model(fp32), cell.quant, data_root_, cell.seed, path,
+                           {{"method", cell.quant.method}, {"label", cell.quant.short_label()}});
       store_.put_artifact({cell.quant_key, "quant", path, io::file_sha256(path), ""});
     }
     apply_dtype(*slot, cell.model.dtype);

@@ -312,6 +312,15 @@ QuantizerSpec quantize_or_load(model::Weights& w, const LoadedModel& fp32, const
   return out;
 }
 
+size_t quantize_to_artifact(model::Weights& w, const LoadedModel& fp32, const QuantizerSpec& q,
+                            const std::string& data_root, uint64_t seed, const std::string& path,
+                            const std::map<std::string, std::string>& settings) {
+  quant::QuantizedArtifactWriter out(w, artifact_layout(q), path, settings);
+  quantize_or_load(w, fp32, q, data_root, seed, "", [&](int64_t l) { out.write_layer(w, l); });
+  out.finish(w);
+  return out.packed_bytes();
+}
+
 PreparedVariant prepare_variant(const std::string& data_root, const VariantSpec& spec, uint64_t seed) {
   validate_variant(spec);
   PreparedVariant v;

@@ -3,6 +3,7 @@
 // model builds the prefix first (that is the point of IntactKV), then the weights are quantized.
 #pragma once
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -60,6 +61,12 @@ intactkv::Prefix build_intactkv_prefix(const IntactKVSpec& s, const LoadedModel&
 QuantizerSpec quantize_or_load(model::Weights& w, const LoadedModel& fp32, const QuantizerSpec& q,
                                const std::string& data_root, uint64_t seed, const std::string& artifact = "",
                                const std::function<void(int64_t layer)>& after_layer = {});
+// quantize_or_load by q (no artifact to load) with each decoder layer written to `path` as soon as
+// it is packed (quant::QuantizedArtifactWriter, settings as its metadata); an interrupted run leaves
+// no file. Returns the packed bytes written.
+size_t quantize_to_artifact(model::Weights& w, const LoadedModel& fp32, const QuantizerSpec& q,
+                            const std::string& data_root, uint64_t seed, const std::string& path,
+                            const std::map<std::string, std::string>& settings);
 // What the artifact of a model quantized by q declares up front (quant::QuantizedArtifactWriter): the
 // packing quantize_weights uses, GPTQ's act-order permutations, QuaRot's rotation and activations.
 quant::ArtifactLayout artifact_layout(const QuantizerSpec& q);
